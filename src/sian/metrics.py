@@ -1,0 +1,109 @@
+"""Benchmark metrics exactly as the deraining literature computes them (``docs/protocol.md``).
+
+- the model output is clipped to [0, 1] and quantised to 8 bits: ``"round"`` (the SIAN release) or
+  ``"floor"`` (PReNet's release truncates), an explicit option because the two differ by ~0.04 dB;
+- luminance is MATLAB ``rgb2ycbcr``'s BT.601 studio Y, ``16 + (65.481 R + 128.553 G + 24.966 B) / 255``
+  from 8-bit RGB, left unrounded (not the full-range JPEG Y of OpenCV or kornia);
+- PSNR is ``10 log10(255^2 / MSE)`` on Y with no border crop;
+- SSIM is Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K = (0.01, 0.03), L = 255, population
+  statistics, averaged over the valid region only. scikit-image computes exactly this with
+  ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255``; its *defaults*
+  (7x7 uniform window, sample covariance) do not, so the arguments are spelled out here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from torch import Tensor
+
+__all__ = ["QUANTIZE_MODES", "psnr_y", "quantize", "rgb_to_y", "ssim_y"]
+
+Quantize = Literal["round", "floor"]
+QUANTIZE_MODES: tuple[str, ...] = ("round", "floor")
+
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+
+
+def quantize(image: Tensor | np.ndarray, mode: Quantize = "round") -> np.ndarray:
+    """Clip an image in [0, 1] and quantise it to 8 bits.
+
+    Args:
+        image: float image, ``(H, W, 3)`` array or ``(3, H, W)`` / ``(1, 3, H, W)`` tensor.
+        mode: ``"round"`` (half up, like MATLAB ``im2uint8``) or ``"floor"`` (truncation).
+
+    Returns:
+        ``uint8`` array ``(H, W, 3)``.
+
+    Example:
+        >>> quantize(np.full((1, 1, 3), 0.5)).ravel().tolist(), quantize(np.full((1, 1, 3), 0.5), "floor").ravel().tolist()
+        ([128, 128, 128], [127, 127, 127])
+    """
+    if isinstance(image, Tensor):
+        image = image.detach().to("cpu")
+        if image.ndim == 4:
+            if image.shape[0] != 1:
+                raise ValueError(f"quantize takes one image, got a batch of {image.shape[0]}")
+            image = image[0]
+        image = image.permute(1, 2, 0).numpy()
+    # The scaling happens in the image's own precision (float32 for model outputs), as the releases do.
+    scaled = np.clip(image, 0, 1) * image.dtype.type(255)
+    if mode == "round":
+        scaled = np.floor(scaled + image.dtype.type(0.5))
+    elif mode == "floor":
+        scaled = np.floor(scaled)
+    else:
+        raise ValueError(f"unknown quantize mode {mode!r}; expected one of {QUANTIZE_MODES}")
+    return scaled.astype(np.uint8)
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 studio luminance of 8-bit RGB as MATLAB ``rgb2ycbcr``, unrounded, in [16, 235].
+
+    Args:
+        rgb: ``(H, W, 3)`` array with values in 0..255 (uint8 or float).
+
+    Returns:
+        ``(H, W)`` float64 array.
+
+    Example:
+        >>> rgb_to_y(np.array([[[255, 255, 255], [0, 0, 0]]], dtype=np.uint8)).round(3).tolist()
+        [[235.0, 16.0]]
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
+    return 16.0 + rgb.astype(np.float64) @ _Y_WEIGHTS / 255.0
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+
+
+def psnr_y(pred: np.ndarray, target: np.ndarray) -> float:
+    """Y-channel PSNR in dB of two 8-bit RGB images ``(H, W, 3)``; ``inf`` for identical images."""
+    _check_pair(pred, target)
+    mse = float(np.mean((rgb_to_y(pred) - rgb_to_y(target)) ** 2))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def ssim_y(pred: np.ndarray, target: np.ndarray) -> float:
+    """Y-channel SSIM (Wang et al. 2004, the benchmark settings) of two 8-bit RGB images ``(H, W, 3)``."""
+    _check_pair(pred, target)
+    if min(pred.shape[:2]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {pred.shape[1]}x{pred.shape[0]}")
+    return float(
+        structural_similarity(
+            rgb_to_y(pred), rgb_to_y(target), gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False, data_range=255.0,
+        )  # fmt: skip
+    )
+
+
+def to_tensor(image: np.ndarray) -> Tensor:
+    """``(H, W, 3)`` array (uint8, or float in [0, 1]) to a ``(1, 3, H, W)`` float32 tensor in [0, 1]."""
+    array = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]

@@ -1,0 +1,163 @@
+"""SIAN: Scale-space Invariant Attention Network (Pang et al., arXiv 2006.05049).
+
+One stage, repeated ``stages`` times with shared weights (Fig. 1 of the paper)::
+
+    z      = input_conv(concat(rainy, x_prev))                     # Eq. (1)
+    dogs   = DoG pyramid of z, one stack per octave                # Eq. (7)-(12), fixed filters
+    for each level o (full, 1/2, 1/4 resolution):
+        f  = feature_conv(avg_pool(z, 2**o))                        # Eq. (2)
+        f  = f + f * sigmoid(attention_conv(dogs[o]))               # Eq. (3)
+        f  = relu(refine_conv(f));  h_o, c_o = ConvLSTM(f, h_o, c_o) # Fig. 5, state kept across stages
+    fused  = coarse-to-fine fusion of the h_o                       # Eq. (4)
+    rain   = rain_head(fused)                                       # Eq. (5)
+    x      = rainy - rain                                           # Eq. (6)
+
+Where the paper is silent this follows the authors' release (see ``docs/architecture.md``).
+Constructor arguments are exactly the configuration keys stored with every weight file.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..scale_space import KERNEL_MODES, DoGPyramid, KernelMode
+from .layers import ConvLSTMCell, ResBlock, conv3x3
+
+__all__ = ["SIAN"]
+
+
+class PyramidLevel(nn.Module):
+    """One resolution of the feature pyramid: features, DoG attention, refinement, ConvLSTM."""
+
+    def __init__(self, channels: int, dog_channels: int, attention: bool, recurrent: bool):
+        super().__init__()
+        self.feature_conv = conv3x3(channels, channels)
+        self.attention_conv = conv3x3(dog_channels, channels) if attention else None
+        self.refine_conv = conv3x3(channels, channels)
+        self.lstm = ConvLSTMCell(channels, channels) if recurrent else None
+
+    def attention_mask(self, dogs: Tensor) -> Tensor:
+        """The importance mask ``M`` in [0, 1] of Eq. (3), ``(B, channels, H, W)``."""
+        assert self.attention_conv is not None
+        return torch.sigmoid(self.attention_conv(dogs))
+
+    def forward(
+        self, pooled: Tensor, dogs: Tensor | None, state: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        features = self.feature_conv(pooled)
+        if self.attention_conv is not None:
+            features = features + features * self.attention_mask(dogs)
+        features = F.relu(self.refine_conv(features))
+        if self.lstm is None:
+            return features, None
+        state = self.lstm(features, state)
+        return state[0], state
+
+
+class CoarseToFine(nn.Module):
+    """Fuse a coarser map into a finer one: bilinear x2 (align_corners), zero-pad to size, conv, ReLU."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = conv3x3(2 * channels, channels)
+
+    def forward(self, fine: Tensor, coarse: Tensor) -> Tensor:
+        up = F.interpolate(
+            coarse, size=(2 * coarse.shape[-2], 2 * coarse.shape[-1]), mode="bilinear", align_corners=True
+        )
+        # An odd fine size leaves the upsampled map one pixel short: pad floor(d/2) before, the rest after.
+        dh, dw = fine.shape[-2] - up.shape[-2], fine.shape[-1] - up.shape[-1]
+        if dh or dw:
+            up = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+        return F.relu(self.conv(torch.cat([fine, up], dim=1)))
+
+
+class SIAN(nn.Module):
+    """Scale-space Invariant Attention Network.
+
+    Args:
+        channels: feature channels throughout (32 in the paper).
+        stages: number of recurrent stages, weights shared (6 in the paper).
+        octaves: pyramid levels and scale-space octaves (full, 1/2, 1/4 for 3).
+        intervals: scales per octave; the attention sees ``intervals + 2`` DoG maps per octave.
+        sigma: base blur of the scale space (1.6).
+        kernel_mode: ``"release"`` (the authors' 3x3 Gaussians, needed for their weights) or
+            ``"full"`` (kernels of radius ~3 sigma, as the paper describes).
+        attention: use the DoG attention masks (``False``: ``M = 0``, the paper's ablations).
+        recurrent: ConvLSTM at every level, its state carried across stages (``False``: none).
+        head_blocks: residual blocks of the rain-layer head (2).
+
+    Shape:
+        - input: rainy RGB ``(B, 3, H, W)`` in [0, 1], any ``H, W >= 2**(octaves - 1)``.
+        - output: in training mode (or ``return_all=True``) a list of the ``stages`` derained
+          estimates, each ``(B, 3, H, W)``; otherwise the last one.
+
+    Example:
+        >>> model = SIAN(channels=8, stages=2).eval()
+        >>> model(torch.rand(1, 3, 33, 30)).shape
+        torch.Size([1, 3, 33, 30])
+    """
+
+    def __init__(
+        self,
+        channels: int = 32,
+        stages: int = 6,
+        octaves: int = 3,
+        intervals: int = 3,
+        sigma: float = 1.6,
+        kernel_mode: KernelMode = "release",
+        attention: bool = True,
+        recurrent: bool = True,
+        head_blocks: int = 2,
+    ):
+        super().__init__()
+        if kernel_mode not in KERNEL_MODES:
+            raise ValueError(f"unknown kernel_mode {kernel_mode!r}; expected one of {KERNEL_MODES}")
+        if stages < 1 or octaves < 1:
+            raise ValueError(f"stages and octaves must be >= 1, got {stages} and {octaves}")
+        self.config = dict(
+            channels=channels, stages=stages, octaves=octaves, intervals=intervals, sigma=sigma,
+            kernel_mode=kernel_mode, attention=attention, recurrent=recurrent, head_blocks=head_blocks,
+        )  # fmt: skip
+        self.stages = stages
+        self.input_conv = conv3x3(6, channels)
+        self.scale_space = DoGPyramid(octaves, intervals, sigma, kernel_mode) if attention else None
+        dog_channels = channels * (intervals + 2)
+        self.levels = nn.ModuleList(
+            PyramidLevel(channels, dog_channels, attention, recurrent) for _ in range(octaves)
+        )
+        self.fusions = nn.ModuleList(CoarseToFine(channels) for _ in range(octaves - 1))
+        self.rain_head = nn.Sequential(*(ResBlock(channels) for _ in range(head_blocks)), conv3x3(channels, 3))
+
+    def forward(self, rainy: Tensor, return_all: bool | None = None) -> Tensor | list[Tensor]:
+        _check_input(rainy, min_size=2 ** (len(self.levels) - 1))
+        states: list[tuple[Tensor, Tensor] | None] = [None] * len(self.levels)
+        derained = rainy
+        outputs = []
+        for _ in range(self.stages):
+            derained = rainy - self.stage(rainy, derained, states)
+            outputs.append(derained)
+        return outputs if (self.training if return_all is None else return_all) else outputs[-1]
+
+    def stage(self, rainy: Tensor, previous: Tensor, states: list) -> Tensor:
+        """One stage: returns the rain layer ``R`` and updates the per-level ConvLSTM ``states``."""
+        z = self.input_conv(torch.cat([rainy, previous], dim=1))
+        dogs = self.scale_space(z) if self.scale_space is not None else [None] * len(self.levels)
+        hidden = []
+        for octave, level in enumerate(self.levels):
+            pooled = F.avg_pool2d(z, 2**octave) if octave else z
+            h, states[octave] = level(pooled, dogs[octave], states[octave])
+            hidden.append(h)
+        fused = hidden[-1]
+        for octave in reversed(range(len(self.fusions))):
+            fused = self.fusions[octave](hidden[octave], fused)
+        return self.rain_head(fused)
+
+
+def _check_input(x: Tensor, min_size: int) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a batch of RGB images (B, 3, H, W), got shape {tuple(x.shape)}")
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the minimum {min_size}x{min_size}")

@@ -1,0 +1,213 @@
+"""SIFT-style Gaussian scale space and difference-of-Gaussian (DoG) pyramid of feature maps.
+
+SIAN (Pang et al., Sec. III-C) builds a scale space of its 32-channel features, not of the image:
+each octave holds ``intervals + 3`` Gaussian images, successive differences give ``intervals + 2``
+DoG maps, and the next octave starts from a 2x2 max-pool of Gaussian image ``intervals``. The DoG
+maps of an octave, stacked along channels, drive that octave's attention mask.
+
+Two kernel modes exist because the authors' release and the paper disagree:
+
+- ``"release"``: every Gaussian is a 3x3 kernel (the 2-D Gaussian sampled at offsets -1, 0, 1 and
+  normalised), applied with zero padding. Required to reproduce the authors' weights.
+- ``"full"``: kernels of radius ``ceil(3 * sigma)`` as the paper describes, with replicate padding,
+  which (unlike reflect padding) is defined for any map size, including the 1/4 octave of a small patch.
+
+Kernel values come from :func:`kornia.filters.get_gaussian_kernel1d`. The 2-D sampled Gaussian is
+separable, so blurring runs as two depthwise 1-D convolutions (6 instead of 9 taps for 3x3, 42
+instead of 441 for the widest full kernel); zero and replicate padding both commute with that split.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel1d
+from torch import Tensor, nn
+
+KernelMode = Literal["release", "full"]
+KERNEL_MODES: tuple[str, ...] = ("release", "full")
+
+__all__ = [
+    "KERNEL_MODES",
+    "DoGPyramid",
+    "dog_pyramid",
+    "gaussian_blur",
+    "gaussian_kernels",
+    "gaussian_octaves",
+    "sift_sigmas",
+]
+
+
+def sift_sigmas(sigma: float = 1.6, intervals: int = 3, assumed_blur: float = 0.5) -> list[float]:
+    r"""Blur sigmas of one SIFT octave: the pre-blur, then the incremental blurs.
+
+    The first entry takes an input assumed to carry ``assumed_blur`` to ``sigma``:
+    :math:`\sqrt{\sigma^2 - b^2}`. Entry ``i`` (1..intervals+2) takes Gaussian image ``i-1`` (total
+    blur :math:`\sigma k^{i-1}`) to image ``i`` (:math:`\sigma k^i`), with :math:`k = 2^{1/intervals}`.
+
+    Example:
+        >>> [round(s, 4) for s in sift_sigmas()]
+        [1.5199, 1.2263, 1.545, 1.9466, 2.4525, 3.09]
+    """
+    if sigma <= assumed_blur:
+        raise ValueError(f"sigma ({sigma}) must exceed the assumed input blur ({assumed_blur})")
+    if intervals < 1:
+        raise ValueError(f"intervals must be >= 1, got {intervals}")
+    k = 2.0 ** (1.0 / intervals)
+    sigmas = [math.sqrt(sigma**2 - assumed_blur**2)]
+    for i in range(1, intervals + 3):
+        sigmas.append(math.sqrt((sigma * k**i) ** 2 - (sigma * k ** (i - 1)) ** 2))
+    return sigmas
+
+
+def _kernel_size(sigma: float, mode: str) -> int:
+    if mode == "release":
+        return 3
+    if mode == "full":
+        return 2 * math.ceil(3.0 * sigma) + 1
+    raise ValueError(f"unknown kernel mode {mode!r}; expected one of {KERNEL_MODES}")
+
+
+def gaussian_kernels(sigmas: list[float], mode: KernelMode = "release") -> list[Tensor]:
+    """Normalised 1-D Gaussian kernels, one per sigma, each of shape ``(K,)`` (K odd).
+
+    Example:
+        >>> [k.numel() for k in gaussian_kernels([1.0, 3.0], "full")]
+        [7, 19]
+    """
+    return [
+        get_gaussian_kernel1d(_kernel_size(s, mode), s, dtype=torch.float64).reshape(-1) for s in sigmas
+    ]
+
+
+def gaussian_blur(x: Tensor, kernel: Tensor, border: Literal["zeros", "replicate"] = "zeros") -> Tensor:
+    """Blur every channel of ``x`` with the separable 2-D kernel ``outer(kernel, kernel)``.
+
+    Args:
+        x: feature maps ``(B, C, H, W)``.
+        kernel: 1-D kernel ``(K,)`` with K odd, normalised to sum 1.
+        border: ``"zeros"`` (the authors' release) or ``"replicate"``.
+
+    Returns:
+        The blurred maps, ``(B, C, H, W)``.
+
+    Example:
+        >>> x = torch.rand(1, 2, 5, 5)
+        >>> gaussian_blur(x, torch.tensor([0.25, 0.5, 0.25])).shape
+        torch.Size([1, 2, 5, 5])
+    """
+    channels = x.shape[1]
+    radius = kernel.numel() // 2
+    kernel = kernel.to(dtype=x.dtype, device=x.device)
+    horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    if border == "zeros":
+        x = F.conv2d(x, horizontal, padding=(0, radius), groups=channels)
+        return F.conv2d(x, vertical, padding=(radius, 0), groups=channels)
+    if border == "replicate":
+        x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), horizontal, groups=channels)
+        return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
+    raise ValueError(f"unknown border {border!r}; expected 'zeros' or 'replicate'")
+
+
+def _border(mode: str) -> Literal["zeros", "replicate"]:
+    return "zeros" if mode == "release" else "replicate"
+
+
+def gaussian_octaves(
+    x: Tensor, kernels: list[Tensor], octaves: int = 3, mode: KernelMode = "release"
+) -> list[list[Tensor]]:
+    """Gaussian images of every octave.
+
+    Args:
+        x: feature maps ``(B, C, H, W)``.
+        kernels: the pre-blur kernel followed by the ``intervals + 2`` incremental kernels
+            (see :func:`sift_sigmas` and :func:`gaussian_kernels`).
+        octaves: number of octaves; octave ``o`` has spatial size ``(H // 2**o, W // 2**o)``.
+        mode: ``"release"`` (zero padding) or ``"full"`` (replicate padding).
+
+    Returns:
+        ``octaves`` lists of ``len(kernels)`` tensors ``(B, C, H_o, W_o)``.
+    """
+    border = _border(mode)
+    intervals = len(kernels) - 3
+    first = gaussian_blur(x, kernels[0], border)
+    pyramid = []
+    for _ in range(octaves):
+        images = [first]
+        for kernel in kernels[1:]:
+            images.append(gaussian_blur(images[-1], kernel, border))
+        pyramid.append(images)
+        # Image `intervals` has twice the octave's base blur: subsample it to seed the next octave.
+        first = F.max_pool2d(images[intervals], kernel_size=2, stride=2)
+    return pyramid
+
+
+def dog_pyramid(
+    x: Tensor,
+    octaves: int = 3,
+    intervals: int = 3,
+    sigma: float = 1.6,
+    mode: KernelMode = "release",
+) -> list[Tensor]:
+    r"""Difference-of-Gaussian stacks of every octave.
+
+    Args:
+        x: feature maps ``(B, C, H, W)``.
+        octaves: number of octaves.
+        intervals: scales per octave; each octave yields ``intervals + 2`` DoG maps.
+        sigma: base blur of the first Gaussian image.
+        mode: kernel mode, ``"release"`` or ``"full"``.
+
+    Returns:
+        One tensor per octave ``o``, shape ``(B, C * (intervals + 2), H // 2**o, W // 2**o)``: DoG map
+        ``l`` (Gaussian ``l + 1`` minus Gaussian ``l``) occupies channels ``[l * C, (l + 1) * C)``.
+
+    Example:
+        >>> [tuple(d.shape) for d in dog_pyramid(torch.rand(1, 32, 97, 83))]
+        [(1, 160, 97, 83), (1, 160, 48, 41), (1, 160, 24, 20)]
+    """
+    kernels = gaussian_kernels(sift_sigmas(sigma, intervals), mode)
+    return _dogs(gaussian_octaves(x, kernels, octaves, mode))
+
+
+def _dogs(pyramid: list[list[Tensor]]) -> list[Tensor]:
+    return [
+        torch.cat([later - earlier for earlier, later in zip(images[:-1], images[1:])], dim=1)
+        for images in pyramid
+    ]
+
+
+class DoGPyramid(nn.Module):
+    """Module twin of :func:`dog_pyramid`; the kernels are fixed (non-trainable) buffers.
+
+    Example:
+        >>> pyramid = DoGPyramid(octaves=3, intervals=3, sigma=1.6, mode="release")
+        >>> [d.shape[1] for d in pyramid(torch.rand(2, 32, 16, 16))]
+        [160, 160, 160]
+    """
+
+    def __init__(self, octaves: int = 3, intervals: int = 3, sigma: float = 1.6, mode: KernelMode = "release"):
+        super().__init__()
+        if mode not in KERNEL_MODES:
+            raise ValueError(f"unknown kernel mode {mode!r}; expected one of {KERNEL_MODES}")
+        self.octaves, self.intervals, self.sigma, self.mode = octaves, intervals, sigma, mode
+        for i, kernel in enumerate(gaussian_kernels(sift_sigmas(sigma, intervals), mode)):
+            # Kept in float64 and cast per call, so the module serves float32 and float64 alike.
+            self.register_buffer(f"kernel{i}", kernel, persistent=False)
+
+    @property
+    def kernels(self) -> list[Tensor]:
+        return [getattr(self, f"kernel{i}") for i in range(self.intervals + 3)]
+
+    def gaussian_octaves(self, x: Tensor) -> list[list[Tensor]]:
+        return gaussian_octaves(x, self.kernels, self.octaves, self.mode)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return _dogs(self.gaussian_octaves(x))
+
+    def extra_repr(self) -> str:
+        return f"octaves={self.octaves}, intervals={self.intervals}, sigma={self.sigma}, mode={self.mode!r}"
