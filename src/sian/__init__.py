@@ -1,0 +1,15 @@
+"""sian: single-image deraining with the Scale-space Invariant Attention Network.
+
+Example:
+    >>> import sian
+    >>> model = sian.load_model("sian-rain100l")          # doctest: +SKIP
+    >>> clean = sian.derain(rainy_pil_image, model=model)  # doctest: +SKIP
+"""
+
+from .inference import DEFAULT_MODEL, derain
+from .models import create_model, list_models
+from .weights import WEIGHTS, load_model
+
+__version__ = "0.1.0"
+
+__all__ = ["DEFAULT_MODEL", "WEIGHTS", "__version__", "create_model", "derain", "list_models", "load_model"]

@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 from skimage.metrics import structural_similarity
 from torch import Tensor
+
+from .io import from_tensor
 
 __all__ = ["QUANTIZE_MODES", "psnr_y", "quantize", "rgb_to_y", "ssim_y"]
 
@@ -39,16 +40,12 @@ def quantize(image: Tensor | np.ndarray, mode: Quantize = "round") -> np.ndarray
         ``uint8`` array ``(H, W, 3)``.
 
     Example:
-        >>> quantize(np.full((1, 1, 3), 0.5)).ravel().tolist(), quantize(np.full((1, 1, 3), 0.5), "floor").ravel().tolist()
+        >>> half = np.full((1, 1, 3), 0.5)
+        >>> quantize(half).ravel().tolist(), quantize(half, "floor").ravel().tolist()
         ([128, 128, 128], [127, 127, 127])
     """
     if isinstance(image, Tensor):
-        image = image.detach().to("cpu")
-        if image.ndim == 4:
-            if image.shape[0] != 1:
-                raise ValueError(f"quantize takes one image, got a batch of {image.shape[0]}")
-            image = image[0]
-        image = image.permute(1, 2, 0).numpy()
+        image = from_tensor(image)
     # The scaling happens in the image's own precision (float32 for model outputs), as the releases do.
     scaled = np.clip(image, 0, 1) * image.dtype.type(255)
     if mode == "round":
@@ -97,13 +94,11 @@ def ssim_y(pred: np.ndarray, target: np.ndarray) -> float:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {pred.shape[1]}x{pred.shape[0]}")
     return float(
         structural_similarity(
-            rgb_to_y(pred), rgb_to_y(target), gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, data_range=255.0,
-        )  # fmt: skip
+            rgb_to_y(pred),
+            rgb_to_y(target),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255.0,
+        )
     )
-
-
-def to_tensor(image: np.ndarray) -> Tensor:
-    """``(H, W, 3)`` array (uint8, or float in [0, 1]) to a ``(1, 3, H, W)`` float32 tensor in [0, 1]."""
-    array = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]

@@ -19,6 +19,7 @@ instead of 441 for the widest full kernel); zero and replicate padding both comm
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -78,9 +79,7 @@ def gaussian_kernels(sigmas: list[float], mode: KernelMode = "release") -> list[
         >>> [k.numel() for k in gaussian_kernels([1.0, 3.0], "full")]
         [7, 19]
     """
-    return [
-        get_gaussian_kernel1d(_kernel_size(s, mode), s, dtype=torch.float64).reshape(-1) for s in sigmas
-    ]
+    return [get_gaussian_kernel1d(_kernel_size(s, mode), s, dtype=torch.float64).reshape(-1) for s in sigmas]
 
 
 def gaussian_blur(x: Tensor, kernel: Tensor, border: Literal["zeros", "replicate"] = "zeros") -> Tensor:
@@ -175,10 +174,7 @@ def dog_pyramid(
 
 
 def _dogs(pyramid: list[list[Tensor]]) -> list[Tensor]:
-    return [
-        torch.cat([later - earlier for earlier, later in zip(images[:-1], images[1:])], dim=1)
-        for images in pyramid
-    ]
+    return [torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1) for images in pyramid]
 
 
 class DoGPyramid(nn.Module):

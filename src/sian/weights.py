@@ -136,7 +136,11 @@ def _convert_sian(sd: dict[str, Tensor]) -> dict[str, Tensor]:
         out[f"input_conv.{part}"] = _pop(sd, f"body.tran_conv.{part}")
         for j in range(levels):
             level = f"levels.{levels - 1 - j}"
-            for ours, theirs in (("feature_conv", "conv_f"), ("attention_conv", "conv_m"), ("refine_conv", "conv_z")):
+            for ours, theirs in (
+                ("feature_conv", "conv_f"),
+                ("attention_conv", "conv_m"),
+                ("refine_conv", "conv_z"),
+            ):
                 key = f"body.scale_conv.{j}.{theirs}.0.{part}"
                 if key in sd or theirs != "conv_m":  # attention-free checkpoints have no conv_m
                     out[f"{level}.{ours}.{part}"] = _pop(sd, key)
@@ -156,13 +160,15 @@ def _convert_sian(sd: dict[str, Tensor]) -> dict[str, Tensor]:
         weights = [torch.cat([_pop(sd, f"{prefix}.conv_x{g}.weight"), _pop(sd, f"{prefix}.conv_h{g}.weight")], 1)
                    for g in _SIAN_GATES]  # fmt: skip
         out[f"levels.{levels - 1 - j}.lstm.gates.weight"] = torch.cat(weights, 0)
-        out[f"levels.{levels - 1 - j}.lstm.gates.bias"] = torch.cat([_pop(sd, f"{prefix}.conv_x{g}.bias") for g in _SIAN_GATES])
+        out[f"levels.{levels - 1 - j}.lstm.gates.bias"] = torch.cat(
+            [_pop(sd, f"{prefix}.conv_x{g}.bias") for g in _SIAN_GATES]
+        )
     return out
 
 
 def _convert_prenet(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
-    blocks = sorted({int(k.split(".")[0][len("res_conv"):]) for k in sd if k.startswith("res_conv")})
+    blocks = sorted({int(k.split(".")[0][len("res_conv") :]) for k in sd if k.startswith("res_conv")})
     for part in ("weight", "bias"):
         out[f"input_conv.{part}"] = _pop(sd, f"conv0.0.{part}")
         for index, block in enumerate(blocks):
@@ -219,7 +225,9 @@ def save_weights(
     return path
 
 
-def read_weights_file(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, Tensor], dict[str, str]]:
+def read_weights_file(
+    path: str | os.PathLike,
+) -> tuple[str, dict[str, Any], dict[str, Tensor], dict[str, str]]:
     """Read a safetensors weight file: ``(arch, config, state_dict, metadata)``."""
     path = Path(path)
     if not path.is_file():

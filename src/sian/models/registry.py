@@ -44,9 +44,7 @@ register_variant("sian", "sian", "SIAN as the authors released it: 6 stages, DoG
 register_variant(
     "sian_paper", "sian", "SIAN with the paper's full Gaussian kernels (radius ~3 sigma)", kernel_mode="full"
 )
-register_variant(
-    "sian_baseline_lstm", "sian", "Table V 'Baseline+LSTM': 6 stages, no attention", attention=False
-)
+register_variant("sian_baseline_lstm", "sian", "Table V 'Baseline+LSTM': 6 stages, no attention", attention=False)
 register_variant(
     "sian_baseline", "sian", "Table V 'Baseline': 1 stage, no attention, no ConvLSTM",
     stages=1, attention=False, recurrent=False,

@@ -125,9 +125,7 @@ class SIAN(nn.Module):
         self.input_conv = conv3x3(6, channels)
         self.scale_space = DoGPyramid(octaves, intervals, sigma, kernel_mode) if attention else None
         dog_channels = channels * (intervals + 2)
-        self.levels = nn.ModuleList(
-            PyramidLevel(channels, dog_channels, attention, recurrent) for _ in range(octaves)
-        )
+        self.levels = nn.ModuleList(PyramidLevel(channels, dog_channels, attention, recurrent) for _ in range(octaves))
         self.fusions = nn.ModuleList(CoarseToFine(channels) for _ in range(octaves - 1))
         self.rain_head = nn.Sequential(*(ResBlock(channels) for _ in range(head_blocks)), conv3x3(channels, 3))
 

@@ -1,0 +1,229 @@
+"""The ``sian`` command: derain, eval, weights, models."""
+
+from __future__ import annotations
+
+import glob
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from tqdm import tqdm
+
+from .data import LAYOUTS, DatasetLayoutError, find_pairs
+from .evaluate import evaluate, summarize, write_csv
+from .inference import DEFAULT_MODEL, derain_tensor, resolve_device
+from .io import IMAGE_EXTENSIONS, ImageReadError, read_image, to_tensor, write_image
+from .metrics import QUANTIZE_MODES, quantize
+from .models import get_variant, list_models
+from .weights import (
+    WEIGHTS,
+    WeightsError,
+    download_weights,
+    import_weights,
+    load_model,
+    read_weights_file,
+    weights_dir,
+)
+
+app = typer.Typer(
+    help="Single-image deraining with SIAN (Pang et al., arXiv 2006.05049) and the PReNet baseline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(help="List, import and download named weights.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+OUTPUT_FORMATS = ("png", "jpg", "bmp", "tif", "webp")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _load(model: str, device: str | None):
+    try:
+        dev = resolve_device(device)
+        return load_model(model, device=dev)
+    except (WeightsError, RuntimeError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their images, sorted) and glob patterns to a list of files; plus what matched nothing."""
+    files, unmatched = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        if not found:
+            unmatched.append(item)
+        files.extend(found)
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return unique, unmatched
+
+
+@app.command("derain")
+def derain_command(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the derained images.")],
+    model: Annotated[str, typer.Option(help="Registered weights name or .safetensors file.")] = DEFAULT_MODEL,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help=f"Output format: {', '.join(OUTPUT_FORMATS)}.")] = "png",
+    suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (never inputs).")] = False,
+    quantization: Annotated[str, typer.Option("--quantize", help="round or floor to 8 bits.")] = "round",
+) -> None:
+    """Derain images into OUTPUT; existing files are skipped unless --overwrite."""
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise _fail(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    if quantization not in QUANTIZE_MODES:
+        raise _fail(f"--quantize must be round or floor, got {quantization!r}")
+    files, unmatched = expand_inputs(inputs)
+    for item in unmatched:
+        typer.secho(f"warning: {item}: no such file, or no images in it", fg=typer.colors.YELLOW, err=True)
+    if not files:
+        raise _fail("no input images")
+    if output.exists() and not output.is_dir():
+        raise _fail(f"--output {output} exists and is not a folder")
+    targets: dict[Path, Path] = {}
+    failures: list[tuple[Path, str]] = []
+    for path in files:
+        target = (output / f"{path.stem}{suffix}.{fmt}").resolve()
+        if target in targets.values():
+            failures.append((path, f"another input also writes {target.name}; rename one or derain them separately"))
+        elif target in files:
+            failures.append((path, f"output {target} would replace an input; choose another --output or --suffix"))
+        else:
+            targets[path] = target
+    net = _load(model, device)
+    written, skipped = 0, []
+    start = time.perf_counter()
+    for path, target in tqdm(targets.items(), desc="derain", unit="img", disable=None):
+        if target.exists() and not overwrite:
+            skipped.append(target)
+            continue
+        try:
+            rainy = read_image(path)
+            out = quantize(derain_tensor(net, to_tensor(rainy)), quantization)
+            write_image(target, out, overwrite=overwrite)
+            written += 1
+        except (ImageReadError, ValueError, OSError, RuntimeError) as exc:
+            failures.append((path, str(exc)))
+    seconds = time.perf_counter() - start
+    typer.echo(f"derained {written} image(s) into {output} in {seconds:.1f} s with {model}")
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} existing output(s) (pass --overwrite to replace): "
+                   + ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
+    if failures:
+        typer.secho(f"failed {len(failures)} image(s):", fg=typer.colors.RED, err=True)
+        for path, reason in failures:
+            typer.secho(f"  {path}: {reason}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[str, typer.Option(help="Registered weights name or .safetensors file.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (or a pair-list file for --layout list).")],
+    layout: Annotated[str, typer.Option(help=f"One of {', '.join(LAYOUTS)}.")] = "auto",
+    quantization: Annotated[str, typer.Option("--quantize", help="round (SIAN release) or floor (PReNet).")] = "round",
+    csv: Annotated[Path | None, typer.Option(help="Write per-image results to this CSV file.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N pairs (natural order).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
+) -> None:
+    """Mean Y-channel PSNR/SSIM of a model over a paired dataset, with the rainy-input baseline."""
+    if quantization not in QUANTIZE_MODES:
+        raise _fail(f"--quantize must be round or floor, got {quantization!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        pairset = find_pairs(data, layout)
+    except DatasetLayoutError as exc:
+        raise _fail(str(exc)) from None
+    for problem in pairset.problems():
+        typer.secho(f"warning: {problem}", fg=typer.colors.YELLOW, err=True)
+    pairs = pairset.pairs[:limit] if limit else pairset.pairs
+    net = _load(model, device)
+    typer.echo(f"evaluating {model} on {len(pairs)} pairs of {data} (layout {pairset.layout}, quantize {quantization})")
+    bar = tqdm(total=len(pairs), desc="eval", unit="img", disable=None)
+    rows = []
+
+    def progress(row) -> None:
+        rows.append(row)
+        mean = summarize(rows)
+        bar.set_postfix_str(f"{row.name} {row.psnr:.2f} dB | mean {mean.psnr:.3f} / {mean.ssim:.4f}")
+        bar.update()
+
+    try:
+        evaluate(net, pairs, quantization, on_row=progress)
+    except (ImageReadError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        bar.close()
+    summary = summarize(rows)
+    if csv is not None:
+        write_csv(csv, rows)
+        typer.echo(f"per-image results: {csv}")
+    typer.echo(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}")
+    typer.echo(f"{'input':8}{summary.input_psnr:10.4f}{summary.input_ssim:10.4f}")
+    typer.echo(f"{'output':8}{summary.psnr:10.4f}{summary.ssim:10.4f}")
+    typer.echo(
+        f"{summary.images} images, {summary.seconds_per_image:.2f} s per image on {next(net.parameters()).device}"
+    )
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Show the registered weights and whether each is installed."""
+    folder = weights_dir()
+    typer.echo(f"weights folder: {folder}  (set SIAN_HOME to move it)")
+    typer.echo(f"{'name':18}{'model':8}{'installed':11}{'published':15}dataset")
+    for entry in WEIGHTS.values():
+        present = "yes" if (folder / entry.filename).is_file() else "no"
+        typer.echo(f"{entry.name:18}{get_variant(entry.variant).arch:8}{present:11}{entry.reference:15}{entry.dataset}")
+    others = sorted(p for p in folder.glob("*.safetensors") if p.stem not in WEIGHTS) if folder.is_dir() else []
+    for path in others:
+        typer.echo(f"{path.stem:18}{read_weights_file(path)[0]:8}{'yes':11}{'-':15}(imported by you)")
+
+
+@weights_app.command("import")
+def weights_import(
+    file: Annotated[Path, typer.Argument(help="An authors' .pth checkpoint (SIAN or PReNet).")],
+    name: Annotated[str, typer.Option(help="Registered name (hash-checked) or a name of your own.")],
+    variant: Annotated[str | None, typer.Option(help=f"Model variant: {', '.join(list_models())}.")] = None,
+    force: Annotated[bool, typer.Option(help="Import even if the hash differs from the registered file.")] = False,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow full unpickling (runs code from the file).")] = False,
+) -> None:
+    """Convert a checkpoint to safetensors in the weights folder."""
+    try:
+        path = import_weights(file, name, variant, force=force, trust_pickle=trust_pickle)
+    except (WeightsError, KeyError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"imported {file} as {name!r}: {path}")
+
+
+@weights_app.command("download")
+def weights_download(name: Annotated[str, typer.Argument(help="A registered weights name.")]) -> None:
+    """Download a registered authors' file (needs network), check its hash and import it."""
+    try:
+        path = download_weights(name)
+    except WeightsError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"downloaded and imported {name!r}: {path}")
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered model variants."""
+    for name in list_models():
+        typer.echo(f"{name:20}{get_variant(name).description}")

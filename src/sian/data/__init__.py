@@ -1,0 +1,5 @@
+"""Datasets: paired benchmark folders in their published layouts."""
+
+from .pairs import LAYOUTS, DatasetLayoutError, Pair, PairSet, detect_layout, find_pairs
+
+__all__ = ["LAYOUTS", "DatasetLayoutError", "Pair", "PairSet", "detect_layout", "find_pairs"]

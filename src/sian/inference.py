@@ -1,0 +1,81 @@
+"""Running a model on images: tensors, arrays and PIL images in, the same kind out."""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from .io import from_tensor, to_tensor
+from .metrics import Quantize, quantize
+from .weights import load_model
+
+__all__ = ["DEFAULT_MODEL", "derain", "derain_tensor", "resolve_device", "resolve_model"]
+
+DEFAULT_MODEL = "sian-rain100l"
+
+ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA when available, else CPU; asking for an absent CUDA is a clear error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested, but this PyTorch build sees no CUDA device")
+    return device
+
+
+def resolve_model(model: nn.Module | str | os.PathLike | None, device: torch.device) -> nn.Module:
+    if isinstance(model, nn.Module):
+        return model.to(device).eval()
+    return load_model(DEFAULT_MODEL if model is None else model, device=device)
+
+
+@torch.inference_mode()
+def derain_tensor(model: nn.Module, rainy: Tensor) -> Tensor:
+    """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]; not clipped."""
+    return model(rainy.to(next(model.parameters()).device), return_all=False)
+
+
+def derain(
+    image: ImageLike,
+    model: nn.Module | str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    quantization: Quantize = "round",
+) -> ImageLike:
+    """Derain one image.
+
+    Args:
+        image: a PIL image (any mode; converted to RGB), or an ``(H, W, 3)`` array, ``uint8`` or
+            float in [0, 1].
+        model: a loaded model, a registered weights name or a weight file (default ``sian-rain100l``).
+        device: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
+        quantization: how float outputs become 8 bits for PIL and ``uint8`` results.
+
+    Returns:
+        The same kind as ``image``: a PIL RGB image, a ``uint8`` array, or a float32 array in [0, 1].
+
+    Example:
+        >>> from PIL import Image
+        >>> clean = derain(Image.open("rainy.png"), model="sian-rain100l")  # doctest: +SKIP
+    """
+    device = resolve_device(device)
+    net = resolve_model(model, device)
+    if isinstance(image, Image.Image):
+        array = np.asarray(image.convert("RGB"))
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"derain takes a PIL image or a numpy array, got {type(image).__name__}")
+    output = derain_tensor(net, to_tensor(array))
+    if isinstance(image, Image.Image):
+        return Image.fromarray(quantize(output, quantization))
+    if array.dtype == np.uint8:
+        return quantize(output, quantization)
+    return np.clip(from_tensor(output), 0.0, 1.0)
