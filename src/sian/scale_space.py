@@ -135,13 +135,14 @@ def gaussian_octaves(
     intervals = len(kernels) - 3
     first = gaussian_blur(x, kernels[0], border)
     pyramid = []
-    for _ in range(octaves):
+    for octave in range(octaves):
+        if octave:
+            # Image `intervals` has twice the octave's base blur: subsample it to seed the next octave.
+            first = F.max_pool2d(pyramid[-1][intervals], kernel_size=2, stride=2)
         images = [first]
         for kernel in kernels[1:]:
             images.append(gaussian_blur(images[-1], kernel, border))
         pyramid.append(images)
-        # Image `intervals` has twice the octave's base blur: subsample it to seed the next octave.
-        first = F.max_pool2d(images[intervals], kernel_size=2, stride=2)
     return pyramid
 
 

@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared (override with SIAN_SHARED); skips the test when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests need the project's shared data (set SIAN_SHARED)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty weights folder, never the user's cache."""
+    monkeypatch.setenv("SIAN_HOME", str(tmp_path_factory.mktemp("sian_home")))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

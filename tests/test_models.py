@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from release_reference import random_authors_prenet, random_authors_sian, release_prenet, release_sian
+from sian.models import SIAN, ConvLSTMCell, PReNet, create_model, get_variant, list_models
+from sian.models.sian_arch import CoarseToFine
+from sian.weights import convert_authors_state_dict, load_state_dict_checked
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("size", [(120, 120), (97, 83)])
+def test_every_registered_model_runs_forward_and_backward(name, size):
+    model = create_model(name).train()
+    rainy = torch.rand(1, 3, *size)
+    outputs = model(rainy)
+    assert isinstance(outputs, list) and len(outputs) == model.config["stages"]
+    assert all(o.shape == rainy.shape for o in outputs)
+    sum(o.mean() for o in outputs).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+    model.eval()
+    with torch.no_grad():
+        last = model(rainy)
+    assert torch.is_tensor(last) and last.shape == rainy.shape
+    torch.testing.assert_close(last, outputs[-1].detach())
+
+
+def test_ablation_variants_have_the_table_v_structure():
+    assert get_variant("sian_baseline").config == {"stages": 1, "attention": False, "recurrent": False}
+    baseline, lstm, full = (create_model(n) for n in ("sian_baseline", "sian_baseline_lstm", "sian"))
+    assert baseline.scale_space is None and all(level.lstm is None for level in baseline.levels)
+    assert lstm.scale_space is None and all(level.lstm is not None for level in lstm.levels)
+    assert full.scale_space is not None and full.config["stages"] == 6
+    assert create_model("sian_paper").scale_space.mode == "full"
+
+
+def test_parameter_counts_match_the_releases():
+    release_sian_params, dead_conv_m = 510_435, 18_496
+    assert sum(p.numel() for p in create_model("sian").parameters()) == release_sian_params - dead_conv_m
+    assert sum(p.numel() for p in create_model("prenet").parameters()) == 168_963
+
+
+@pytest.mark.parametrize("size", [(24, 24), (29, 22)])
+def test_sian_equals_a_direct_statement_of_the_release_on_converted_weights(size):
+    authors = random_authors_sian()
+    arch, ours = convert_authors_state_dict(authors)
+    assert arch == "sian" and not any("conv_m" in k for k in ours)
+    model = SIAN().double()
+    load_state_dict_checked(model, ours)
+    rainy = torch.rand(2, 3, *size, dtype=torch.float64)
+    with torch.no_grad():
+        expected = release_sian(authors, rainy)
+        got = model(rainy, return_all=True)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_prenet_equals_a_direct_statement_of_the_release_on_converted_weights():
+    authors = random_authors_prenet()
+    arch, ours = convert_authors_state_dict(authors)
+    assert arch == "prenet"
+    model = PReNet().double()
+    load_state_dict_checked(model, ours)
+    rainy = torch.rand(1, 3, 17, 13, dtype=torch.float64)
+    with torch.no_grad():
+        for a, b in zip(model(rainy, return_all=True), release_prenet(authors, rainy), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_coarse_to_fine_pads_odd_sizes_floor_half_before():
+    fusion = CoarseToFine(1)
+    with torch.no_grad():
+        fusion.conv.weight.zero_()
+        fusion.conv.weight[0, 1, 1, 1] = 1.0  # output = relu(upsampled map)
+        fusion.conv.bias.zero_()
+    fine = torch.zeros(1, 1, 7, 5)
+    coarse = torch.ones(1, 1, 2, 1)  # upsampled to 4x2, padded by (1, 2) rows and (1, 2) columns
+    out = fusion(fine, coarse)[0, 0]
+    expected = torch.zeros(7, 5)
+    expected[1:5, 1:3] = 1.0
+    torch.testing.assert_close(out, expected)
+
+
+def test_convlstm_gradcheck_float64():
+    cell = ConvLSTMCell(2, 3).double()
+    x = torch.rand(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    h = torch.rand(1, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    c = torch.rand(1, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, d: cell(a, (b, d)), (x, h, c))
+
+
+def test_small_sian_gradcheck_float64():
+    model = SIAN(channels=2, stages=2, kernel_mode="full").double()
+    rainy = torch.rand(1, 3, 9, 10, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: model(x, return_all=False), (rainy,), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_output_dtype_follows_the_model(dtype):
+    model = SIAN(channels=4, stages=2).to(dtype).eval()
+    assert model(torch.rand(1, 3, 12, 12, dtype=dtype)).dtype == dtype
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    model = SIAN(channels=8, stages=2).eval()
+    x = torch.rand(1, 3, 40, 36)
+    cpu = model(x)
+    torch.testing.assert_close(model.cuda()(x.cuda()).cpu(), cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_inputs_are_rejected_clearly():
+    model = SIAN(channels=4, stages=1)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(1, 4, 16, 16))
+    with pytest.raises(ValueError, match="smaller than the minimum 4x4"):
+        model(torch.rand(1, 3, 3, 16))
+    with pytest.raises(ValueError, match="kernel_mode"):
+        SIAN(kernel_mode="wide")
+    with pytest.raises(KeyError, match="unknown model variant"):
+        create_model("sian_xl")

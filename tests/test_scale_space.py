@@ -1,0 +1,112 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sian.scale_space import DoGPyramid, dog_pyramid, gaussian_blur, gaussian_kernels, sift_sigmas
+
+DOCUMENTED_SIGMAS = [1.5199, 1.2263, 1.5450, 1.9466, 2.4525, 3.0900]
+
+
+def test_sift_sigmas_match_the_documented_values():
+    assert sift_sigmas(1.6, 3) == pytest.approx(DOCUMENTED_SIGMAS, abs=1e-4)
+    # Composing the pre-blur with the incremental blurs gives total blur 1.6 * k**i over the assumed 0.5.
+    sig = sift_sigmas(1.6, 3)
+    total = math.sqrt(0.5**2 + sig[0] ** 2)
+    for i, s in enumerate(sig[1:], 1):
+        total = math.sqrt(total**2 + s**2)
+        assert total == pytest.approx(1.6 * 2 ** (i / 3))
+
+
+@pytest.mark.parametrize("mode", ["release", "full"])
+def test_kernels_sum_to_one_and_are_symmetric(mode):
+    for kernel in gaussian_kernels(sift_sigmas(), mode):
+        assert kernel.sum().item() == pytest.approx(1.0, abs=1e-12)
+        assert torch.equal(kernel, kernel.flip(0))
+        assert kernel.numel() % 2 == 1
+
+
+def test_full_kernels_have_radius_three_sigma():
+    sizes = [k.numel() for k in gaussian_kernels(sift_sigmas(), "full")]
+    assert sizes == [2 * math.ceil(3 * s) + 1 for s in sift_sigmas()] == [11, 9, 11, 13, 17, 21]
+    assert all(k.numel() == 3 for k in gaussian_kernels(sift_sigmas(), "release"))
+
+
+def documented_3x3(sigma):
+    """The release's kernel, computed directly: the 2-D Gaussian at offsets -1, 0, 1, normalised."""
+    offsets = np.arange(-1, 2)
+    grid = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2))
+    return torch.from_numpy(grid / grid.sum())
+
+
+def direct_release_pyramid(x, octaves=3):
+    """The release's scale space step by step with full 2-D 3x3 kernels and zero padding."""
+    channels = x.shape[1]
+
+    def blur(t, sigma):
+        weight = documented_3x3(sigma).to(t).expand(channels, 1, 3, 3)
+        return F.conv2d(t, weight, padding=1, groups=channels)
+
+    sig = sift_sigmas()
+    first = blur(x, sig[0])
+    dogs = []
+    for _ in range(octaves):
+        images = [first]
+        for s in sig[1:]:
+            images.append(blur(images[-1], s))
+        dogs.append([images[i + 1] - images[i] for i in range(5)])
+        first = F.max_pool2d(images[3], 2)
+    return dogs
+
+
+@pytest.mark.parametrize("size", [(16, 16), (97, 83)])
+def test_release_mode_matches_direct_computation_with_documented_order(size):
+    x = torch.rand(2, 4, *size, dtype=torch.float64)
+    ours = dog_pyramid(x, octaves=3, intervals=3, sigma=1.6, mode="release")
+    direct = direct_release_pyramid(x)
+    for octave, (stack, maps) in enumerate(zip(ours, direct, strict=True)):
+        h, w = size[0] // 2**octave, size[1] // 2**octave
+        assert stack.shape == (2, 4 * 5, h, w)
+        for level, dog in enumerate(maps):  # DoG l occupies channels [l*C, (l+1)*C)
+            torch.testing.assert_close(stack[:, level * 4 : (level + 1) * 4], dog, rtol=0, atol=1e-12)
+
+
+def test_release_blur_uses_zero_padding():
+    x = torch.ones(1, 1, 5, 5, dtype=torch.float64)
+    out = gaussian_blur(x, gaussian_kernels([1.6])[0], "zeros")
+    assert out[0, 0, 2, 2].item() == pytest.approx(1.0)
+    assert out[0, 0, 0, 0].item() < 0.7  # the corner loses the weight that fell on the zero border
+
+
+def test_full_mode_preserves_constants_and_works_on_tiny_octaves():
+    x = torch.full((1, 3, 9, 7), 0.25, dtype=torch.float64)
+    for stack in dog_pyramid(x, mode="full"):  # octave 3 is 2x1: far below the 21-tap kernel
+        torch.testing.assert_close(stack, torch.zeros_like(stack), rtol=0, atol=1e-12)
+
+
+def test_module_twin_equals_functional_and_has_no_parameters():
+    x = torch.rand(1, 3, 20, 18)
+    module = DoGPyramid(octaves=3, intervals=3, sigma=1.6, mode="full")
+    assert list(module.parameters()) == []
+    assert module.state_dict() == {}  # fixed kernels are not saved with weights
+    for a, b in zip(module(x), dog_pyramid(x, mode="full"), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_is_preserved(dtype):
+    for stack in DoGPyramid()(torch.rand(1, 2, 12, 12, dtype=dtype)):
+        assert stack.dtype == dtype
+
+
+@pytest.mark.parametrize("mode", ["release", "full"])
+def test_gradcheck(mode):
+    x = torch.rand(1, 2, 9, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: dog_pyramid(t, octaves=2, mode=mode), (x,))
+
+
+def test_unknown_mode_is_rejected():
+    with pytest.raises(ValueError, match="kernel mode"):
+        DoGPyramid(mode="bogus")
