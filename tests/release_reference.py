@@ -73,8 +73,11 @@ def random_authors_sian(seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     shapes = {"body.tran_conv": (32, 6), "body.conv_m.0": (32, 32), "body.conv_m.2": (32, 32)}
     for j in range(3):
-        shapes |= {f"body.scale_conv.{j}.conv_f.0": (32, 32), f"body.scale_conv.{j}.conv_m.0": (32, 160),
-                   f"body.scale_conv.{j}.conv_z.0": (32, 32)}
+        shapes |= {
+            f"body.scale_conv.{j}.conv_f.0": (32, 32),
+            f"body.scale_conv.{j}.conv_m.0": (32, 160),
+            f"body.scale_conv.{j}.conv_z.0": (32, 32),
+        }
         shapes |= {f"body.lstm.{j}.conv_x{g}": (32, 32) for g in "fioj"}
     shapes |= {f"body.up_conv.{j}.conv_m.0": (32, 64) for j in range(2)}
     shapes |= {f"body_end.{b}.body.{i}": (32, 32) for b in range(2) for i in (0, 2)}

@@ -107,7 +107,7 @@ def derain_command(
     net = _load(model, device)
     written, skipped = 0, []
     start = time.perf_counter()
-    for path, target in tqdm(targets.items(), desc="derain", unit="img", disable=None):
+    for path, target in tqdm(targets.items(), desc="derain", unit="img", disable=False):
         if target.exists() and not overwrite:
             skipped.append(target)
             continue
@@ -155,7 +155,7 @@ def eval_command(
     pairs = pairset.pairs[:limit] if limit else pairset.pairs
     net = _load(model, device)
     typer.echo(f"evaluating {model} on {len(pairs)} pairs of {data} (layout {pairset.layout}, quantize {quantization})")
-    bar = tqdm(total=len(pairs), desc="eval", unit="img", disable=None)
+    bar = tqdm(total=len(pairs), desc="eval", unit="img", disable=False)
     rows = []
 
     def progress(row) -> None:

@@ -365,7 +365,7 @@ def import_weights(
     load_state_dict_checked(model, state, source=f"weights converted from {source}")
     dest = Path(dest_dir) if dest_dir is not None else weights_dir()
     return save_weights(
-        dest / f"{name}.safetensors", state, spec.arch, spec.config,
+        dest / f"{name}.safetensors", state, spec.arch, model.config,
         name=name, variant=variant_name, source_sha256=digest, source_file=source.name,
     )  # fmt: skip
 

@@ -1,0 +1,111 @@
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sian.cli import app
+from sian.models import create_model
+from sian.weights import save_weights
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    model = create_model("sian", channels=4, stages=2)
+    return save_weights(tmp_path / "tiny.safetensors", model, "sian", model.config)
+
+
+def write_png(path, seed=0, size=(24, 20)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_derain_folder_writes_pngs_skips_existing_and_reports_bad_files(tmp_path, tiny_model):
+    write_png(tmp_path / "in" / "a.png", 0)
+    write_png(tmp_path / "in" / "b.jpg", 1)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["derain", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 1, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert "derained 2 image(s)" in result.output
+    assert "broken.png" in result.output and "not a readable image" in result.output
+    assert Image.open(out / "a.png").size == (20, 24)
+
+    before = (out / "a.png").read_bytes()
+    (out / "a.png").write_bytes(b"user data")
+    again = runner.invoke(app, ["derain", str(tmp_path / "in" / "a.png"), "-o", str(out), "--model", str(tiny_model)])
+    assert again.exit_code == 0 and "skipped 1 existing output" in again.output
+    assert (out / "a.png").read_bytes() == b"user data"
+    forced = runner.invoke(
+        app, ["derain", str(tmp_path / "in" / "a.png"), "-o", str(out), "--model", str(tiny_model), "--overwrite"]
+    )
+    assert forced.exit_code == 0 and (out / "a.png").read_bytes() == before
+
+
+def test_derain_never_replaces_an_input_even_with_overwrite(tmp_path, tiny_model):
+    src = write_png(tmp_path / "a.png")
+    original = src.read_bytes()
+    result = runner.invoke(app, ["derain", str(src), "-o", str(tmp_path), "--model", str(tiny_model), "--overwrite"])
+    assert result.exit_code == 1 and "would replace an input" in result.output
+    assert src.read_bytes() == original
+
+
+def test_derain_globs_and_clear_errors(tmp_path, tiny_model):
+    write_png(tmp_path / "x1.png")
+    write_png(tmp_path / "x2.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["derain", str(tmp_path / "x*.png"), "-o", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["x1.png", "x2.png"]
+    missing = runner.invoke(app, ["derain", str(tmp_path / "nothing*.png"), "-o", str(out)])
+    assert missing.exit_code == 2 and "no input images" in missing.output
+    unknown = runner.invoke(app, ["derain", str(tmp_path / "x1.png"), "-o", str(out), "--model", "sian-rain100h"])
+    assert unknown.exit_code == 2 and "sian weights import FILE --name sian-rain100h" in unknown.output
+
+
+def test_eval_prints_means_and_writes_csv(tmp_path, tiny_model):
+    for i in range(3):
+        write_png(tmp_path / "data" / "rain" / f"{i}.png", i)
+        write_png(tmp_path / "data" / "norain" / f"{i}.png", 10 + i)
+    write_png(tmp_path / "data" / "rain" / "orphan.png", 9)
+    table = tmp_path / "r.csv"
+    result = runner.invoke(
+        app, ["eval", "--model", str(tiny_model), "--data", str(tmp_path / "data"), "--csv", str(table),
+              "--quantize", "floor"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "layout generic" in result.output and "no clean image for rainy" in result.output
+    rows = list(csv.DictReader(table.open()))
+    assert [r["name"] for r in rows] == ["0", "1", "2"]
+    mean_psnr = np.mean([float(r["psnr"]) for r in rows])
+    assert f"{mean_psnr:10.4f}" in result.output
+
+
+def test_eval_rejects_unknown_layout_folder(tmp_path, tiny_model):
+    (tmp_path / "photos").mkdir()
+    result = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot tell the layout" in result.output
+
+
+def test_weights_list_and_models():
+    listing = runner.invoke(app, ["weights", "list"])
+    assert listing.exit_code == 0 and "sian-rain100l" in listing.output and "no" in listing.output
+    models = runner.invoke(app, ["models"])
+    assert models.exit_code == 0 and "sian_baseline_lstm" in models.output
+
+
+def test_public_api_derain_takes_and_returns_pil_and_arrays(tiny_model):
+    import sian
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 18, 3), dtype=np.uint8))
+    out = sian.derain(image, model=str(tiny_model), device="cpu")
+    assert isinstance(out, Image.Image) and out.size == image.size and out.mode == "RGB"
+    as_float = sian.derain(np.asarray(image) / 255.0, model=sian.load_model(tiny_model))
+    assert as_float.dtype == np.float32 and as_float.shape == (16, 18, 3) and 0 <= as_float.min() <= as_float.max() <= 1
+    assert np.array_equal(sian.derain(np.asarray(image), model=str(tiny_model)), np.asarray(out))

@@ -1,0 +1,130 @@
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from conftest import shared_path
+from release_reference import random_authors_prenet, random_authors_sian
+from sian.models import SIAN, create_model
+from sian.weights import (
+    WEIGHTS,
+    WeightsError,
+    WeightsNotFoundError,
+    import_weights,
+    load_model,
+    save_weights,
+    sha256_file,
+    weights_dir,
+)
+
+
+def save_authors_pickle(path, state):
+    # The authors' files are legacy (non-zip) torch.save pickles of a plain OrderedDict.
+    torch.save({k: v.float() for k, v in state.items()}, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def test_registry_lists_the_six_published_files():
+    assert set(WEIGHTS) == {f"{a}-{d}" for a in ("sian", "prenet") for d in ("rain100l", "rain100h", "rain1400")}
+    assert all(len(e.sha256) == 64 and e.url.startswith("https://") for e in WEIGHTS.values())
+
+
+def test_weights_dir_follows_sian_home_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIAN_HOME", str(tmp_path / "home"))
+    assert weights_dir() == tmp_path / "home" / "weights"
+    monkeypatch.delenv("SIAN_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert weights_dir() == tmp_path / "cache" / "sian" / "weights"
+
+
+def test_missing_named_weights_say_how_to_get_them():
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_model("sian-rain100l")
+    message = str(info.value)
+    assert "sian weights import FILE --name sian-rain100l" in message
+    assert WEIGHTS["sian-rain100l"].url in message and "sian weights download" in message
+
+
+def test_import_of_an_own_checkpoint_drops_dead_tensors_and_round_trips(tmp_path):
+    authors = random_authors_sian()
+    pth = save_authors_pickle(tmp_path / "mine.pth", authors)
+    path = import_weights(pth, "my-sian")
+    assert path == weights_dir() / "my-sian.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+    assert meta["arch"] == "sian" and json.loads(meta["config"])["kernel_mode"] == "release"
+    assert meta["source_sha256"] == sha256_file(pth) and meta["variant"] == "sian"
+    assert not any("conv_m" in k for k in keys) and len(keys) == 74 - 4 - 12 * 3 + 2 * 3
+    model = load_model(path)
+    assert isinstance(model, SIAN) and not model.training
+    assert torch.equal(model.input_conv.weight, authors["body.tran_conv.weight"].float())
+
+
+def test_import_of_a_registered_name_checks_the_hash(tmp_path):
+    pth = save_authors_pickle(tmp_path / "rain100l.pth", random_authors_sian())
+    with pytest.raises(WeightsError, match="is not the published 'sian-rain100l' file"):
+        import_weights(pth, "sian-rain100l")
+    # --force imports it, but loading by the registered name then refuses the impostor.
+    import_weights(pth, "sian-rain100l", force=True)
+    with pytest.raises(WeightsError, match="does not hold the registered 'sian-rain100l' weights"):
+        load_model("sian-rain100l")
+
+
+def test_wrong_architecture_names_missing_and_unexpected_keys(tmp_path):
+    model = create_model("sian_baseline_lstm")
+    path = save_weights(tmp_path / "w.safetensors", model, "sian", create_model("sian").config)
+    with pytest.raises(WeightsError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "missing keys (6)" in message and "levels.0.attention_conv.weight" in message
+    pth = save_authors_pickle(tmp_path / "prenet.pth", random_authors_prenet())
+    with pytest.raises(WeightsError, match="holds prenet weights, but variant 'sian' is a sian"):
+        import_weights(pth, "x", variant="sian")
+
+
+def test_unexpected_authors_keys_are_named(tmp_path):
+    authors = random_authors_prenet()
+    authors["extra.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsError, match=r"unexpected keys.*extra\.weight"):
+        import_weights(save_authors_pickle(tmp_path / "p.pth", authors), "p")
+
+
+def test_pickles_are_not_loaded_directly_and_foreign_safetensors_are_refused(tmp_path):
+    pth = save_authors_pickle(tmp_path / "p.pth", random_authors_prenet())
+    with pytest.raises(WeightsError, match="sian weights import"):
+        load_model(pth)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(WeightsError, match="no sian metadata"):
+        load_model(foreign)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        load_model(garbage)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_a_pickle_that_needs_code_execution_is_refused_without_trust(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"conv0.0.weight": _Evil()}, path)
+    with pytest.raises(WeightsError, match="--trust-pickle"):
+        import_weights(path, "evil")
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [("sian-rain100l", ("weights", "sian_authors", "rain100l.pth")),
+     ("prenet-rain100h", ("weights", "prenet_authors", "Rain100H", "PReNet6.pth"))],
+)  # fmt: skip
+def test_import_authors_files(name, source):
+    path = import_weights(shared_path(*source), name)
+    model = load_model(name)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["source_sha256"] == WEIGHTS[name].sha256
+    assert sum(p.numel() for p in model.parameters()) == (491_939 if name.startswith("sian") else 168_963)
