@@ -222,6 +222,85 @@ def weights_download(name: Annotated[str, typer.Argument(help="A registered weig
     typer.echo(f"downloaded and imported {name!r}: {path}")
 
 
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_command(
+    config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.steps=100.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in train.out_dir.")] = False,
+) -> None:
+    """Train SIAN or PReNet; the same command under torchrun runs DistributedDataParallel."""
+    from .training import load_config, train
+
+    try:
+        cfg = load_config(config, overrides or [])
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise _fail(f"bad config: {exc}") from None
+    except Exception as exc:  # OmegaConf's validation errors name the offending key
+        raise _fail(f"bad config: {exc}") from None
+    try:
+        summary = train(cfg, resume=resume)
+    except FileExistsError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{summary['status']} at step {summary['step']}/{summary['total_steps']}; "
+               f"best validation PSNR {summary['best_val_psnr']:.3f} dB; output in {cfg.train.out_dir}")  # fmt: skip
+    if summary["status"] == "interrupted":
+        typer.echo(f"resume with: sian train {config} {' '.join(overrides or [])} --resume".rstrip())
+        raise typer.Exit(128 + (summary["signal"] or 2))
+
+
+@app.command("synth")
+def synth_command(
+    inputs: Annotated[list[str], typer.Argument(help="Clean image files, folders or glob patterns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to write (generic layout).")],
+    preset: Annotated[str, typer.Option(help="light (one streak family) or heavy (layers + haze).")] = "light",
+    seed: Annotated[int, typer.Option(help="Base seed; image i uses seed + i.")] = 0,
+    variants: Annotated[int, typer.Option(help="Rainy versions per clean image.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+) -> None:
+    """Render synthetic rain onto clean images: OUTPUT/rainy/NAME.png and OUTPUT/gt/NAME.png."""
+    import json
+
+    from .synth import PRESETS, synthesize
+
+    if preset not in PRESETS:
+        raise _fail(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    files, unmatched = expand_inputs(inputs)
+    for item in unmatched:
+        typer.secho(f"warning: {item}: no such file, or no images in it", fg=typer.colors.YELLOW, err=True)
+    if not files:
+        raise _fail("no input images")
+    failures, records, index = [], [], 0
+    for path in tqdm(files, desc="synth", unit="img", disable=False):
+        try:
+            clean = read_image(path)
+        except ImageReadError as exc:
+            failures.append((path, str(exc)))
+            continue
+        for version in range(variants):
+            name = path.stem if variants == 1 else f"{path.stem}_{version + 1}"
+            rainy, params = synthesize(to_tensor(clean)[0], preset, seed + index)
+            try:
+                write_image(output / "rainy" / f"{name}.png", quantize(rainy), overwrite=overwrite)
+                write_image(output / "gt" / f"{name}.png", clean, overwrite=overwrite)
+            except FileExistsError as exc:
+                failures.append((path, str(exc)))
+            records.append({"name": name, "source": str(path), "seed": seed + index, "preset": preset,
+                            "params": params.to_dict()})  # fmt: skip
+            index += 1
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / "rain_params.jsonl", "a") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    typer.echo(
+        f"wrote {len(records)} rainy/clean pair(s) to {output} (preset {preset}); parameters in rain_params.jsonl"
+    )
+    if failures:
+        typer.secho(f"failed {len(failures)}:", fg=typer.colors.RED, err=True)
+        for path, reason in failures:
+            typer.secho(f"  {path}: {reason}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered model variants."""

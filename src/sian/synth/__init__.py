@@ -1,0 +1,14 @@
+"""Synthetic rain: streak layers rendered onto clean images."""
+
+from .rain import PRESETS, RainParams, StreakLayer, add_rain, rain_layer, sample_rain_params, streak_kernel, synthesize
+
+__all__ = [
+    "PRESETS",
+    "RainParams",
+    "StreakLayer",
+    "add_rain",
+    "rain_layer",
+    "sample_rain_params",
+    "streak_kernel",
+    "synthesize",
+]

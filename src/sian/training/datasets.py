@@ -1,0 +1,164 @@
+"""Training samples addressed by a global sample index, so that training is reproducible and resumable.
+
+Sample ``i`` of a run is a pure function of ``(seed, i)``: step ``s`` of a global batch ``B`` uses
+samples ``s*B .. s*B+B-1``, and :class:`StepSampler` hands each torchrun process its share of them.
+Resuming at step ``s`` therefore sees exactly the batches the uninterrupted run would have seen, and a
+2-process run sees the same global batches as a 1-process run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from ..data import find_pairs
+from ..io import IMAGE_EXTENSIONS, read_image, to_tensor
+from ..synth import add_rain, sample_rain_params
+
+__all__ = [
+    "PairedPatches",
+    "StepSampler",
+    "SyntheticPatches",
+    "list_clean_images",
+    "read_exclusions",
+]
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_image(path: str) -> np.ndarray:
+    return read_image(path)
+
+
+def read_exclusions(files: list[str]) -> set[str]:
+    """Stems of every image named anywhere in the given list files (any column; '#' starts a comment).
+
+    So both a plain list of file names and a table such as BSDS500's
+    ``OVERLAP_with_Rain100LH_test_backgrounds.tsv`` (Rain100 name, matching BSDS500 path) work.
+    """
+    stems: set[str] = set()
+    for file in files:
+        for line in Path(file).read_text().splitlines():
+            for token in line.split("#", 1)[0].replace(",", " ").split():
+                if Path(token).suffix.lower() in IMAGE_EXTENSIONS:
+                    stems.add(Path(token).stem)
+    return stems
+
+
+def list_clean_images(folders: list[str], exclude: set[str] = frozenset(), min_size: int = 0) -> list[Path]:
+    """Images under ``folders`` (recursively), minus excluded stems and images smaller than ``min_size``."""
+    files = []
+    for folder in folders:
+        root = Path(folder)
+        if not root.is_dir():
+            raise FileNotFoundError(f"clean image folder not found: {root}")
+        files += sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem not in exclude)
+    if min_size:
+        kept = []
+        for path in files:
+            with Image.open(path) as image:
+                if min(image.size) >= min_size:
+                    kept.append(path)
+        files = kept
+    if not files:
+        raise ValueError(f"no usable clean images in {folders}")
+    return files
+
+
+def _flip(rainy: Tensor, clean: Tensor, flip: bool) -> tuple[Tensor, Tensor]:
+    return (rainy.flip(-1), clean.flip(-1)) if flip else (rainy, clean)
+
+
+class PairedPatches(Dataset):
+    """Patches of real rainy/clean pairs: random crops, or the paper's fixed grid with a stride."""
+
+    def __init__(self, roots: list[str], patch: int, stride: int | None, hflip: bool, seed: int):
+        self.pairs = [pair for root in roots for pair in find_pairs(root).pairs]
+        self.patch, self.stride, self.hflip, self.seed = patch, stride, hflip, seed
+        self.grid: list[tuple[int, int, int, bool]] = []
+        if stride:
+            for index, pair in enumerate(self.pairs):
+                with Image.open(pair.rainy) as image:
+                    w, h = image.size
+                for y in range(0, h - patch + 1, stride):
+                    for x in range(0, w - patch + 1, stride):
+                        self.grid += [(index, y, x, False)] + ([(index, y, x, True)] if hflip else [])
+            if not self.grid:
+                raise ValueError(f"no {patch}x{patch} patches fit the images of {roots}")
+
+    @property
+    def patches_per_epoch(self) -> int:
+        return len(self.grid) if self.grid else len(self.pairs)
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 (a handful of epochs' orders; the dataset lives all run)
+    def _epoch_order(self, epoch: int) -> Tensor:
+        return torch.randperm(len(self.grid), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if self.grid:
+            epoch, position = divmod(index, len(self.grid))
+            pair_index, y, x, flip = self.grid[int(self._epoch_order(epoch)[position])]
+            pair = self.pairs[pair_index]
+            rainy, clean = _cached_image(str(pair.rainy)), _cached_image(str(pair.clean))
+        else:
+            rng = np.random.default_rng([self.seed, index])
+            pair = self.pairs[int(rng.integers(len(self.pairs)))]
+            rainy, clean = _cached_image(str(pair.rainy)), _cached_image(str(pair.clean))
+            h, w = rainy.shape[:2]
+            if min(h, w) < self.patch:
+                raise ValueError(f"{pair.rainy} ({w}x{h}) is smaller than the {self.patch}px patch")
+            y, x = int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))
+            flip = self.hflip and bool(rng.random() < 0.5)
+        window = (slice(y, y + self.patch), slice(x, x + self.patch))
+        return _flip(to_tensor(rainy[window])[0], to_tensor(clean[window])[0], flip)
+
+
+class SyntheticPatches(Dataset):
+    """Random crops of clean images with synthetic rain rendered on the fly (one seed per sample)."""
+
+    def __init__(self, files: list[Path], patch: int, preset: str, hflip: bool, seed: int):
+        self.files, self.patch, self.preset, self.hflip, self.seed = files, patch, preset, hflip, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        clean = _cached_image(str(self.files[int(rng.integers(len(self.files)))]))
+        h, w = clean.shape[:2]
+        y, x = int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))
+        crop = to_tensor(clean[y : y + self.patch, x : x + self.patch])[0]
+        rainy, _ = add_rain(crop, sample_rain_params(self.preset, rng), rng)
+        # Quantise like a saved rainy image, so training inputs look like real 8-bit inputs.
+        rainy = torch.round(rainy * 255) / 255
+        return _flip(rainy, crop, self.hflip and bool(rng.random() < 0.5))
+
+
+class StepSampler(Sampler[int]):
+    """Global sample indices of steps ``start .. total-1``, this process's share of each global batch.
+
+    Process ``rank`` of ``world`` takes elements ``rank, rank + world, ...`` of every global batch of
+    ``batch_size`` samples (which must divide evenly), so DDP's gradient average over processes equals
+    the gradient of the whole batch.
+    """
+
+    def __init__(self, start: int, total: int, batch_size: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"the global batch ({batch_size}) must divide evenly over {world} processes")
+        self.start, self.total, self.batch_size, self.rank, self.world = start, total, batch_size, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start, self.total):
+            yield from range(step * self.batch_size + self.rank, (step + 1) * self.batch_size, self.world)
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start) * (self.batch_size // self.world)

@@ -1,0 +1,85 @@
+"""Held-out validation with the benchmark metrics: real pairs, or fixed synthetic rain on clean images."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import find_pairs
+from ..io import read_image, to_tensor
+from ..metrics import psnr_y, quantize, ssim_y
+from ..synth import synthesize
+from .config import DataConfig
+from .datasets import list_clean_images, read_exclusions
+
+__all__ = ["ValidationSet", "build_validation_set", "validate"]
+
+VAL_SEED_OFFSET = 1_000_000  # validation rain seeds never coincide with training sample seeds
+
+
+@dataclass
+class ValidationSet:
+    names: list[str]
+    rainy: list[np.ndarray]  # uint8 (H, W, 3)
+    clean: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    if not size:
+        return image
+    h, w = image.shape[:2]
+    th, tw = min(size, h), min(size, w)
+    y, x = (h - th) // 2, (w - tw) // 2
+    return image[y : y + th, x : x + tw]
+
+
+def build_validation_set(data: DataConfig) -> ValidationSet | None:
+    """The fixed validation images of a config, or ``None`` when it names none."""
+    names, rainy, clean = [], [], []
+    if data.val_pairs:
+        pairs = find_pairs(data.val_pairs).pairs
+        for pair in pairs[: data.val_count or None]:
+            names.append(pair.name)
+            rainy.append(_centre_crop(read_image(pair.rainy), data.val_crop))
+            clean.append(_centre_crop(read_image(pair.clean), data.val_crop))
+    elif data.val_clean:
+        files = list_clean_images(data.val_clean, read_exclusions(data.exclude))
+        for index, path in enumerate(files[: data.val_count or None]):
+            image = _centre_crop(read_image(path), data.val_crop)
+            synthetic, _ = synthesize(to_tensor(image)[0], data.synth_preset, seed=VAL_SEED_OFFSET + index)
+            names.append(path.stem)
+            rainy.append(quantize(synthetic))
+            clean.append(image)
+    else:
+        return None
+    return ValidationSet(names, rainy, clean)
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict[str, float | list[float]]:
+    """Mean Y-PSNR/SSIM of the final stage, PSNR of every stage, and the rainy-input baseline."""
+    was_training = model.training
+    model.eval()
+    psnrs, ssims, inputs, stages = [], [], [], []
+    for rainy, clean in zip(val.rainy, val.clean, strict=True):
+        outputs = model(to_tensor(rainy).to(device), return_all=True)
+        final = quantize(outputs[-1])
+        psnrs.append(psnr_y(final, clean))
+        ssims.append(ssim_y(final, clean) if min(clean.shape[:2]) >= 11 else float("nan"))
+        inputs.append(psnr_y(rainy, clean))
+        stages.append([psnr_y(quantize(out), clean) for out in outputs])
+    model.train(was_training)
+    finite = [p for p in psnrs if math.isfinite(p)]
+    return {
+        "val_psnr": float(np.mean(finite)) if finite else float("inf"),
+        "val_ssim": float(np.nanmean(ssims)),
+        "val_input_psnr": float(np.mean(inputs)),
+        "val_stage_psnr": [float(np.mean(s)) for s in zip(*stages, strict=True)],
+    }
