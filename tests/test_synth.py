@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from sian.synth import add_rain, rain_layer, sample_rain_params, streak_kernel, synthesize
+
+
+def natural_like(seed=0, size=(96, 128)):
+    """A smooth clean test image: gradients and blobs, values well inside (0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(0, 1, size[0]), torch.linspace(0, 1, size[1]), indexing="ij")
+    base = torch.stack([0.2 + 0.4 * x, 0.3 + 0.3 * y, 0.25 + 0.2 * (x * y)])
+    return (base + 0.05 * torch.rand(3, *size, generator=g)).clamp(0, 1)
+
+
+def changed_share(rainy, clean):
+    """Share of pixels visibly changed (by more than 5 levels of 255 in some channel)."""
+    return ((rainy - clean).abs().amax(0) > 5 / 255).float().mean().item()
+
+
+@pytest.mark.parametrize("preset", ["light", "heavy"])
+def test_same_seed_same_rain_other_seed_other_rain(preset):
+    clean = natural_like()
+    a, pa = synthesize(clean, preset, seed=3)
+    b, pb = synthesize(clean, preset, seed=3)
+    c, _ = synthesize(clean, preset, seed=4)
+    assert torch.equal(a, b) and pa == pb
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("preset", ["light", "heavy"])
+def test_values_stay_in_range_and_rain_only_brightens_before_haze(preset):
+    for seed in range(5):
+        clean = natural_like(seed)
+        rainy, params = synthesize(clean, preset, seed)
+        assert rainy.min() >= 0 and rainy.max() <= 1 and rainy.shape == clean.shape
+        if params.haze == 0:
+            assert (rainy >= clean - 1e-6).all()  # screen and additive blends never darken
+
+
+def test_light_changes_a_small_share_of_pixels_and_heavy_changes_most():
+    light = [changed_share(synthesize(natural_like(s), "light", s)[0], natural_like(s)) for s in range(8)]
+    heavy = [changed_share(synthesize(natural_like(s), "heavy", s)[0], natural_like(s)) for s in range(8)]
+    # Real Rain100L test pairs: 21% of pixels changed on average, 40% at most (measured on 15 pairs).
+    assert 0.02 < np.mean(light) < 0.3 and max(light) < 0.5
+    assert min(heavy) > 0.6
+
+
+def test_heavy_rain_has_several_layers_spread_around_one_wind_direction():
+    for seed in range(10):
+        params = sample_rain_params("heavy", np.random.default_rng(seed))
+        angles = [layer.angle for layer in params.layers]
+        assert 3 <= len(params.layers) <= 4 and max(angles) - min(angles) <= 24
+        assert params.layers[-1].length > params.layers[0].length - 17  # near layers are longer on average
+        assert 0.05 <= params.haze <= 0.35
+    assert len(sample_rain_params("light", np.random.default_rng(0)).layers) == 1
+    with pytest.raises(ValueError, match="unknown rain preset"):
+        sample_rain_params("drizzle", np.random.default_rng(0))
+
+
+def test_streak_kernel_points_along_its_angle():
+    vertical = streak_kernel(21, 0.8, 0.0)
+    assert vertical.sum(1).max() < vertical.sum(0).max()  # a column holds more mass than a row
+    leaning = streak_kernel(21, 0.8, 30.0)
+    c = leaning.shape[0] // 2
+    # positive angle: the bottom of the streak lies to the left of its top in image coordinates
+    ys, xs = torch.nonzero(leaning > 0.5, as_tuple=True)
+    slope = np.polyfit((ys - c).numpy(), (xs - c).numpy(), 1)[0]
+    assert slope == pytest.approx(-np.tan(np.radians(30)), abs=0.1)
+
+
+def test_streaks_enter_from_outside_the_frame():
+    # A canvas margin means streaks seeded outside the image still reach its border rows.
+    params = sample_rain_params("light", np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    _, rain = add_rain(torch.full((3, 64, 64), 0.3), params, rng)
+    assert rain[0, 0].max() > 0 or rain[0, -1].max() > 0
+    assert rain_layer(10, 12, params, np.random.default_rng(0)).shape == (1, 1, 10, 12)

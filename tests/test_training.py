@@ -1,0 +1,194 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sian.models import create_model
+from sian.training import load_config, stage_loss, train
+from sian.training.datasets import StepSampler, SyntheticPatches, list_clean_images
+from sian.training.trainer import release_init
+from sian.weights import load_model, read_weights_file
+
+REPO = Path(__file__).resolve().parents[1]
+EMPTY_CONFIG = REPO / "tests" / "empty_config.yaml"  # everything comes from key=value overrides
+
+
+def make_clean_folder(folder: Path, count=4, size=(72, 80)) -> Path:
+    """Smooth synthetic 'photos' (gradients and discs) as clean training images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0 : size[0], 0 : size[1]] / max(size)
+    for i in range(count):
+        image = np.stack([0.2 + 0.5 * x, 0.3 + 0.4 * y, 0.4 + 0.2 * np.sin(6 * x + i)], -1)
+        cy, cx = rng.uniform(0.2, 0.6, 2)
+        image[(y - cy) ** 2 + (x - cx) ** 2 < 0.02] *= 0.5
+        Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny_overrides(tmp_path: Path, out: str = "run", **extra) -> list[str]:
+    clean = make_clean_folder(tmp_path / "clean")
+    values = {
+        "model.variant": "sian", "model.overrides": "{channels: 6, stages: 2}",
+        "data.train_clean": f"[{clean}]", "data.patch_size": 32, "data.val_clean": f"[{clean}]",
+        "data.val_count": 2, "data.val_crop": 48, "train.batch_size": 4, "train.steps": 6,
+        "train.log_every": 1, "train.val_every": 0, "train.threads": 1, "train.out_dir": str(tmp_path / out),
+        "optim.lr": 2e-3,
+    }  # fmt: skip
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_config_files_load_with_their_base_chain():
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        if path.name == "cpu-quick.yaml":
+            cfg = load_config(path)
+        else:  # the paper configs name no data: the user points them at theirs
+            cfg = load_config(path, ["data.train_pairs=[somewhere]"])
+        assert cfg.optim.lr > 0 and cfg.data.patch_size >= 64
+    ablation = load_config(REPO / "configs/ablations/rain100l-baseline.yaml", ["data.train_pairs=[x]"])
+    assert ablation.model.variant == "sian_baseline" and ablation.data.patch_stride == 40
+    assert ablation.optim.betas == [0.0, 0.999] and ablation.train.epochs == 100
+    assert load_config(REPO / "configs/rain1400.yaml", ["data.train_pairs=[x]"]).train.epochs == 50
+
+
+def test_bad_configs_are_rejected_by_name(tmp_path):
+    with pytest.raises(ValueError, match="no training data"):
+        load_config(None, ["train.steps=3"])
+    with pytest.raises(ValueError, match=r"train\.loss"):
+        load_config(None, ["data.train_clean=[x]", "train.steps=3", "train.loss=huber"])
+    with pytest.raises(Exception, match="batch_size"):
+        load_config(None, ["data.train_clean=[x]", "train.steps=3", "train.batch_size=many"])
+    with pytest.raises(Exception, match="nonexistent_key"):
+        load_config(None, ["data.train_clean=[x]", "train.nonexistent_key=1"])
+
+
+def test_step_sampler_splits_every_global_batch_across_ranks():
+    single = list(StepSampler(2, 5, 4))
+    assert single == list(range(8, 20))
+    ranks = [list(StepSampler(2, 5, 4, rank=r, world=2)) for r in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == single and ranks[0][:2] == [8, 10]
+    with pytest.raises(ValueError, match="divide evenly"):
+        StepSampler(0, 1, 3, world=2)
+
+
+def test_samples_are_a_pure_function_of_the_index(tmp_path):
+    files = list_clean_images([str(make_clean_folder(tmp_path))])
+    data = SyntheticPatches(files, 32, "light", True, seed=5)
+    a, b = data[17], data[17]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[0].shape == (3, 32, 32)
+    assert not torch.equal(data[18][0], a[0])
+
+
+def test_ssim_stage_loss_matches_the_benchmark_ssim_formula():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((1, 1, 24, 30))
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
+    expected = structural_similarity(noisy[0, 0], clean[0, 0], gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, data_range=1.0)  # fmt: skip
+    loss = stage_loss([torch.from_numpy(noisy)] * 3, torch.from_numpy(clean), "ssim")
+    assert loss.item() == pytest.approx(-3 * expected, abs=1e-6)
+    x = torch.rand(2, 3, 16, 16)
+    assert stage_loss([x + 0.1], x, "mae").item() == pytest.approx(0.1, abs=1e-6)
+
+
+def test_training_lowers_the_loss_and_writes_loadable_weights(tmp_path):
+    cfg = load_config(None, tiny_overrides(tmp_path, **{"train.steps": 40, "optim.lr": 3e-3}))
+    summary = train(cfg, progress=False)
+    assert summary["status"] == "finished" and summary["step"] == 40
+    trained = load_model(tmp_path / "run/last.safetensors")
+    assert trained.config["channels"] == 6 and read_weights_file(tmp_path / "run/best.safetensors")[3]["step"] == "40"
+
+    torch.manual_seed(cfg.train.seed)  # the trainer's initial weights
+    initial = create_model("sian", channels=6, stages=2)
+    release_init(initial)
+    files = list_clean_images(cfg.data.train_clean)
+    batch = [SyntheticPatches(files, 32, "light", False, seed=99)[i] for i in range(8)]  # unseen samples
+    rainy, clean = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+    with torch.no_grad():
+        before = stage_loss(initial(rainy, return_all=True), clean).item()
+        after = stage_loss(trained(rainy, return_all=True), clean).item()
+    assert after < before - 0.01
+
+
+def test_overfitting_a_tiny_pair_set_gains_psnr(tmp_path):
+    clean = make_clean_folder(tmp_path / "pairs" / "gt", count=2, size=(40, 40))
+    rainy = tmp_path / "pairs" / "rainy"
+    rainy.mkdir()
+    rng = np.random.default_rng(1)
+    for path in clean.iterdir():
+        image = np.asarray(Image.open(path)).astype(float)
+        streaks = np.zeros(image.shape[:2])
+        streaks[:, rng.choice(40, 6, replace=False)] = 60  # bright vertical streaks
+        Image.fromarray(np.clip(image + streaks[..., None], 0, 255).astype(np.uint8)).save(rainy / path.name)
+    overrides = tiny_overrides(tmp_path, **{
+        "data.train_clean": "[]", "data.train_pairs": f"[{tmp_path / 'pairs'}]", "data.val_clean": "[]",
+        "data.val_pairs": str(tmp_path / "pairs"), "data.val_crop": 0, "data.patch_size": 40, "data.hflip": False,
+        "train.steps": 80, "train.loss": "mse", "optim.lr": 3e-3, "model.variant": "prenet",
+        "model.overrides": "{channels: 8, stages: 2, res_blocks: 1}",
+    })  # fmt: skip
+    summary = train(load_config(None, overrides), progress=False)
+    final = [json.loads(r) for r in (tmp_path / "run/log.jsonl").read_text().splitlines() if "val_psnr" in r][-1]
+    assert summary["best_val_psnr"] >= final["val_psnr"] > final["val_input_psnr"] + 3
+
+
+def run_cli(args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "sian", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)  # fmt: skip
+
+
+def test_sigterm_mid_run_then_resume_continues_exactly(tmp_path):
+    settings = {"train.steps": 40, "train.checkpoint_minutes": 60}
+    overrides = tiny_overrides(tmp_path, **settings)
+    train(load_config(None, tiny_overrides(tmp_path, out="reference", **settings)), progress=False)
+
+    proc = subprocess.Popen([sys.executable, "-m", "sian", "train", str(EMPTY_CONFIG), *overrides],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    stopped = torch.load(tmp_path / "run/state.pt", weights_only=True)["step"]
+    assert 5 <= stopped < 40 and "--resume" in output
+    assert not list((tmp_path / "run").glob(".*tmp")), "a temporary checkpoint file was left behind"
+
+    refused = run_cli(["train", str(EMPTY_CONFIG), *overrides])
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    resumed = run_cli(["train", str(EMPTY_CONFIG), *overrides, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(r)["step"] for r in log.read_text().splitlines() if "loss" in r]
+    assert steps == list(range(1, 41))  # every step once: continued, not restarted
+    ours, theirs = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "reference"))
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
+
+
+def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
+    settings = {"train.steps": 3, "data.val_clean": "[]"}
+    overrides = tiny_overrides(tmp_path, **settings)
+    train(load_config(None, tiny_overrides(tmp_path, out="single", **settings)), progress=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sian", "train",
+         str(EMPTY_CONFIG), *overrides],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["ranks_identical"] is True
+    ddp, one = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "single"))
+    for key in one:
+        torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5)
