@@ -128,3 +128,20 @@ def test_import_authors_files(name, source):
     with safe_open(str(path), framework="pt") as f:
         assert f.metadata()["source_sha256"] == WEIGHTS[name].sha256
     assert sum(p.numel() for p in model.parameters()) == (491_939 if name.startswith("sian") else 168_963)
+
+
+def test_download_verifies_and_imports_and_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import dataclasses
+
+    from sian import weights as weights_module
+
+    pth = save_authors_pickle(tmp_path / "remote.pth", random_authors_prenet())
+    entry = dataclasses.replace(WEIGHTS["prenet-rain100l"], url=pth.as_uri(), sha256=sha256_file(pth))
+    monkeypatch.setitem(weights_module.WEIGHTS, "prenet-rain100l", entry)
+    path = weights_module.download_weights("prenet-rain100l")
+    assert path.is_file() and load_model("prenet-rain100l").config["res_blocks"] == 5
+
+    gone = dataclasses.replace(entry, url=(tmp_path / "nowhere.pth").as_uri())
+    monkeypatch.setitem(weights_module.WEIGHTS, "prenet-rain100l", gone)
+    with pytest.raises(WeightsError, match=r"(?s)could not download .*sian weights import FILE --name prenet-rain100l"):
+        weights_module.download_weights("prenet-rain100l")

@@ -1,0 +1,74 @@
+"""Synthetic rain next to real rain.
+
+Writes two figures:
+- OUT/synth_vs_rain100l.png: real Rain100L test inputs (top row) above our `light` and `heavy` rain
+  rendered on Kodak24 images (needs ../shared; the figure contains third-party images, so it is
+  written to the build folder, never committed);
+- docs/images/rain_layers.png: rain layers alone (white streaks on black) for a few seeds of each
+  preset, made from nothing but our renderer, so it can live in the repository.
+
+Usage: python scripts/synth_examples.py [--shared ../shared] [--out build]
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sian.io import read_image, to_tensor
+from sian.metrics import quantize
+from sian.synth import add_rain, sample_rain_params, synthesize
+
+
+def row(images: list[np.ndarray], height: int = 240, gap: int = 4) -> np.ndarray:
+    resized = []
+    for image in images:
+        pil = Image.fromarray(image)
+        resized.append(np.asarray(pil.resize((round(pil.width * height / pil.height), height))))
+        resized.append(np.full((height, gap, 3), 255, np.uint8))
+    return np.concatenate(resized[:-1], axis=1)
+
+
+def stack(rows: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(padded, axis=0)[:-gap]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=os.environ.get("SIAN_SHARED", "../shared"))
+    parser.add_argument("--out", default="build")
+    args = parser.parse_args()
+
+    layers = []
+    for preset in ("light", "heavy"):
+        panels = []
+        for seed in range(4):
+            rng = np.random.default_rng(seed)
+            _, rain = add_rain(torch.zeros(3, 200, 200), sample_rain_params(preset, rng), rng)
+            panels.append(quantize(rain.expand(3, -1, -1)))
+        layers.append(row(panels, height=200))
+    Path("docs/images").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stack(layers)).save("docs/images/rain_layers.png")
+    print("wrote docs/images/rain_layers.png (top: light, bottom: heavy)")
+
+    shared = Path(args.shared)
+    if not shared.is_dir():
+        print(f"{shared} not found: skipping the comparison with real Rain100L images")
+        return
+    real = [read_image(shared / f"data/Rain100L_test/rainy/rain-{i:03d}.png") for i in (12, 40, 77)]
+    kodak = sorted((shared / "data/Kodak24").glob("*.png"))[:3]
+    light = [quantize(synthesize(to_tensor(read_image(p))[0], "light", i)[0]) for i, p in enumerate(kodak)]
+    heavy = [quantize(synthesize(to_tensor(read_image(p))[0], "heavy", i)[0]) for i, p in enumerate(kodak)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stack([row(real), row(light), row(heavy)])).save(out / "synth_vs_rain100l.png")
+    print(f"wrote {out / 'synth_vs_rain100l.png'} (rows: real Rain100L, synthetic light, synthetic heavy)")
+
+
+if __name__ == "__main__":
+    main()
