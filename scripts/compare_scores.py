@@ -15,8 +15,10 @@ parser.add_argument("--tolerance-db", type=float, default=1e-3)
 args = parser.parse_args()
 
 pattern = r"img=(?P<name>[\w-]+)\.\w+,psnr=(?P<psnr>[\d.]+),ssim=(?P<ssim>[\d.]+)"
-published = {m["name"]: (float(m["psnr"]), float(m["ssim"])) for m in re.finditer(pattern, open(args.log).read())}
-rows = list(csv.DictReader(open(args.results)))
+with open(args.log) as f:
+    published = {m["name"]: (float(m["psnr"]), float(m["ssim"])) for m in re.finditer(pattern, f.read())}
+with open(args.results, newline="") as f:
+    rows = list(csv.DictReader(f))
 missing = sorted(set(published) - {r["name"] for r in rows})
 dpsnr = {r["name"]: abs(float(r["psnr"]) - published[r["name"]][0]) for r in rows if r["name"] in published}
 dssim = {r["name"]: abs(float(r["ssim"]) - published[r["name"]][1]) for r in rows if r["name"] in published}
