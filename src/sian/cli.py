@@ -301,6 +301,36 @@ def synth_command(
         raise typer.Exit(1)
 
 
+@app.command("bench")
+def bench_command(
+    size: Annotated[list[str] | None, typer.Option(help="Inference size WxH (repeatable).")] = None,
+    train_batch: Annotated[int, typer.Option(help="Training batch for the throughput row.")] = 4,
+    train_patch: Annotated[int, typer.Option(help="Training patch size.")] = 120,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 3,
+    markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the raw rows to this JSON file.")] = None,
+) -> None:
+    """Time SIAN against PReNet (inference at each size, training throughput) in one run."""
+    from .benchmark import rows_to_json, run_benchmark, to_markdown
+
+    sizes = []
+    for item in size or ["481x321", "1280x720"]:
+        try:
+            w, h = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise _fail(f"--size must look like 481x321, got {item!r}") from None
+        sizes.append((w, h))
+    rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats)
+    table = to_markdown(rows, machine)
+    typer.echo(table)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(rows_to_json(rows, machine) + "\n")
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered model variants."""
