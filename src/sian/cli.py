@@ -80,6 +80,9 @@ def derain_command(
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (never inputs).")] = False,
     quantization: Annotated[str, typer.Option("--quantize", help="round or floor to 8 bits.")] = "round",
+    tile: Annotated[int | None, typer.Option(help="Derain in tiles of this size (default: only when needed).")] = None,
+    tile_overlap: Annotated[int, typer.Option(help="Pixels shared (cross-faded) by neighbouring tiles.")] = 64,
+    max_memory_gb: Annotated[float, typer.Option(help="Tile automatically above this inference memory.")] = 2.0,
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite."""
     fmt = fmt.lower().lstrip(".")
@@ -113,7 +116,9 @@ def derain_command(
             continue
         try:
             rainy = read_image(path)
-            out = quantize(derain_tensor(net, to_tensor(rainy)), quantization)
+            output_tensor = derain_tensor(net, to_tensor(rainy), tile=tile, overlap=tile_overlap,
+                                          memory_budget=int(max_memory_gb * 1024**3))  # fmt: skip
+            out = quantize(output_tensor, quantization)
             write_image(target, out, overwrite=overwrite)
             written += 1
         except (ImageReadError, ValueError, OSError, RuntimeError) as exc:
@@ -140,6 +145,8 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="Only the first N pairs (natural order).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
+    tile: Annotated[int | None, typer.Option(help="Evaluate in tiles of this size (default: whole images).")] = None,
+    tile_overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles.")] = 64,
 ) -> None:
     """Mean Y-channel PSNR/SSIM of a model over a paired dataset, with the rainy-input baseline."""
     if quantization not in QUANTIZE_MODES:
@@ -165,7 +172,7 @@ def eval_command(
         bar.update()
 
     try:
-        evaluate(net, pairs, quantization, on_row=progress)
+        evaluate(net, pairs, quantization, on_row=progress, tile=tile, overlap=tile_overlap)
     except (ImageReadError, ValueError) as exc:
         raise _fail(str(exc)) from None
     finally:
