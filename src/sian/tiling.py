@@ -15,25 +15,26 @@ from torch import Tensor
 __all__ = ["blend_weights", "tile_starts", "tiled_apply"]
 
 
-def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
-    """Origins of tiles of size ``tile`` covering ``[0, length)`` with at least ``overlap`` shared pixels.
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """``(start, size)`` of tiles covering ``[0, length)``, neighbours sharing at least ``overlap`` pixels.
+
+    Every start is a multiple of ``align``; the last tile grows by up to ``align - 1`` pixels to reach
+    the border instead of starting off the grid.
 
     Example:
         >>> tile_starts(600, 256, 32, align=4)
-        [0, 224, 344]
+        [(0, 256), (224, 256), (344, 256)]
+        >>> tile_starts(321, 256, 64, align=4)
+        [(0, 256), (64, 257)]
     """
     if tile >= length:
-        return [0]
+        return [(0, length)]
     if overlap >= tile:
         raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
     stride = max(align, (tile - overlap) // align * align)
-    starts = list(range(0, length - tile, stride))
-    last = (length - tile) // align * align  # the final tile ends at (or within align of) the border
-    if last + tile < length:
-        last = length - tile  # unaligned only when the length forces it
-    if not starts or starts[-1] != last:
-        starts.append(last)
-    return starts
+    last = (length - tile) // align * align
+    starts = list(range(0, last, stride)) + [last]
+    return [(start, tile) for start in starts[:-1]] + [(last, length - last)]
 
 
 def blend_weights(size: int, start: int, length: int, ramp: int) -> Tensor:
@@ -74,11 +75,9 @@ def tiled_apply(
     if len(ys) == 1 and len(xs) == 1:
         return fn(image)
     output = weight_sum = None
-    for y in ys:
-        th = min(tile, height - y)
+    for y, th in ys:
         wy = blend_weights(th, y, height, overlap)
-        for x in xs:
-            tw = min(tile, width - x)
+        for x, tw in xs:
             wx = blend_weights(tw, x, width, overlap)
             result = fn(image[:, :, y : y + th, x : x + tw])
             if output is None:

@@ -97,8 +97,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     """Merge defaults, a YAML file (with its ``base`` chain) and ``key=value`` overrides, type-checked.
 
     Example:
-        >>> load_config(None, ["train.batch_size=4", "model.variant=prenet"]).train.batch_size
-        4
+        >>> cfg = load_config(None, ["data.train_clean=[photos]", "train.steps=10", "train.batch_size=4"])
+        >>> cfg.train.batch_size, cfg.optim.lr
+        (4, 0.0002)
     """
     schema = OmegaConf.structured(TrainingConfig)
     layers = [schema]

@@ -1,0 +1,75 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_path
+from sian.inference import auto_tile, derain_tensor
+from sian.io import read_image, to_tensor
+from sian.metrics import psnr_y, quantize
+from sian.models import SIAN
+from sian.tiling import blend_weights, tile_starts, tiled_apply
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(600, 256, 32), (257, 256, 64), (1000, 128, 16), (97, 40, 8)])
+def test_tiles_cover_the_image_with_aligned_origins_and_enough_overlap(length, tile, overlap):
+    tiles = tile_starts(length, tile, overlap, align=4)
+    assert tiles[0][0] == 0 and sum(tiles[-1]) == length
+    assert all(start % 4 == 0 and tile <= size < tile + 4 for start, size in tiles)
+    assert all(b[0] - a[0] <= tile - overlap for a, b in itertools.pairwise(tiles))
+    assert tile_starts(100, 256, 32) == [(0, 100)]
+
+
+def test_blend_weights_ramp_only_at_shared_edges():
+    inner = blend_weights(64, 32, 200, 16)
+    assert inner[0] < 0.1 and inner[-1] < 0.1 and inner[32] == 1 and (inner > 0).all()
+    first = blend_weights(64, 0, 200, 16)
+    assert first[0] == 1 and first[-1] < 0.1
+
+
+def test_tiled_apply_is_exact_for_pointwise_functions():
+    x = torch.rand(2, 3, 150, 130)
+    torch.testing.assert_close(tiled_apply(lambda t: t.square(), x, tile=48, overlap=12), x.square())
+
+
+def synthetic_scene(size=(160, 200)):
+    y, x = np.mgrid[0 : size[0], 0 : size[1]]
+    image = np.stack([0.3 + 0.4 * x / size[1], 0.2 + 0.5 * y / size[0], 0.5 + 0.2 * np.sin(x / 9)], -1)
+    image[:, ::13] += 0.3  # streak-like columns crossing every tile boundary
+    return to_tensor(np.clip(image, 0, 1).astype(np.float32))
+
+
+def test_no_seams_on_a_synthetic_image():
+    torch.manual_seed(0)
+    model = SIAN(channels=8, stages=2).eval()  # PyTorch's default init: strongly context-dependent output
+    scene = synthetic_scene()
+    with torch.no_grad():
+        whole = model(scene)
+        faded = derain_tensor(model, scene, tile=64, overlap=24)
+        hard = derain_tensor(model, scene, tile=64, overlap=0)
+    faded_err, hard_err = (faded - whole).abs(), (hard - whole).abs()
+    # Seams would show as error concentrated on the tile borders; cross-fading must keep it low and
+    # clearly below hard tiling's.
+    assert faded_err.max() < 0.5 * hard_err.max()
+    assert 10 * torch.log10(1 / faded_err.square().mean()) > 40
+
+
+def test_auto_tile_only_when_over_budget():
+    assert auto_tile(321, 481) is None
+    assert auto_tile(3000, 4000) == 512
+    assert auto_tile(3000, 4000, memory_budget=128 * 1024**2) == 192
+
+
+@pytest.mark.shared
+def test_tiled_authors_model_matches_whole_image_on_rain100l():
+    from sian.weights import import_weights, load_model
+
+    import_weights(shared_path("weights", "sian_authors", "rain100l.pth"), "sian-rain100l")
+    model = load_model("sian-rain100l")
+    rainy = read_image(shared_path("data", "Rain100L_test", "rainy", "rain-001.png"))
+    clean = read_image(shared_path("data", "Rain100L_test", "norain-001.png"))
+    whole = quantize(derain_tensor(model, to_tensor(rainy), memory_budget=None))
+    tiled = quantize(derain_tensor(model, to_tensor(rainy), tile=256, overlap=64))
+    assert abs(psnr_y(tiled, clean) - psnr_y(whole, clean)) < 0.05
+    assert psnr_y(tiled, whole) > 50
