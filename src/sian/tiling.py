@@ -33,8 +33,7 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tu
         raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
     stride = max(align, (tile - overlap) // align * align)
     last = (length - tile) // align * align
-    starts = list(range(0, last, stride)) + [last]
-    return [(start, tile) for start in starts[:-1]] + [(last, length - last)]
+    return [*((start, tile) for start in range(0, last, stride)), (last, length - last)]
 
 
 def blend_weights(size: int, start: int, length: int, ramp: int) -> Tensor:
