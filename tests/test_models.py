@@ -120,3 +120,20 @@ def test_bad_inputs_are_rejected_clearly():
         SIAN(kernel_mode="wide")
     with pytest.raises(KeyError, match="unknown model variant"):
         create_model("sian_xl")
+
+
+@pytest.mark.parametrize("size", [(40, 36), (33, 29)])
+def test_optimised_inference_path_equals_the_straightforward_release_in_float32(size):
+    """channels_last, the zero-state LSTM shortcut, DoG maps written in place and addcmul change no
+    output beyond float32 rounding (issue: optimised outputs within 1e-5 of the straightforward ones)."""
+    from sian.inference import derain_tensor
+
+    authors = {k: v.float() for k, v in random_authors_sian(seed=3).items()}
+    model = SIAN()
+    load_state_dict_checked(model, convert_authors_state_dict(authors)[1])
+    model = model.eval().to(memory_format=torch.channels_last)
+    rainy = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        expected = release_sian(authors, rainy)[-1]
+    got = derain_tensor(model, rainy, memory_budget=None)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)

@@ -34,7 +34,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def resolve_model(model: nn.Module | str | os.PathLike | None, device: torch.device) -> nn.Module:
     if isinstance(model, nn.Module):
-        return model.to(device).eval()
+        return model.to(device, memory_format=torch.channels_last).eval()
     return load_model(DEFAULT_MODEL if model is None else model, device=device)
 
 
@@ -64,11 +64,13 @@ def derain_tensor(
     it, images too large for ``memory_budget`` bytes are tiled automatically (``None``: never).
     """
     device = next(model.parameters()).device
+
+    def run(batch: Tensor) -> Tensor:
+        return model(batch.to(device, memory_format=torch.channels_last), return_all=False)
+
     if tile is None and memory_budget is not None:
         tile = auto_tile(rainy.shape[-2], rainy.shape[-1], memory_budget)
-    if tile is None:
-        return model(rainy.to(device), return_all=False)
-    return tiled_apply(lambda t: model(t.to(device), return_all=False), rainy, tile, overlap)
+    return run(rainy) if tile is None else tiled_apply(run, rainy, tile, overlap)
 
 
 def derain(

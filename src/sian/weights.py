@@ -316,7 +316,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         )
     model = build_model(arch, config)
     load_state_dict_checked(model, state, source=f"weights in {path}")
-    return model.to(device).eval()
+    # channels_last lets oneDNN/cuDNN skip a layout conversion around every convolution (measured:
+    # SIAN 4.3 s -> 3.4 s at 481x321 on 2 CPU cores); it changes no value beyond float rounding.
+    return model.to(device, memory_format=torch.channels_last).eval()
 
 
 def _read_pickle(path: Path, trust_pickle: bool) -> dict[str, Tensor]:

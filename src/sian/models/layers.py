@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ConvLSTMCell", "ResBlock", "conv3x3"]
@@ -64,11 +65,14 @@ class ConvLSTMCell(nn.Module):
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         if state is None:
-            b, _, h, w = x.shape
-            zeros = x.new_zeros(b, self.hidden_channels, h, w)
-            state = (zeros, zeros)
-        hidden, cell = state
-        i, f, g, o = self.gates(torch.cat([x, hidden], dim=1)).chunk(4, dim=1)
-        cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+            # Zero state: the hidden half of the convolution and the forget gate contribute nothing,
+            # so the first step convolves x alone (half the work) and starts the cell at i * g.
+            weight = self.gates.weight[:, : x.shape[1]]
+            i, _, g, o = F.conv2d(x, weight, self.gates.bias, padding=1).chunk(4, dim=1)
+            cell = torch.sigmoid(i) * torch.tanh(g)
+        else:
+            hidden, cell = state
+            i, f, g, o = self.gates(torch.cat([x, hidden], dim=1)).chunk(4, dim=1)
+            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
         hidden = torch.sigmoid(o) * torch.tanh(cell)
         return hidden, cell

@@ -48,7 +48,7 @@ class PyramidLevel(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         features = self.feature_conv(pooled)
         if self.attention_conv is not None:
-            features = features + features * self.attention_mask(dogs)
+            features = torch.addcmul(features, features, self.attention_mask(dogs))  # F + F * M, Eq. (3)
         features = F.relu(self.refine_conv(features))
         if self.lstm is None:
             return features, None
