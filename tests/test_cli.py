@@ -109,3 +109,18 @@ def test_public_api_derain_takes_and_returns_pil_and_arrays(tiny_model):
     as_float = sian.derain(np.asarray(image) / 255.0, model=sian.load_model(tiny_model))
     assert as_float.dtype == np.float32 and as_float.shape == (16, 18, 3) and 0 <= as_float.min() <= as_float.max() <= 1
     assert np.array_equal(sian.derain(np.asarray(image), model=str(tiny_model)), np.asarray(out))
+
+
+def test_derain_with_explicit_tiles_matches_whole_image_closely(tmp_path, tiny_model):
+    write_png(tmp_path / "in" / "big.png", 3, size=(70, 90))
+    whole = runner.invoke(
+        app, ["derain", str(tmp_path / "in"), "-o", str(tmp_path / "whole"), "--model", str(tiny_model)]
+    )
+    tiled = runner.invoke(
+        app, ["derain", str(tmp_path / "in"), "-o", str(tmp_path / "tiled"), "--model", str(tiny_model),
+              "--tile", "32", "--tile-overlap", "12"],
+    )  # fmt: skip
+    assert whole.exit_code == 0 and tiled.exit_code == 0, tiled.output
+    a = np.asarray(Image.open(tmp_path / "whole" / "big.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "tiled" / "big.png")).astype(int)
+    assert a.shape == b.shape == (70, 90, 3) and np.abs(a - b).mean() < 2

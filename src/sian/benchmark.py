@@ -1,9 +1,9 @@
 """``sian bench``: inference and training speed of SIAN against PReNet, in one run on the same inputs.
 
 Speed on a shared machine drifts, so the figure that matters is the *ratio* SIAN/PReNet measured in
-the same run. Each measurement warms up, repeats and takes the median. Peak memory is the peak
-resident set size of a fresh subprocess that runs only that measurement (RSS never shrinks, so one
-process per measurement is the only honest way to attribute it).
+the same run: the models are timed in turns (SIAN, PReNet, SIAN, ...) after a warm-up, and each
+reports its median. FLOPs (torch.utils.flop_counter) and peak memory come from one extra run in a
+fresh subprocess per measurement (RSS never shrinks, so one process each is the honest attribution).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .inference import derain_tensor
 from .models import create_model
 
-__all__ = ["BenchRow", "bench_inference", "bench_training", "run_benchmark"]
+__all__ = ["BenchRow", "inference_workload", "measure_footprint", "run_benchmark", "training_workload"]
 
 
 @dataclass
@@ -39,38 +39,26 @@ class BenchRow:
     peak_rss_mb: float
 
 
-def _median_time(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _count_flops(fn) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
 
 
-def bench_inference(model_name: str, width: int, height: int, warmup: int = 1, repeats: int = 3) -> BenchRow:
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def inference_workload(model_name: str, width: int, height: int):
+    """A callable that derains one random ``width x height`` image the way ``sian derain`` does."""
     torch.manual_seed(0)
     model = create_model(model_name).eval().to(memory_format=torch.channels_last)
     image = torch.rand(1, 3, height, width)
-
-    def run():
-        derain_tensor(model, image, memory_budget=None)  # the path `sian derain` takes
-
-    flops = _count_flops(run)
-    seconds = _median_time(run, warmup, repeats)
-    return BenchRow("inference", model_name, f"{width}x{height}", seconds, width * height / seconds / 1e6,
-                    flops / 1e9, flops / seconds / 1e9, _peak_rss_mb())  # fmt: skip
+    return lambda: derain_tensor(model, image, memory_budget=None)
 
 
-def bench_training(model_name: str, batch: int, patch: int, warmup: int = 1, repeats: int = 3) -> BenchRow:
+def training_workload(model_name: str, batch: int, patch: int):
+    """A callable that runs one training step (forward, stage loss, backward, Adam) on random patches."""
     from .training.losses import stage_loss
 
     torch.manual_seed(0)
@@ -83,51 +71,75 @@ def bench_training(model_name: str, batch: int, patch: int, warmup: int = 1, rep
         stage_loss(model(rainy), clean).backward()
         optimizer.step()
 
-    flops = _count_flops(step)
-    seconds = _median_time(step, warmup, repeats)
-    pixels = batch * patch * patch
-    return BenchRow("training", model_name, f"{batch}x{patch}x{patch}", seconds, pixels / seconds / 1e6,
-                    flops / 1e9, flops / seconds / 1e9, _peak_rss_mb())  # fmt: skip
+    return step
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _workload(spec: dict):
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    return inference_workload(**spec) if kind == "inference" else training_workload(**spec)
 
 
-def _isolated(spec: dict) -> BenchRow:
-    """Run one measurement in a fresh interpreter (clean peak-RSS accounting)."""
+def measure_footprint(spec: dict) -> tuple[float, float]:
+    """``(GFLOP, peak RSS in MB)`` of one run of a workload; call in a fresh process for a clean RSS."""
+    fn = _workload(spec)
+    flops = _count_flops(fn)
+    return flops / 1e9, _peak_rss_mb()
+
+
+def _isolated_footprint(spec: dict) -> tuple[float, float]:
     code = (
-        "import json, sys; from dataclasses import asdict; from sian import benchmark as b; "
-        "spec = json.loads(sys.argv[1]); kind = spec.pop('kind'); "
-        "row = b.bench_inference(**spec) if kind == 'inference' else b.bench_training(**spec); "
-        "print('BENCH ' + json.dumps(asdict(row)))"
+        "import json, sys; from sian.benchmark import measure_footprint; "
+        "print('BENCH ' + json.dumps(measure_footprint(json.loads(sys.argv[1]))))"
     )
     result = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark {spec} failed:\n{result.stderr}")
     line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH "))
-    return BenchRow(**json.loads(line[len("BENCH ") :]))
+    return tuple(json.loads(line[len("BENCH ") :]))
+
+
+def _interleaved_medians(workloads: dict[str, object], warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each workload, timed in turns (A, B, A, B, ...) so drift hits all alike."""
+    for fn in workloads.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in workloads}
+    for _ in range(repeats):
+        for name, fn in workloads.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def run_benchmark(
-    sizes: list[tuple[int, int]], train_batch: int = 4, train_patch: int = 120, repeats: int = 3,
-    models: tuple[str, ...] = ("sian", "prenet"),
+    sizes: list[tuple[int, int]], train_batch: int = 4, train_patch: int = 120, repeats: int = 5,
+    models: tuple[str, ...] = ("sian", "prenet"), warmup: int = 1,
 ) -> tuple[list[BenchRow], dict]:  # fmt: skip
-    """Every model at every size, interleaved, then training throughput; plus a machine description."""
+    """Inference at every size and training throughput for every model, timed in turns in this process;
+    FLOPs and peak memory from one isolated run each. Returns the rows and a machine description."""
+    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h}) for w, h in sizes]
+    pixels = train_batch * train_patch * train_patch
+    groups.append(("training", f"{train_batch}x{train_patch}x{train_patch}", pixels,
+                   {"batch": train_batch, "patch": train_patch}))  # fmt: skip
     rows = []
-    for width, height in sizes:
+    for kind, size, pixel_count, args in groups:
+        specs = {name: {"kind": kind, "model_name": name, **args} for name in models}
+        medians = _interleaved_medians({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
         for name in models:
-            rows.append(_isolated({"kind": "inference", "model_name": name, "width": width, "height": height,
-                                   "repeats": repeats}))  # fmt: skip
-    for name in models:
-        rows.append(_isolated({"kind": "training", "model_name": name, "batch": train_batch, "patch": train_patch,
-                               "repeats": repeats}))  # fmt: skip
+            gflops, peak = _isolated_footprint(specs[name])
+            seconds = medians[name]
+            rows.append(
+                BenchRow(kind, name, size, seconds, pixel_count / seconds / 1e6, gflops, gflops / seconds, peak)
+            )
     machine = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "repeats": repeats,
     }
     return rows, machine
 
@@ -146,7 +158,8 @@ def _cpu_name() -> str:
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
-        f"torch {machine['torch']}, Python {machine['python']}.",
+        f"torch {machine['torch']}, Python {machine['python']}; models timed in turns, median of "
+        f"{machine.get('repeats', '?')} runs after a warm-up.",
         "",
         "| kind | model | size | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |",
         "|---|---|---|---|---|---|---|---|",

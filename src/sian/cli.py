@@ -52,6 +52,26 @@ def _load(model: str, device: str | None):
         raise _fail(str(exc)) from None
 
 
+def _exit_on_failures(failures: list[tuple[Path, str]], what: str = "image(s)") -> None:
+    """List what failed and why on stderr, then exit 1; do nothing when nothing failed."""
+    if not failures:
+        return
+    typer.secho(f"failed {len(failures)} {what}:", fg=typer.colors.RED, err=True)
+    for path, reason in failures:
+        typer.secho(f"  {path}: {reason}", err=True)
+    raise typer.Exit(1)
+
+
+def _input_files(inputs: list[str]) -> list[Path]:
+    """Expanded input files; warns about patterns that matched nothing, fails when nothing is left."""
+    files, unmatched = expand_inputs(inputs)
+    for item in unmatched:
+        typer.secho(f"warning: {item}: no such file, or no images in it", fg=typer.colors.YELLOW, err=True)
+    if not files:
+        raise _fail("no input images")
+    return files
+
+
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     """Files, folders (their images, sorted) and glob patterns to a list of files; plus what matched nothing."""
     files, unmatched = [], []
@@ -90,11 +110,7 @@ def derain_command(
         raise _fail(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     if quantization not in QUANTIZE_MODES:
         raise _fail(f"--quantize must be round or floor, got {quantization!r}")
-    files, unmatched = expand_inputs(inputs)
-    for item in unmatched:
-        typer.secho(f"warning: {item}: no such file, or no images in it", fg=typer.colors.YELLOW, err=True)
-    if not files:
-        raise _fail("no input images")
+    files = _input_files(inputs)
     if output.exists() and not output.is_dir():
         raise _fail(f"--output {output} exists and is not a folder")
     targets: dict[Path, Path] = {}
@@ -128,11 +144,7 @@ def derain_command(
     if skipped:
         typer.echo(f"skipped {len(skipped)} existing output(s) (pass --overwrite to replace): "
                    + ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
-    if failures:
-        typer.secho(f"failed {len(failures)} image(s):", fg=typer.colors.RED, err=True)
-        for path, reason in failures:
-            typer.secho(f"  {path}: {reason}", err=True)
-        raise typer.Exit(1)
+    _exit_on_failures(failures)
 
 
 @app.command("eval")
@@ -271,11 +283,7 @@ def synth_command(
 
     if preset not in PRESETS:
         raise _fail(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    files, unmatched = expand_inputs(inputs)
-    for item in unmatched:
-        typer.secho(f"warning: {item}: no such file, or no images in it", fg=typer.colors.YELLOW, err=True)
-    if not files:
-        raise _fail("no input images")
+    files = _input_files(inputs)
     failures, records, index = [], [], 0
     for path in tqdm(files, desc="synth", unit="img", disable=False):
         try:
@@ -301,11 +309,7 @@ def synth_command(
     typer.echo(
         f"wrote {len(records)} rainy/clean pair(s) to {output} (preset {preset}); parameters in rain_params.jsonl"
     )
-    if failures:
-        typer.secho(f"failed {len(failures)}:", fg=typer.colors.RED, err=True)
-        for path, reason in failures:
-            typer.secho(f"  {path}: {reason}", err=True)
-        raise typer.Exit(1)
+    _exit_on_failures(failures)
 
 
 @app.command("bench")
@@ -313,7 +317,7 @@ def bench_command(
     size: Annotated[list[str] | None, typer.Option(help="Inference size WxH (repeatable).")] = None,
     train_batch: Annotated[int, typer.Option(help="Training batch for the throughput row.")] = 4,
     train_patch: Annotated[int, typer.Option(help="Training patch size.")] = 120,
-    repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 3,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 5,
     markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the raw rows to this JSON file.")] = None,
 ) -> None:
