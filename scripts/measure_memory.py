@@ -8,7 +8,6 @@ Usage: python scripts/measure_memory.py [--width 4000 --height 3000] [--variant 
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,14 +40,23 @@ def main() -> None:
         model = create_model(args.variant)
         weights = save_weights(tmp / "model.safetensors", model, "sian" if "sian" in args.variant else "prenet",
                                model.config)  # fmt: skip
+        # The child reports its own VmHWM: getrusage's child maxrss would include this parent's peak.
+        child = (
+            "import runpy, sys\n"
+            "sys.argv = ['sian', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('sian', run_name='__main__')\n"
+            "finally:\n    print('VmHWM', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], flush=True)\n"
+        )
         start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "sian", "derain", str(tmp / "photo.png"), "-o", str(tmp / "out"),
+        result = subprocess.run(
+            [sys.executable, "-c", child, "derain", str(tmp / "photo.png"), "-o", str(tmp / "out"),
              "--model", str(weights), "--max-memory-gb", str(args.max_memory_gb)],
-            check=True,
+            capture_output=True, text=True,
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if result.returncode != 0:
+            sys.exit(f"sian derain failed:\n{result.stdout}\n{result.stderr}")
+        peak_mb = int(result.stdout.split("VmHWM")[-1].split()[0]) / 1024
         print(f"{args.width}x{args.height} ({args.width * args.height / 1e6:.1f} MP) with {args.variant}, "
               f"--max-memory-gb {args.max_memory_gb}: peak RSS {peak_mb:.0f} MB, {seconds:.0f} s")  # fmt: skip
 

@@ -46,7 +46,19 @@ def _count_flops(fn) -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Peak resident memory of this process in MB.
+
+    Linux's ``VmHWM`` belongs to the process image; ``getrusage``'s ``ru_maxrss`` would also carry the
+    peak of the parent that forked it (kept across exec), which inflates a child's figure.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def inference_workload(model_name: str, width: int, height: int):

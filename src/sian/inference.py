@@ -38,9 +38,9 @@ def resolve_model(model: nn.Module | str | os.PathLike | None, device: torch.dev
     return load_model(DEFAULT_MODEL if model is None else model, device=device)
 
 
-# Peak inference memory per pixel of a whole image (float32, CPU), measured with `sian bench`
-# (peak RSS at two sizes, difference over pixel difference); PReNet needs less, so this is safe for both.
-BYTES_PER_PIXEL = 2600
+# Peak inference memory per pixel of a whole image (float32, CPU), from `sian bench` (2026-11-24:
+# SIAN 969 MB at 481x321, 3046 MB at 1280x720 -> 2.7 kB per extra pixel); PReNet needs less.
+BYTES_PER_PIXEL = 2700
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 DEFAULT_TILE, DEFAULT_OVERLAP = 512, 64
 
