@@ -124,3 +124,19 @@ def test_derain_with_explicit_tiles_matches_whole_image_closely(tmp_path, tiny_m
     a = np.asarray(Image.open(tmp_path / "whole" / "big.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "tiled" / "big.png")).astype(int)
     assert a.shape == b.shape == (70, 90, 3) and np.abs(a - b).mean() < 2
+
+
+def test_synth_writes_pairs_whole_and_never_clobbers(tmp_path):
+    write_png(tmp_path / "clean" / "a.png", 0, size=(40, 48))
+    out = tmp_path / "synth"
+    first = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "5"])
+    assert first.exit_code == 0, first.output
+    assert (out / "rainy" / "a.png").is_file() and (out / "gt" / "a.png").is_file()
+    rainy_before = (out / "rainy" / "a.png").read_bytes()
+    (out / "rainy" / "a.png").unlink()  # only the clean half is left: the pair must not be half-rewritten
+    again = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "5"])
+    assert again.exit_code == 1 and "exists" in again.output
+    assert not (out / "rainy" / "a.png").exists()
+    assert len((out / "rain_params.jsonl").read_text().splitlines()) == 1  # the refused pair is not recorded
+    forced = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "5", "--overwrite"])
+    assert forced.exit_code == 0 and (out / "rainy" / "a.png").read_bytes() == rainy_before

@@ -293,12 +293,16 @@ def synth_command(
             continue
         for version in range(variants):
             name = path.stem if variants == 1 else f"{path.stem}_{version + 1}"
+            targets = (output / "rainy" / f"{name}.png", output / "gt" / f"{name}.png")
+            existing = [str(t) for t in targets if t.exists()]
+            if existing and not overwrite:
+                # Checked for both files first, so a pair is written whole or not at all.
+                failures.append((path, f"{', '.join(existing)} exists (pass --overwrite to replace)"))
+                index += 1
+                continue
             rainy, params = synthesize(to_tensor(clean)[0], preset, seed + index)
-            try:
-                write_image(output / "rainy" / f"{name}.png", quantize(rainy), overwrite=overwrite)
-                write_image(output / "gt" / f"{name}.png", clean, overwrite=overwrite)
-            except FileExistsError as exc:
-                failures.append((path, str(exc)))
+            write_image(targets[0], quantize(rainy), overwrite=True)
+            write_image(targets[1], clean, overwrite=True)
             records.append({"name": name, "source": str(path), "seed": seed + index, "preset": preset,
                             "params": params.to_dict()})  # fmt: skip
             index += 1

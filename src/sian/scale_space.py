@@ -83,6 +83,12 @@ def gaussian_kernels(sigmas: list[float], mode: KernelMode = "release") -> list[
     return [get_gaussian_kernel1d(_kernel_size(s, mode), s, dtype=torch.float64).reshape(-1) for s in sigmas]
 
 
+# Kernels narrower than this run as one 2-D depthwise pass (measured for 3x3: 2.0 ms against 3.3 ms for
+# two 1-D passes on 32x321x481 channels_last maps); wider ones as two 1-D passes, whose cost grows
+# linearly instead of quadratically with the width. The threshold between 3 and 21 taps is not measured.
+_SEPARABLE_FROM = 7
+
+
 def gaussian_blur(x: Tensor, kernel: Tensor, border: Literal["zeros", "replicate"] = "zeros") -> Tensor:
     """Blur every channel of ``x`` with the separable 2-D kernel ``outer(kernel, kernel)``.
 
@@ -115,9 +121,6 @@ def gaussian_blur(x: Tensor, kernel: Tensor, border: Literal["zeros", "replicate
     vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
     x = F.conv2d(x, horizontal, padding=(0, padding), groups=channels)
     return F.conv2d(x, vertical, padding=(padding, 0), groups=channels)
-
-
-_SEPARABLE_FROM = 7  # kernel width from which two 1-D passes are cheaper than one 2-D pass
 
 
 def _border(mode: str) -> Literal["zeros", "replicate"]:
