@@ -49,7 +49,7 @@ def tiny_overrides(tmp_path: Path, out: str = "run", **extra) -> list[str]:
 
 def test_config_files_load_with_their_base_chain():
     for path in sorted((REPO / "configs").rglob("*.yaml")):
-        if path.name == "cpu-quick.yaml":
+        if path.name in ("cpu-quick.yaml", "sian-synth-light.yaml", "sian-synth-heavy.yaml"):
             cfg = load_config(path)
         else:  # the paper configs name no data: the user points them at theirs
             cfg = load_config(path, ["data.train_pairs=[somewhere]"])
@@ -58,6 +58,26 @@ def test_config_files_load_with_their_base_chain():
     assert ablation.model.variant == "sian_baseline" and ablation.data.patch_stride == 40
     assert ablation.optim.betas == [0.0, 0.999] and ablation.train.epochs == 100
     assert load_config(REPO / "configs/rain1400.yaml", ["data.train_pairs=[x]"]).train.epochs == 50
+
+
+def test_val_holdout_keeps_validation_images_out_of_training(tmp_path):
+    from sian.training.trainer import _build_data
+    from sian.training.validation import build_validation_set
+
+    overrides = tiny_overrides(tmp_path, **{"data.val_clean": "[]", "data.val_holdout": 1, "data.val_count": 0})
+    cfg = load_config(EMPTY_CONFIG, overrides)
+    dataset, _ = _build_data(cfg)
+    val = build_validation_set(cfg.data)
+    trained = {p.stem for p in dataset.files}
+    assert len(trained) == 3 and len(val) == 1 and val.names[0] not in trained
+    assert {val.names[0], *trained} == {f"img{i}" for i in range(4)}
+    # The draw is fixed: the same config holds out the same image whatever the training seed.
+    reseeded = load_config(EMPTY_CONFIG, [*overrides, "train.seed=7"])
+    assert build_validation_set(reseeded.data).names == val.names
+    with pytest.raises(ValueError, match="val_holdout"):
+        load_config(EMPTY_CONFIG, [*overrides, f"data.val_clean=[{tmp_path}]"])
+    with pytest.raises(ValueError, match="cannot hold out 4 of 4"):
+        _build_data(load_config(EMPTY_CONFIG, [*overrides, "data.val_holdout=4"]))
 
 
 def test_bad_configs_are_rejected_by_name(tmp_path):
@@ -161,7 +181,8 @@ def test_sigterm_mid_run_then_resume_continues_exactly(tmp_path):
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, output
-    stopped = torch.load(tmp_path / "run/state.pt", weights_only=True)["step"]
+    interrupted = torch.load(tmp_path / "run/state.pt", weights_only=True)
+    stopped = interrupted["step"]
     assert 5 <= stopped < 40 and "--resume" in output
     assert not list((tmp_path / "run").glob(".*tmp")), "a temporary checkpoint file was left behind"
 
@@ -170,8 +191,12 @@ def test_sigterm_mid_run_then_resume_continues_exactly(tmp_path):
 
     resumed = run_cli(["train", str(EMPTY_CONFIG), *overrides, "--resume"])
     assert resumed.returncode == 0, resumed.stderr
-    steps = [json.loads(r)["step"] for r in log.read_text().splitlines() if "loss" in r]
-    assert steps == list(range(1, 41))  # every step once: continued, not restarted
+    records = [json.loads(r) for r in log.read_text().splitlines() if "loss" in r]
+    assert [r["step"] for r in records] == list(range(1, 41))  # every step once: continued, not restarted
+    # The training budget adds up over resumes instead of restarting from zero.
+    after = [r for r in records if r["step"] > stopped]
+    assert after[0]["wall_seconds"] > interrupted["wall_seconds"] > 0
+    assert after[0]["cpu_seconds"] > interrupted["cpu_seconds"] > 0
     ours, theirs = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "reference"))
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)

@@ -40,6 +40,9 @@ class DataConfig:
     # Validation: real pairs, or held-out clean images with fixed synthetic rain (seed = index).
     val_pairs: str | None = None
     val_clean: list[str] = field(default_factory=list)
+    # Or hold out this many of the train_clean images (a fixed draw that does not depend on train.seed):
+    # they are never trained on and carry fixed synthetic rain for validation.
+    val_holdout: int = 0
     val_count: int = 16
     val_crop: int = 256  # centre crop of validation images (0: whole images)
     workers: int = 0
@@ -125,6 +128,8 @@ def _validate(config: TrainingConfig) -> None:
         raise ValueError("train.epochs needs data.patch_stride (an epoch is one pass over the patch grid)")
     if config.optim.schedule not in ("constant", "cosine", "multistep"):
         raise ValueError(f"optim.schedule must be constant, cosine or multistep, got {config.optim.schedule!r}")
+    if config.data.val_holdout and (config.data.val_clean or config.data.val_pairs or not config.data.train_clean):
+        raise ValueError("data.val_holdout splits data.train_clean; it excludes data.val_clean and data.val_pairs")
     if config.train.batch_size < 1 or config.data.patch_size < 16:
         raise ValueError("train.batch_size must be >= 1 and data.patch_size >= 16")
 

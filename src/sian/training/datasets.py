@@ -28,7 +28,10 @@ __all__ = [
     "SyntheticPatches",
     "list_clean_images",
     "read_exclusions",
+    "split_holdout",
 ]
+
+HOLDOUT_SEED = 20_061_005  # the hold-out draw is fixed per file list, whatever the training seed
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,6 +72,22 @@ def list_clean_images(folders: list[str], exclude: set[str] = frozenset(), min_s
     if not files:
         raise ValueError(f"no usable clean images in {folders}")
     return files
+
+
+def split_holdout(files: list[Path], count: int) -> tuple[list[Path], list[Path]]:
+    """Split ``files`` into ``(train, held_out)`` with ``count`` files held out by a fixed seeded draw.
+
+    Example:
+        >>> files = [Path(f"{i}.png") for i in range(10)]
+        >>> train, held = split_holdout(files, 3)
+        >>> len(train), len(held), set(train).isdisjoint(held), split_holdout(files, 3) == (train, held)
+        (7, 3, True, True)
+    """
+    if not 0 <= count < len(files):
+        raise ValueError(f"cannot hold out {count} of {len(files)} images: keep at least one for training")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(files))
+    held = set(order[:count].tolist())
+    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
 
 
 def _flip(rainy: Tensor, clean: Tensor, flip: bool) -> tuple[Tensor, Tensor]:

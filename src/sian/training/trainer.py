@@ -36,7 +36,7 @@ from ..models import create_model, get_variant
 from ..weights import save_weights
 from .checkpoint import load_state, save_state
 from .config import TrainingConfig, to_dict
-from .datasets import PairedPatches, StepSampler, SyntheticPatches, list_clean_images, read_exclusions
+from .datasets import PairedPatches, StepSampler, SyntheticPatches, list_clean_images, read_exclusions, split_holdout
 from .losses import stage_loss
 from .validation import build_validation_set, validate
 
@@ -105,6 +105,7 @@ def _build_data(config: TrainingConfig) -> tuple[torch.utils.data.Dataset, int |
         dataset = PairedPatches(data.train_pairs, data.patch_size, data.patch_stride, data.hflip, config.train.seed)
         return dataset, (dataset.patches_per_epoch if data.patch_stride else None)
     files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
+    files, _ = split_holdout(files, data.val_holdout)
     return SyntheticPatches(files, data.patch_size, data.synth_preset, data.hflip, config.train.seed), None
 
 
@@ -144,6 +145,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
     step, best = 0, -math.inf
+    # Training time summed over every resume, so a run spread over sessions reports its real budget.
+    wall_before, cpu_before = 0.0, 0.0
     state = load_state(out_dir) if resume else None
     if resume and state is None and is_main:
         print(f"no checkpoint in {out_dir}: starting from scratch")
@@ -153,6 +156,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         step, best = int(state["step"]), float(state["best"])
+        wall_before, cpu_before = float(state.get("wall_seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
     elif is_main and not resume and (out_dir / "state.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run: pass --resume to continue it, or pick another out_dir")
     net = (
@@ -174,6 +178,12 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
             writer = None
     log_file = open(out_dir / "log.jsonl", "a") if is_main else None  # noqa: SIM115 (closed in finally)
 
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+
+    def budget() -> dict[str, float]:
+        return {"wall_seconds": wall_before + time.perf_counter() - wall_start,
+                "cpu_seconds": cpu_before + time.process_time() - cpu_start}  # fmt: skip
+
     def log(record: dict[str, Any]) -> None:
         if log_file is not None:
             log_file.write(json.dumps(record) + "\n")
@@ -190,7 +200,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         save_weights(out_dir / "last.safetensors", model, arch, model.config, step=str(step))
         save_state(out_dir, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "best": best, "rng": torch.get_rng_state(), "config": to_dict(config),
+            "step": step, "best": best, "rng": torch.get_rng_state(), "config": to_dict(config), **budget(),
         })  # fmt: skip
 
     def run_validation() -> None:
@@ -199,7 +209,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
             return
         scores = validate(model, val_set, device)
         log({"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
-             "val_stage_psnr": scores["val_stage_psnr"]})  # fmt: skip
+             "val_stage_psnr": scores["val_stage_psnr"], **budget()})  # fmt: skip
         if scores["val_psnr"] > best:
             best = scores["val_psnr"]
             save_weights(out_dir / "best.safetensors", model, get_variant(config.model.variant).arch,
@@ -246,7 +256,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
                 pixels = window_samples * rainy.shape[-1] * rainy.shape[-2]
                 psnr = _psnr_rgb(outputs[-1], clean)
                 record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                          "train_psnr_rgb": psnr, "pixels_per_second": pixels / elapsed}  # fmt: skip
+                          "train_psnr_rgb": psnr, "pixels_per_second": pixels / elapsed, **budget()}  # fmt: skip
                 window_start, window_samples = time.perf_counter(), 0
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}")
@@ -272,7 +282,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
             identical = all(torch.equal(g, gathered[0]) for g in gathered)
         summary = {"status": status, "step": step, "total_steps": total, "best_val_psnr": best,
                    "skipped_steps": skipped, "world_size": world, "ranks_identical": identical,
-                   "signal": stop.signal}  # fmt: skip
+                   "signal": stop.signal, **budget()}  # fmt: skip
         if is_main:
             (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary

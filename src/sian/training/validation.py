@@ -14,7 +14,7 @@ from ..io import read_image, to_tensor
 from ..metrics import psnr_y, quantize, ssim_y
 from ..synth import synthesize
 from .config import DataConfig
-from .datasets import list_clean_images, read_exclusions
+from .datasets import list_clean_images, read_exclusions, split_holdout
 
 __all__ = ["ValidationSet", "build_validation_set", "validate"]
 
@@ -49,8 +49,12 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
             names.append(pair.name)
             rainy.append(_centre_crop(read_image(pair.rainy), data.val_crop))
             clean.append(_centre_crop(read_image(pair.clean), data.val_crop))
-    elif data.val_clean:
-        files = list_clean_images(data.val_clean, read_exclusions(data.exclude))
+    elif data.val_clean or data.val_holdout:
+        if data.val_holdout:
+            pool = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
+            _, files = split_holdout(pool, data.val_holdout)
+        else:
+            files = list_clean_images(data.val_clean, read_exclusions(data.exclude))
         for index, path in enumerate(files[: data.val_count or None]):
             image = _centre_crop(read_image(path), data.val_crop)
             synthetic, _ = synthesize(to_tensor(image)[0], data.synth_preset, seed=VAL_SEED_OFFSET + index)
