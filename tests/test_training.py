@@ -217,3 +217,22 @@ def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     ddp, one = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "single"))
     for key in one:
         torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5)
+
+
+def test_model_init_fine_tunes_from_a_weights_file(tmp_path):
+    from sian.weights import save_weights
+
+    start = create_model("sian", channels=6, stages=2)
+    init = save_weights(tmp_path / "init.safetensors", start, "sian", start.config)
+    cfg = load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, **{"model.init": str(init), "optim.lr": 0.0,
+                                                                "train.steps": 2}))  # fmt: skip
+    train(cfg, progress=False)
+    trained = read_weights_file(tmp_path / "run" / "last.safetensors")[2]
+    for key, value in start.state_dict().items():  # lr 0: still exactly the initial weights
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=0)
+    wrong = create_model("sian", channels=4, stages=2)
+    bad = save_weights(tmp_path / "wrong.safetensors", wrong, "sian", wrong.config)
+    with pytest.raises(Exception, match=r"model\.init weights"):
+        train(
+            load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, out="run2", **{"model.init": str(bad)})), progress=False
+        )

@@ -14,7 +14,17 @@ from tqdm import tqdm
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, summarize, write_csv
 from .inference import DEFAULT_MODEL, derain_tensor, resolve_device
-from .io import IMAGE_EXTENSIONS, ImageReadError, read_image, to_tensor, write_image
+from .io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    from_tensor,
+    read_image,
+    read_picture,
+    to_tensor,
+    write_image,
+    write_picture,
+)
 from .metrics import QUANTIZE_MODES, quantize
 from .models import get_variant, list_models
 from .weights import (
@@ -58,7 +68,7 @@ def _exit_on_failures(failures: list[tuple[Path, str]], what: str = "image(s)") 
         return
     typer.secho(f"failed {len(failures)} {what}:", fg=typer.colors.RED, err=True)
     for path, reason in failures:
-        typer.secho(f"  {path}: {reason}", err=True)
+        typer.secho(f"  {path}: {str(reason).removeprefix(f'{path}: ')}", err=True)
     raise typer.Exit(1)
 
 
@@ -103,8 +113,15 @@ def derain_command(
     tile: Annotated[int | None, typer.Option(help="Derain in tiles of this size (default: only when needed).")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Pixels shared (cross-faded) by neighbouring tiles.")] = 64,
     max_memory_gb: Annotated[float, typer.Option(help="Tile automatically above this inference memory.")] = 2.0,
+    max_pixels: Annotated[
+        int, typer.Option(help="Refuse larger images (decompression-bomb guard); 0: no limit.")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Derain images into OUTPUT; existing files are skipped unless --overwrite."""
+    """Derain images into OUTPUT; existing files are skipped unless --overwrite.
+
+    Grayscale, palette, RGBA (alpha kept), CMYK, 16-bit PNG/TIFF (kept 16-bit) and EXIF-rotated photos
+    are handled; a file that cannot be read is reported and the batch goes on; exit status 1 if any failed.
+    """
     fmt = fmt.lower().lstrip(".")
     if fmt not in OUTPUT_FORMATS:
         raise _fail(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
@@ -124,27 +141,54 @@ def derain_command(
         else:
             targets[path] = target
     net = _load(model, device)
-    written, skipped = 0, []
+    written, skipped, notes = 0, [], []
     start = time.perf_counter()
     for path, target in tqdm(targets.items(), desc="derain", unit="img", disable=False):
         if target.exists() and not overwrite:
             skipped.append(target)
             continue
         try:
-            rainy = read_image(path)
-            output_tensor = derain_tensor(net, to_tensor(rainy), tile=tile, overlap=tile_overlap,
+            picture = read_picture(path, max_pixels=max_pixels or None)
+            output_tensor = derain_tensor(net, picture.to_tensor(), tile=tile, overlap=tile_overlap,
                                           memory_budget=int(max_memory_gb * 1024**3))  # fmt: skip
-            out = quantize(output_tensor, quantization)
-            write_image(target, out, overwrite=overwrite)
+            if not torch.isfinite(output_tensor).all():
+                raise RuntimeError("the model produced NaN/inf values; nothing written")
+            for note in write_picture(target, from_tensor(output_tensor), picture, overwrite, quantization):
+                notes.append((path, note))
             written += 1
-        except (ImageReadError, ValueError, OSError, RuntimeError) as exc:
+        except (ImageReadError, ValueError, OSError, RuntimeError, MemoryError) as exc:
             failures.append((path, str(exc)))
     seconds = time.perf_counter() - start
     typer.echo(f"derained {written} image(s) into {output} in {seconds:.1f} s with {model}")
+    for path, note in notes:
+        typer.secho(f"note: {path.name}: {note}", fg=typer.colors.YELLOW, err=True)
     if skipped:
         typer.echo(f"skipped {len(skipped)} existing output(s) (pass --overwrite to replace): "
                    + ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
     _exit_on_failures(failures)
+
+
+@app.command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the derained example.")] = Path(
+        "sian-demo"
+    ),
+    model: Annotated[str, typer.Option(help="Registered weights name or .safetensors file.")] = DEFAULT_MODEL,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing result.")] = False,
+) -> None:
+    """Derain the bundled example (Kodak's kodim16 with our synthetic rain), offline, and print its PSNR."""
+    from .demo import run_demo
+
+    try:
+        result = run_demo(output, model=model, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise _fail(f"{exc}; pass --overwrite or choose another --output") from None
+    except (WeightsError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"derained the bundled example with {model} in {result.seconds:.1f} s: {result.output}")
+    typer.echo(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}   vs the clean reference")
+    typer.echo(f"{'input':8}{result.input_psnr:10.2f}{result.input_ssim:10.4f}")
+    typer.echo(f"{'output':8}{result.psnr:10.2f}{result.ssim:10.4f}")
 
 
 @app.command("eval")
@@ -206,9 +250,9 @@ def weights_list() -> None:
     """Show the registered weights and whether each is installed."""
     folder = weights_dir()
     typer.echo(f"weights folder: {folder}  (set SIAN_HOME to move it)")
-    typer.echo(f"{'name':18}{'model':8}{'installed':11}{'published':15}dataset")
+    typer.echo(f"{'name':18}{'model':8}{'installed':11}{'result':15}dataset")
     for entry in WEIGHTS.values():
-        present = "yes" if (folder / entry.filename).is_file() else "no"
+        present = "bundled" if entry.bundled else "yes" if (folder / entry.filename).is_file() else "no"
         typer.echo(f"{entry.name:18}{get_variant(entry.variant).arch:8}{present:11}{entry.reference:15}{entry.dataset}")
     others = sorted(p for p in folder.glob("*.safetensors") if p.stem not in WEIGHTS) if folder.is_dir() else []
     for path in others:

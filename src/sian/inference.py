@@ -17,7 +17,7 @@ from .weights import load_model
 
 __all__ = ["DEFAULT_MODEL", "auto_tile", "derain", "derain_tensor", "resolve_device", "resolve_model"]
 
-DEFAULT_MODEL = "sian-rain100l"
+DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray)
 
@@ -34,7 +34,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def resolve_model(model: nn.Module | str | os.PathLike | None, device: torch.device) -> nn.Module:
     if isinstance(model, nn.Module):
-        return model.to(device, memory_format=torch.channels_last).eval()
+        return model  # used as given (device, layout, mode): derain never modifies the caller's module
     return load_model(DEFAULT_MODEL if model is None else model, device=device)
 
 
@@ -64,8 +64,14 @@ def derain_tensor(
     it, images too large for ``memory_budget`` bytes are tiled automatically (``None``: never).
     """
     device = next(model.parameters()).device
+    min_size = getattr(model, "min_size", 1)
 
     def run(batch: Tensor) -> Tensor:
+        height, width = batch.shape[-2:]
+        if min(height, width) < min_size:  # tiny images: edge-replicate up to the model's minimum, crop back
+            pad_h, pad_w = max(0, min_size - height), max(0, min_size - width)
+            padded = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
+            return run(padded)[..., :height, :width]
         return model(batch.to(device, memory_format=torch.channels_last), return_all=False)
 
     if tile is None and memory_budget is not None:
@@ -84,8 +90,9 @@ def derain(
     Args:
         image: a PIL image (any mode; converted to RGB), or an ``(H, W, 3)`` array, ``uint8`` or
             float in [0, 1].
-        model: a loaded model, a registered weights name or a weight file (default ``sian-rain100l``).
-        device: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
+        model: a loaded model (used as it is, on its own device, and not modified), a registered
+            weights name or a weight file (default: our shipped ``sian-synth-light``).
+        device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
         quantization: how float outputs become 8 bits for PIL and ``uint8`` results.
 
     Returns:
@@ -93,7 +100,10 @@ def derain(
 
     Example:
         >>> from PIL import Image
-        >>> clean = derain(Image.open("rainy.png"), model="sian-rain100l")  # doctest: +SKIP
+        >>> from sian.demo import load_example
+        >>> rainy, _ = load_example()
+        >>> derain(Image.fromarray(rainy[:64, :64])).size
+        (64, 64)
     """
     device = resolve_device(device)
     net = resolve_model(model, device)

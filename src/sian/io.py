@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,33 +14,244 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ._atomic import atomic_path
+
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
+    "ImageTooLargeError",
+    "Picture",
     "from_tensor",
     "read_image",
+    "read_picture",
     "to_tensor",
     "write_image",
+    "write_picture",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# Refuse images above this many pixels unless the caller raises the limit: a small compressed file can
+# decode to gigabytes (a "decompression bomb"). 100 MP covers every current phone and most cameras.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_BOMB_LOCK = threading.Lock()
+_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+_SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 
 
 class ImageReadError(ValueError):
     """A file that is not a readable image."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``uint8`` RGB ``(H, W, 3)``, applying its EXIF orientation."""
+class ImageTooLargeError(ImageReadError):
+    """An image with more pixels than the allowed maximum (a possible decompression bomb)."""
+
+
+@dataclass
+class Picture:
+    """An image as read from a file, with what is needed to write a result back in the same form.
+
+    ``rgb`` is ``(H, W, 3)`` ``uint8`` or ``uint16`` (grayscale sources are replicated to three
+    channels), upright (EXIF orientation applied). ``alpha`` is ``(H, W)`` of the same dtype or ``None``.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    gray: bool = False
+    source_mode: str = "RGB"
+    icc_profile: bytes | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.rgb.dtype == np.uint16 else 8
+
+    def to_tensor(self) -> Tensor:
+        """``(1, 3, H, W)`` float32 in [0, 1]."""
+        return to_tensor(self.rgb.astype(np.float32) / (65535.0 if self.bit_depth == 16 else 255.0))
+
+
+@contextlib.contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    """Switch off Pillow's global bomb check while we apply our own, caller-set limit."""
+    with _BOMB_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an ``(H, W, ...)`` array, as ``ImageOps.exif_transpose`` does."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 1)[::-1],
+           8: lambda a: np.rot90(a, 1)}  # fmt: skip
+    return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as f:
+        header = f.read(26)
+    return header[24] if header[:8] == _PNG_SIGNATURE and header[12:16] == b"IHDR" else 8
+
+
+def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """16-bit PNGs through pypng: Pillow reads 16-bit colour PNGs as 8-bit, silently dropping precision."""
+    import png  # pypng
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    array = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, planes)
+    gray = info["greyscale"]
+    colour = np.repeat(array[..., :1], 3, axis=2) if gray else array[..., :3]
+    alpha = array[..., -1] if info["alpha"] else None
+    return colour, alpha, gray
+
+
+def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """16-bit TIFFs through tifffile: Pillow cannot hold 16-bit RGB."""
+    import tifffile
+
+    array = tifffile.imread(path)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or array.dtype != np.uint16:
+        raise ImageReadError(f"{path}: unsupported 16-bit TIFF layout {array.shape} {array.dtype}")
+    gray = array.shape[2] in (1, 2)
+    colour = np.repeat(array[..., :1], 3, axis=2) if gray else array[..., :3]
+    alpha = array[..., -1] if array.shape[2] in (2, 4) else None
+    return colour, alpha, gray
+
+
+def read_picture(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Read any common image file as a :class:`Picture`, or raise a specific :class:`ImageReadError`.
+
+    Handles grayscale, palette, RGBA/LA (alpha kept), CMYK and YCbCr (converted to RGB), 16-bit PNG and
+    TIFF (kept 16-bit), and EXIF orientation. Empty, truncated, damaged and non-image files raise
+    :class:`ImageReadError` naming the problem; images above ``max_pixels`` raise
+    :class:`ImageTooLargeError` before they are decoded (``None``: no limit).
+    """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
-        with Image.open(path) as image:
+        with _own_pixel_limit(), Image.open(path) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+                    "(a guard against decompression bombs); raise it with --max-pixels if you trust the file"
+                )
+            orientation = image.getexif().get(0x0112, 1)
+            icc = image.info.get("icc_profile")
+            mode = image.mode
+            if image.format == "PNG" and _png_bit_depth(path) == 16:
+                colour, alpha, gray = _read_png16(path)
+                return Picture(_orient(colour, orientation), None if alpha is None else _orient(alpha, orientation),
+                               gray, f"{mode};16", icc)  # fmt: skip
+            if image.format == "TIFF" and image.tag_v2.get(258, (8,))[0] == 16:
+                colour, alpha, gray = _read_tiff16(path)
+                return Picture(_orient(colour, orientation), None if alpha is None else _orient(alpha, orientation),
+                               gray, f"{mode};16", icc)  # fmt: skip
             image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB")).copy()
-    except FileNotFoundError:
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                gray16 = np.asarray(image).astype(np.uint16)
+                return Picture(np.repeat(gray16[..., None], 3, axis=2), None, True, mode, icc)
+            has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+            gray = mode in ("1", "L", "LA", "La", "I", "F")
+            rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+            alpha = rgba[..., 3].copy() if has_alpha else None
+            return Picture(np.ascontiguousarray(rgba[..., :3]), alpha, gray, mode, icc)
+    except ImageReadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(
+            f"{path}: not an image format Pillow recognises (wrong extension or damaged header)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
+        raise ImageReadError(f"{path}: damaged or truncated image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as ``uint8`` RGB ``(H, W, 3)``, upright (EXIF orientation applied).
+
+    The benchmarks' 8-bit view of :func:`read_picture`: alpha is dropped, 16-bit is rounded to 8 bits.
+    """
+    picture = read_picture(path, max_pixels)
+    if picture.bit_depth == 16:
+        return np.round(picture.rgb / 257.0).astype(np.uint8)
+    return picture.rgb
+
+
+def _to_depth(values: np.ndarray, bits: int, quantization: str = "round") -> np.ndarray:
+    top = 65535.0 if bits == 16 else 255.0
+    scaled = np.clip(values.astype(np.float64), 0.0, 1.0) * top
+    return (np.floor(scaled) if quantization == "floor" else np.round(scaled)).astype(
+        np.uint16 if bits == 16 else np.uint8
+    )
+
+
+def write_picture(
+    path: str | os.PathLike, rgb: np.ndarray, like: Picture | None = None, overwrite: bool = False,
+    quantization: str = "round",
+) -> list[str]:  # fmt: skip
+    """Write a float ``(H, W, 3)`` result in [0, 1] in the form of the source ``like``, atomically.
+
+    The bit depth (16-bit for PNG/TIFF), grayscale and alpha of ``like`` are kept where the output
+    format allows; what the format cannot hold is returned as notes (e.g. alpha dropped for JPEG).
+    """
+    path = Path(path)
+    like = like or Picture(np.zeros((1, 1, 3), np.uint8))
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    notes = []
+    bits = like.bit_depth
+    if bits == 16 and fmt not in _SIXTEEN_BIT_FORMATS:
+        bits = 8
+        notes.append(f"16-bit source written as 8-bit: {fmt} holds 8 bits (use --format png or tif)")
+    if like.gray:
+        rgb = (rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None]
+    channels = _to_depth(rgb, bits, quantization)
+    alpha = like.alpha
+    if alpha is not None and fmt not in _ALPHA_FORMATS:
+        notes.append(f"alpha channel dropped: {fmt} has none (use --format png)")
+        alpha = None
+    if alpha is not None:
+        if alpha.shape != channels.shape[:2]:
+            raise ValueError(f"alpha {alpha.shape} does not match the image {channels.shape[:2]}")
+        if bits == 8 and alpha.dtype == np.uint16:
+            alpha = np.round(alpha / 257.0).astype(np.uint8)
+        channels = np.concatenate([channels, alpha[..., None].astype(channels.dtype)], axis=2)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if bits == 16 and fmt == "PNG":
+            import png  # pypng
+
+            planes = channels.shape[2]
+            writer = png.Writer(channels.shape[1], channels.shape[0], greyscale=planes in (1, 2),
+                                alpha=planes in (2, 4), bitdepth=16)  # fmt: skip
+            with open(tmp, "wb") as f:
+                writer.write(f, channels.reshape(channels.shape[0], -1).tolist())
+        elif bits == 16:
+            import tifffile
+
+            planes = channels.shape[2]
+            tifffile.imwrite(tmp, channels[..., 0] if planes == 1 else channels,
+                             photometric="minisblack" if planes in (1, 2) else "rgb",
+                             extrasamples=("unassalpha",) if planes in (2, 4) else None)  # fmt: skip
+        else:
+            image = Image.fromarray(channels[..., 0] if channels.shape[2] == 1 else channels)
+            options = {"quality": 95} if fmt == "JPEG" else {}
+            if like.icc_profile and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+                options["icc_profile"] = like.icc_profile
+            image.save(tmp, format=fmt, **options)
+    return notes
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False) -> Path:
@@ -46,17 +260,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = Fa
     Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (pass overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions().get(path.suffix.lower()))
     return path
 
 

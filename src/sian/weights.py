@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ._atomic import atomic_path
 from .models import build_model, get_variant
 
 __all__ = [
@@ -59,10 +60,11 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
 class WeightsEntry:
     name: str
     variant: str
-    sha256: str  # of the original file as published
+    sha256: str  # of the original file as published (bundled: of the shipped safetensors file)
     url: str
     dataset: str
-    reference: str  # the published result these weights reproduce
+    reference: str  # the published result these weights reproduce (bundled: our measured result)
+    bundled: bool = False  # shipped inside the package (our own weights), not imported by the user
 
     @property
     def filename(self) -> str:
@@ -95,6 +97,24 @@ WEIGHTS: dict[str, WeightsEntry] = {
                      _PRENET_URL.format("Rain1400"), "Rain1400", "32.55 / 0.946"),
     ]
 }  # fmt: skip
+
+# Our own weights ship inside the package (src/sian/pretrained): the manifest, written by
+# scripts/ship_weights.py, lists each file with its hash and the figures of its model card.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def _bundled_entries() -> dict[str, WeightsEntry]:
+    manifest = PRETRAINED_DIR / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    entries = {}
+    for name, info in json.loads(manifest.read_text()).items():
+        entries[name] = WeightsEntry(name, info["variant"], info["sha256"], "", info["dataset"], info["reference"],
+                                     bundled=True)  # fmt: skip
+    return entries
+
+
+WEIGHTS.update(_bundled_entries())
 
 
 def weights_dir() -> Path:
@@ -213,15 +233,8 @@ def save_weights(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     meta = {"format": FORMAT, "arch": arch, "config": json.dumps(dict(config), sort_keys=True), **metadata}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -288,7 +301,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     text = str(name_or_path)
     if text in WEIGHTS:
         entry = WEIGHTS[text]
-        path = weights_dir() / entry.filename
+        path = (PRETRAINED_DIR if entry.bundled else weights_dir()) / entry.filename
         if not path.is_file():
             raise WeightsNotFoundError(_not_installed_message(entry, path))
         return path
@@ -309,7 +322,10 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     path = resolve_weights(name_or_path)
     arch, config, state, metadata = read_weights_file(path)
     entry = WEIGHTS.get(str(name_or_path))
-    if entry is not None and metadata.get("source_sha256") != entry.sha256:
+    if entry is not None and entry.bundled:
+        if sha256_file(path) != entry.sha256:
+            raise WeightsError(f"{path} is damaged: its sha256 differs from the package manifest; reinstall sian")
+    elif entry is not None and metadata.get("source_sha256") != entry.sha256:
         raise WeightsError(
             f"{path} does not hold the registered {entry.name!r} weights (source sha256 "
             f"{metadata.get('source_sha256')} != {entry.sha256}); re-import the authors' file."
@@ -353,6 +369,8 @@ def import_weights(
         raise WeightsNotFoundError(f"no such file: {source}")
     digest = sha256_file(source)
     entry = WEIGHTS.get(name)
+    if entry is not None and entry.bundled:
+        raise WeightsError(f"{name!r} ships with the package; import your file under another --name")
     if entry is not None and digest != entry.sha256 and not force:
         raise WeightsError(
             f"{source} is not the published {name!r} file: sha256 {digest} != {entry.sha256}. "
@@ -383,6 +401,8 @@ def download_weights(name: str, timeout: float = 60.0) -> Path:
     if name not in WEIGHTS:
         raise WeightsError(f"unknown weights name {name!r}; known: {', '.join(WEIGHTS)}")
     entry = WEIGHTS[name]
+    if entry.bundled:
+        raise WeightsError(f"{name!r} ships with the package: nothing to download")
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / f"{name}.pth"
         try:

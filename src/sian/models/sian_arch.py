@@ -129,8 +129,13 @@ class SIAN(nn.Module):
         self.fusions = nn.ModuleList(CoarseToFine(channels) for _ in range(octaves - 1))
         self.rain_head = nn.Sequential(*(ResBlock(channels) for _ in range(head_blocks)), conv3x3(channels, 3))
 
+    @property
+    def min_size(self) -> int:
+        """Smallest height and width the pyramid takes: the coarsest octave must keep a pixel."""
+        return 2 ** (len(self.levels) - 1)
+
     def forward(self, rainy: Tensor, return_all: bool | None = None) -> Tensor | list[Tensor]:
-        _check_input(rainy, min_size=2 ** (len(self.levels) - 1))
+        _check_input(rainy, min_size=self.min_size)
         states: list[tuple[Tensor, Tensor] | None] = [None] * len(self.levels)
         derained = rainy
         outputs = []

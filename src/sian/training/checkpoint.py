@@ -9,11 +9,12 @@ the new checkpoint, never a half-written one. Loading uses ``torch.load(weights_
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .._atomic import atomic_path
 
 __all__ = ["STATE_FILE", "load_state", "save_state"]
 
@@ -24,16 +25,8 @@ def save_state(out_dir: str | os.PathLike, state: dict[str, Any]) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / STATE_FILE
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{STATE_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        torch.save(state, tmp)
     return target
 
 

@@ -20,6 +20,9 @@ __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "TrainingC
 class ModelConfig:
     variant: str = "sian"  # a registered variant (`sian models`)
     overrides: dict[str, Any] = field(default_factory=dict)  # constructor arguments on top of the variant
+    # Start from these weights (a name from `sian weights list` or a .safetensors file) instead of the
+    # random release initialisation: fine-tuning. Ignored on --resume, which restores the checkpoint.
+    init: str | None = None
 
 
 @dataclass

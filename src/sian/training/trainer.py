@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..models import create_model, get_variant
-from ..weights import save_weights
+from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights
 from .checkpoint import load_state, save_state
 from .config import TrainingConfig, to_dict
 from .datasets import PairedPatches, StepSampler, SyntheticPatches, list_clean_images, read_exclusions, split_holdout
@@ -137,7 +137,10 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
 
     torch.manual_seed(train_cfg.seed)  # the same initial weights on every process
     model = create_model(config.model.variant, **config.model.overrides)
-    if get_variant(config.model.variant).arch == "sian":
+    if config.model.init:
+        _, _, init_state, _ = read_weights_file(resolve_weights(config.model.init))
+        load_state_dict_checked(model, init_state, source=f"model.init weights {config.model.init}")
+    elif get_variant(config.model.variant).arch == "sian":
         release_init(model)
     model.to(device).train()
     optimizer = torch.optim.Adam(
