@@ -236,3 +236,117 @@ def test_model_init_fine_tunes_from_a_weights_file(tmp_path):
         train(
             load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, out="run2", **{"model.init": str(bad)})), progress=False
         )
+
+
+# --- faults (issue 7) ---------------------------------------------------------------------------------
+
+
+def _initial_weights(seed=0):
+    torch.manual_seed(seed)
+    model = create_model("sian", channels=6, stages=2)
+    release_init(model)
+    return model.state_dict()
+
+
+def _nan_loss_at(monkeypatch, bad_steps, kind="loss"):
+    from sian.training import trainer
+
+    calls = {"n": 0}
+
+    def patched(outputs, clean, loss="ssim"):
+        calls["n"] += 1
+        value = stage_loss(outputs, clean, loss)
+        if calls["n"] in bad_steps:
+            if kind == "loss":
+                return value * float("nan")
+            # finite loss, NaN gradient: d sqrt(x)/dx is inf at 0
+            return value + torch.sqrt(outputs[-1].sum() * 0.0)
+        return value
+
+    monkeypatch.setattr(trainer, "stage_loss", patched)
+
+
+def _log(tmp_path, out="run"):
+    return [json.loads(line) for line in (tmp_path / out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_nonfinite_steps_are_skipped_and_never_reach_the_weights(tmp_path, monkeypatch, kind):
+    _nan_loss_at(monkeypatch, bad_steps=set(range(1, 100)), kind=kind)  # every step is bad
+    summary = train(load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, **{"train.steps": 4})), progress=False)
+    assert summary["skipped_steps"] == 4
+    assert [r["nonfinite"] for r in _log(tmp_path) if "nonfinite" in r] == [kind] * 4
+    trained = read_weights_file(tmp_path / "run" / "last.safetensors")[2]
+    for key, value in _initial_weights().items():  # not one update was applied
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=0)
+
+
+def test_nonfinite_rollback_restores_the_last_checkpointed_weights(tmp_path, monkeypatch):
+    _nan_loss_at(monkeypatch, bad_steps={4}, kind="gradient")
+    settings = {"train.steps": 4, "train.nonfinite": "rollback", "train.checkpoint_minutes": 60}
+    train(load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, **settings)), progress=False)
+    assert [r["policy"] for r in _log(tmp_path) if "nonfinite" in r] == ["rollback"]
+    trained = read_weights_file(tmp_path / "run" / "last.safetensors")[2]
+    for key, value in _initial_weights().items():  # steps 1-3 were undone: no checkpoint since the start
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=0)
+
+
+def test_nonfinite_stop_policy_and_the_limit_in_a_row(tmp_path, monkeypatch):
+    from sian.training.trainer import NonFiniteLossError
+
+    _nan_loss_at(monkeypatch, bad_steps={2, 3, 4, 5, 6})
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 2"):
+        train(load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, **{"train.nonfinite": "stop"})), progress=False)
+    _nan_loss_at(monkeypatch, bad_steps={2, 3, 4, 5, 6})
+    with pytest.raises(NonFiniteLossError, match="3 in a row"):
+        train(load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, out="b", **{"train.max_nonfinite": 2})),
+              progress=False)  # fmt: skip
+
+
+def test_a_full_disk_while_checkpointing_is_reported_and_the_previous_checkpoint_survives(tmp_path, monkeypatch):
+    import errno
+
+    from sian.training import trainer
+    from sian.training.trainer import CheckpointError
+
+    real_save, saves = trainer.save_state, {"n": 0}
+
+    def disk_fills_up(out_dir, state):
+        saves["n"] += 1
+        if saves["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(out_dir, state)
+
+    monkeypatch.setattr(trainer, "save_state", disk_fills_up)
+    settings = {"train.steps": 5, "train.checkpoint_minutes": 0}  # a checkpoint after every step
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        train(load_config(EMPTY_CONFIG, tiny_overrides(tmp_path, **settings)), progress=False)
+    errors = [r for r in _log(tmp_path) if "checkpoint_error" in r]
+    assert [r["step"] for r in errors] == [2, 3, 4, 5, 5]  # reported at every try, training went on
+    assert [r["step"] for r in _log(tmp_path) if "loss" in r] == [1, 2, 3, 4, 5]
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["step"] == 1  # the last good checkpoint, intact
+    assert not list((tmp_path / "run").glob(".*tmp*"))
+
+
+def test_sigkill_at_a_random_moment_loses_at_most_one_interval_and_resumes(tmp_path):
+    interval_s = 1.0
+    overrides = tiny_overrides(tmp_path, **{"train.steps": 400, "train.checkpoint_minutes": interval_s / 60})
+    proc = subprocess.Popen([sys.executable, "-m", "sian", "train", str(EMPTY_CONFIG), *overrides],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (tmp_path / "run" / "state.pt").exists():
+        time.sleep(0.05)
+    time.sleep(np.random.default_rng().uniform(0.5, 3.0))  # a random moment, possibly mid-checkpoint
+    proc.kill()
+    proc.wait(timeout=60)
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)  # never corrupt
+    last_logged = max(r["wall_seconds"] for r in _log(tmp_path) if "loss" in r)
+    # Checkpoints follow the first step after each interval: at most one interval (plus a step) is lost.
+    step_time = max(r["wall_seconds"] for r in _log(tmp_path) if "loss" in r) / max(1, _log(tmp_path)[-1]["step"])
+    assert last_logged - state["wall_seconds"] <= interval_s + 3 * step_time + 1.0
+    more = f"train.steps={state['step'] + 2}"  # the last override wins
+    resumed = run_cli(["train", str(EMPTY_CONFIG), *overrides, more, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["step"] for r in _log(tmp_path) if "loss" in r][-2:] == [state["step"] + 1, state["step"] + 2]
+    assert not list((tmp_path / "run").glob(".*tmp*"))  # debris of a killed write is removed on restart

@@ -293,6 +293,7 @@ def train_command(
 ) -> None:
     """Train SIAN or PReNet; the same command under torchrun runs DistributedDataParallel."""
     from .training import load_config, train
+    from .training.trainer import CheckpointError, NonFiniteLossError
 
     try:
         cfg = load_config(config, overrides or [])
@@ -304,6 +305,8 @@ def train_command(
         summary = train(cfg, resume=resume)
     except FileExistsError as exc:
         raise _fail(str(exc)) from None
+    except (NonFiniteLossError, CheckpointError) as exc:
+        raise _fail(str(exc), code=1) from None
     typer.echo(f"{summary['status']} at step {summary['step']}/{summary['total_steps']}; "
                f"best validation PSNR {summary['best_val_psnr']:.3f} dB; output in {cfg.train.out_dir}")  # fmt: skip
     if summary["status"] == "interrupted":

@@ -75,6 +75,11 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 500
     checkpoint_minutes: float = 5.0
+    # A NaN/inf loss or gradient never reaches the weights: "skip" drops that update, "rollback" also
+    # restores the weights and optimizer state of the last checkpoint, "stop" ends the run with an error.
+    # More than max_nonfinite in a row stops the run under any policy.
+    nonfinite: str = "skip"
+    max_nonfinite: int = 20
     out_dir: str = "runs/sian"
 
 
@@ -129,6 +134,8 @@ def _validate(config: TrainingConfig) -> None:
         raise ValueError("set train.steps or train.epochs")
     if config.train.epochs > 0 and config.data.patch_stride is None:
         raise ValueError("train.epochs needs data.patch_stride (an epoch is one pass over the patch grid)")
+    if config.train.nonfinite not in ("skip", "rollback", "stop"):
+        raise ValueError(f"train.nonfinite must be skip, rollback or stop, got {config.train.nonfinite!r}")
     if config.optim.schedule not in ("constant", "cosine", "multistep"):
         raise ValueError(f"optim.schedule must be constant, cosine or multistep, got {config.optim.schedule!r}")
     if config.data.val_holdout and (config.data.val_clean or config.data.val_pairs or not config.data.train_clean):

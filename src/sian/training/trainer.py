@@ -15,6 +15,7 @@ Output folder (``train.out_dir``), written by rank 0 only:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -34,13 +35,21 @@ from tqdm import tqdm
 
 from ..models import create_model, get_variant
 from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights
-from .checkpoint import load_state, save_state
+from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
 from .datasets import PairedPatches, StepSampler, SyntheticPatches, list_clean_images, read_exclusions, split_holdout
 from .losses import stage_loss
 from .validation import build_validation_set, validate
 
-__all__ = ["release_init", "train"]
+__all__ = ["CheckpointError", "NonFiniteLossError", "release_init", "train"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped on a NaN/inf loss or gradient (policy ``stop``, or too many in a row)."""
+
+
+class CheckpointError(OSError):
+    """The final checkpoint could not be written (e.g. a full disk); the previous one is intact."""
 
 
 def release_init(model: nn.Module, std: float = 0.02) -> None:
@@ -168,6 +177,9 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         else model
     )
 
+    if is_main and out_dir.is_dir():  # temporary files of a run killed mid-write (SIGKILL skips cleanup)
+        for debris in out_dir.glob(".*.tmp*"):
+            debris.unlink(missing_ok=True)
     val_set = build_validation_set(config.data) if is_main else None
     writer = None
     if is_main:
@@ -196,9 +208,21 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
                 if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
                     writer.add_scalar(key, value, record["step"])
 
-    def checkpoint() -> None:
+    def checkpoint(final: bool = False) -> None:
+        nonlocal good_state
+        good_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
         if not is_main:
             return
+        try:
+            write_checkpoint()
+        except OSError as exc:  # e.g. a full disk: the previous checkpoint is intact (atomic writes)
+            message = f"step {step}: could not write the checkpoint ({exc}); the previous one in {out_dir} is intact"
+            log({"step": step, "checkpoint_error": str(exc)})
+            if final:
+                raise CheckpointError(message) from exc
+            bar.write(message + "; training goes on and retries at the next interval")
+
+    def write_checkpoint() -> None:
         arch = get_variant(config.model.variant).arch
         save_weights(out_dir / "last.safetensors", model, arch, model.config, step=str(step))
         save_state(out_dir, {
@@ -230,7 +254,9 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         total=total, initial=step, desc="train", unit="step", disable=not (progress and is_main), dynamic_ncols=True
     )
     last_checkpoint = time.monotonic()
-    skipped = 0
+    skipped, consecutive_bad = 0, 0
+    # What "rollback" restores: the weights and optimizer state of the last checkpoint (or the start).
+    good_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
     status = "finished"
     window_start, window_samples = time.perf_counter(), 0
     try:
@@ -242,14 +268,32 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             optimizer.zero_grad(set_to_none=True)
-            if finite.item() == 1.0:
+            problem = None
+            if finite.item() != 1.0:
+                problem = "loss"
+            else:
                 loss.backward()
-                if config.optim.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                optimizer.step()
+                # The norm is needed anyway to catch inf/NaN gradients; max_norm inf leaves them unscaled.
+                norm = nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip or math.inf)
+                if torch.isfinite(norm):
+                    optimizer.step()
+                else:
+                    problem = "gradient"
+            if problem is None:
+                consecutive_bad = 0
             else:
                 skipped += 1
-                bar.write(f"step {step + 1}: non-finite loss, update skipped")
+                consecutive_bad += 1
+                bar.write(f"step {step + 1}: non-finite {problem}, update skipped (policy: {train_cfg.nonfinite})")
+                log({"step": step + 1, "nonfinite": problem, "policy": train_cfg.nonfinite})
+                if train_cfg.nonfinite == "stop" or consecutive_bad > train_cfg.max_nonfinite:
+                    raise NonFiniteLossError(
+                        f"non-finite {problem} at step {step + 1} ({consecutive_bad} in a row); the weights "
+                        f"were not updated and {out_dir / STATE_FILE} holds the last good checkpoint"
+                    )
+                if train_cfg.nonfinite == "rollback":
+                    model.load_state_dict(good_state["model"])
+                    optimizer.load_state_dict(good_state["optimizer"])
             scheduler.step()
             step += 1
             window_samples += rainy.shape[0] * world
@@ -276,7 +320,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
                 last_checkpoint = time.monotonic()
         if status == "finished":
             run_validation()
-        checkpoint()
+        checkpoint(final=True)
         fingerprints = _parameter_fingerprint(model)
         identical = True
         if world > 1:
