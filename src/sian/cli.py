@@ -116,6 +116,7 @@ def derain_command(
     max_pixels: Annotated[
         int, typer.Option(help="Refuse larger images (decompression-bomb guard); 0: no limit.")
     ] = DEFAULT_MAX_PIXELS,
+    backend: Annotated[str, typer.Option(help="torch, or onnx to run an exported --model FILE.onnx.")] = "torch",
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite.
 
@@ -140,7 +141,21 @@ def derain_command(
             failures.append((path, f"output {target} would replace an input; choose another --output or --suffix"))
         else:
             targets[path] = target
-    net = _load(model, device)
+    if backend not in ("torch", "onnx"):
+        raise _fail(f"--backend must be torch or onnx, got {backend!r}")
+    if backend == "onnx":
+        if not model.lower().endswith(".onnx"):
+            raise _fail(
+                f"--backend onnx runs an exported file: pass --model FILE.onnx (from 'sian export'), got {model!r}"
+            )
+        from .export import OnnxModel
+
+        try:
+            net = OnnxModel(model)
+        except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
+            raise _fail(f"cannot load {model} with onnxruntime: {exc}") from None
+    else:
+        net = _load(model, device)
     written, skipped, notes = 0, [], []
     start = time.perf_counter()
     for path, target in tqdm(targets.items(), desc="derain", unit="img", disable=False):
@@ -189,6 +204,26 @@ def demo_command(
     typer.echo(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}   vs the clean reference")
     typer.echo(f"{'input':8}{result.input_psnr:10.2f}{result.input_ssim:10.4f}")
     typer.echo(f"{'output':8}{result.psnr:10.2f}{result.ssim:10.4f}")
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
+    model: Annotated[str, typer.Option(help="Registered weights name or .safetensors file.")] = DEFAULT_MODEL,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Export a model to ONNX (dynamic batch, height and width); run it with 'sian derain --backend onnx'."""
+    from .export import export_onnx
+
+    if output.suffix.lower() != ".onnx":
+        raise _fail(f"--output must end in .onnx, got {output}")
+    try:
+        path = export_onnx(model, output, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise _fail(f"{exc}; pass --overwrite") from None
+    except WeightsError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"exported {model} to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command("eval")

@@ -63,7 +63,7 @@ def derain_tensor(
     ``tile`` derains in overlapping tiles of that size (cross-faded over ``overlap`` pixels). Without
     it, images too large for ``memory_budget`` bytes are tiled automatically (``None``: never).
     """
-    device = next(model.parameters()).device
+    device = getattr(model, "device", None) or next(model.parameters()).device  # ONNX backends have no parameters
     min_size = getattr(model, "min_size", 1)
 
     def run(batch: Tensor) -> Tensor:

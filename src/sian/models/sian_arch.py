@@ -69,7 +69,8 @@ class CoarseToFine(nn.Module):
         )
         # An odd fine size leaves the upsampled map one pixel short: pad floor(d/2) before, the rest after.
         dh, dw = fine.shape[-2] - up.shape[-2], fine.shape[-1] - up.shape[-1]
-        if dh or dw:
+        # When exporting, pad unconditionally: a branch on the traced size would be frozen into the graph.
+        if dh or dw or torch.compiler.is_compiling():
             up = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
         return F.relu(self.conv(torch.cat([fine, up], dim=1)))
 
