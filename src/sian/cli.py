@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import torch
 import typer
 from tqdm import tqdm
@@ -204,6 +205,46 @@ def demo_command(
     typer.echo(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}   vs the clean reference")
     typer.echo(f"{'input':8}{result.input_psnr:10.2f}{result.input_ssim:10.4f}")
     typer.echo(f"{'output':8}{result.psnr:10.2f}{result.ssim:10.4f}")
+
+
+@app.command("explain")
+def explain_command(
+    image: Annotated[Path, typer.Argument(help="A rainy photo.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the figure and the HTML page.")],
+    gt: Annotated[Path | None, typer.Option(help="Its clean reference: adds per-stage PSNR/SSIM.")] = None,
+    model: Annotated[str, typer.Option(help="Registered weights name or .safetensors file.")] = DEFAULT_MODEL,
+    max_side: Annotated[int, typer.Option(help="Downscale larger images to this longest side first.")] = 1024,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+) -> None:
+    """One PNG figure and one self-contained HTML page: input, every stage, rain layer, attention, DoG pyramid."""
+    from PIL import Image
+
+    from .explain import explain, render_figure, render_html
+
+    targets = [output / f"{image.stem}_explain.png", output / f"{image.stem}_explain.html"]
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise _fail(f"{existing[0]} exists; pass --overwrite or choose another --output")
+    try:
+        rainy = read_image(image)
+        clean = read_image(gt) if gt is not None else None
+    except (ImageReadError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    if clean is not None and clean.shape != rainy.shape:
+        raise _fail(f"--gt is {clean.shape[1]}x{clean.shape[0]} but the image is {rainy.shape[1]}x{rainy.shape[0]}")
+    scale = max_side / max(rainy.shape[:2])
+    if scale < 1:
+        size = (max(1, round(rainy.shape[1] * scale)), max(1, round(rainy.shape[0] * scale)))
+        rainy = np.asarray(Image.fromarray(rainy).resize(size, Image.Resampling.LANCZOS))
+        clean = None if clean is None else np.asarray(Image.fromarray(clean).resize(size, Image.Resampling.LANCZOS))
+        typer.echo(f"downscaled to {size[0]}x{size[1]} for the explanation (--max-side {max_side})")
+    net = _load(model, "cpu")
+    result = explain(net, rainy, clean)
+    render_figure(result, targets[0])
+    render_html(result, targets[1], title=f"sian explain: {image.name} with {model}")
+    typer.echo(f"{len(result.panels)} panels: {targets[0]} and {targets[1]}")
+    for index, (psnr, ssim) in enumerate(result.stage_scores, 1):
+        typer.echo(f"stage {index}: Y-PSNR {psnr:.2f} dB, SSIM {ssim:.4f}")
 
 
 @app.command("export")

@@ -1,0 +1,188 @@
+"""See what the network does on one image: every stage, the rain layer, the attention masks, the DoG pyramid.
+
+:func:`explain` runs a model once with forward hooks and returns the panels; :func:`render_figure`
+draws them as one PNG (matplotlib) and :func:`render_html` writes a self-contained page (images inlined
+as base64, no server). The attention masks and DoG maps shown are those of the first stage, where the
+network sees the rainy image most directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ._atomic import atomic_path
+from .io import to_tensor
+from .metrics import psnr_y, quantize, ssim_y
+
+__all__ = ["Explanation", "Panel", "explain", "render_figure", "render_html"]
+
+
+@dataclass
+class Panel:
+    title: str
+    caption: str
+    image: np.ndarray  # (H, W, 3) uint8 picture, or (H, W) float map shown with ``cmap``
+    cmap: str | None = None
+
+
+@dataclass
+class Explanation:
+    panels: list[Panel]
+    stage_scores: list[tuple[float, float]] = field(default_factory=list)  # (PSNR, SSIM) per stage vs --gt
+    input_score: tuple[float, float] | None = None
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    top = float(np.percentile(values, 99.5)) or 1.0
+    return np.clip(values / top, 0.0, 1.0)
+
+
+@torch.inference_mode()
+def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None) -> Explanation:
+    """Panels for ``rainy`` ``(H, W, 3)`` uint8 (and per-stage scores when ``clean`` is given).
+
+    Example:
+        >>> import sian
+        >>> net = sian.create_model("sian", channels=4, stages=2).eval()
+        >>> e = explain(net, np.zeros((32, 40, 3), np.uint8))
+        >>> [p.title for p in e.panels][:4], len(e.panels)  # input, 2 stages, rain, 3 masks, 3 x 5 DoG maps
+        (['rainy input', 'stage 1', 'stage 2', 'rain layer'], 22)
+    """
+    captured: dict[str, list] = {"dogs": [], "masks": []}
+    hooks = []
+    scale_space = getattr(model, "scale_space", None)
+    if scale_space is not None:
+        hooks.append(scale_space.register_forward_hook(
+            lambda _m, _i, out: captured["dogs"].append([d.detach().clone() for d in out])))  # fmt: skip
+    for octave, level in enumerate(getattr(model, "levels", [])):
+        if getattr(level, "attention_conv", None) is not None:
+            hooks.append(level.attention_conv.register_forward_hook(
+                lambda _m, _i, out, o=octave: captured["masks"].append((o, torch.sigmoid(out)))))  # fmt: skip
+    try:
+        device = next(model.parameters()).device
+        outputs = model(to_tensor(rainy).to(device), return_all=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    stages = [quantize(out) for out in outputs]
+    panels = [Panel("rainy input", "The input photo.", rainy)]
+    if clean is not None:
+        panels.append(Panel("clean reference", "The reference given with --gt.", clean))
+    scores = []
+    for index, stage in enumerate(stages, 1):
+        caption = f"Output of stage {index} of {len(stages)} (the stages share weights and refine in turn)."
+        if clean is not None and clean.shape == stage.shape:
+            score = (psnr_y(stage, clean), ssim_y(stage, clean) if min(clean.shape[:2]) >= 11 else float("nan"))
+            scores.append(score)
+            caption += f" Y-PSNR {score[0]:.2f} dB, SSIM {score[1]:.4f}."
+        panels.append(Panel(f"stage {index}", caption, stage))
+    rain = (to_tensor(rainy) - outputs[-1].float().cpu())[0].clamp(min=0).mean(0).numpy()
+    panels.append(Panel("rain layer", "R = input - final output (Eq. 6), brightness scaled to its 99.5th percentile.",
+                        _normalise(rain), "gray"))  # fmt: skip
+    octaves = len(getattr(model, "levels", []))
+    for octave, mask in captured["masks"][:octaves]:
+        values = mask[0].mean(0).float().cpu().numpy()
+        low, high = float(values.min()), float(values.max())
+        panels.append(Panel(f"attention, scale 1/{2**octave}",
+                            f"Importance mask M of Eq. 3 at 1/{2**octave} resolution, first stage, mean over "
+                            f"channels, stretched from {low:.3f} (dark) to {high:.3f} (bright); features are "
+                            "multiplied by 1 + M.", (values - low) / max(high - low, 1e-12), "viridis"))  # fmt: skip
+    if captured["dogs"]:
+        channels = int(model.config["channels"])
+        for octave, stack in enumerate(captured["dogs"][0]):
+            for index in range(stack.shape[1] // channels):
+                response = stack[0, index * channels : (index + 1) * channels].abs().mean(0).float().cpu().numpy()
+                caption = (f"Difference of Gaussians {index + 2} - {index + 1} of octave {octave} "
+                           f"(1/{2**octave} resolution) of the first stage's features: mean |response|, "
+                           "what the attention sees at that scale.")  # fmt: skip
+                panels.append(Panel(f"DoG octave {octave}, map {index + 1}", caption, _normalise(response), "magma"))
+    input_score = None
+    if clean is not None and clean.shape == rainy.shape:
+        input_score = (psnr_y(rainy, clean), ssim_y(rainy, clean) if min(clean.shape[:2]) >= 11 else float("nan"))
+    return Explanation(panels, scores, input_score)
+
+
+def _panel_rgb(panel: Panel) -> np.ndarray:
+    if panel.cmap is None:
+        return panel.image
+    import matplotlib
+
+    colours = matplotlib.colormaps[panel.cmap](np.clip(panel.image, 0.0, 1.0))[..., :3]
+    return (colours * 255).round().astype(np.uint8)
+
+
+def render_figure(explanation: Explanation, path: str | os.PathLike, columns: int = 6) -> Path:
+    """All panels in one PNG grid, titled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = explanation.panels
+    rows = -(-len(panels) // columns)
+    height, width = panels[0].image.shape[:2]
+    scale = 2.6 / max(height, width)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * width * scale + 0.4, rows * (height * scale + 0.45)))
+    for axis, panel in zip(np.ravel(axes), panels + [None] * (rows * columns - len(panels)), strict=True):
+        axis.axis("off")
+        if panel is not None:
+            axis.imshow(_panel_rgb(panel), interpolation="nearest")
+            axis.set_title(panel.title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+def _data_uri(image: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def render_html(explanation: Explanation, path: str | os.PathLike, title: str = "sian explain") -> Path:
+    """A self-contained HTML page: every panel with its caption, and the per-stage scores when known."""
+    figures = "\n".join(
+        f'<figure><img src="{_data_uri(_panel_rgb(p))}" alt="{html.escape(p.title)}">'
+        f"<figcaption><b>{html.escape(p.title)}</b>: {html.escape(p.caption)}</figcaption></figure>"
+        for p in explanation.panels
+    )
+    table = ""
+    if explanation.stage_scores:
+        rows = "".join(f"<tr><td>stage {i}</td><td>{p:.2f}</td><td>{s:.4f}</td></tr>"
+                       for i, (p, s) in enumerate(explanation.stage_scores, 1))  # fmt: skip
+        if explanation.input_score:
+            psnr, ssim = explanation.input_score
+            rows = f"<tr><td>input</td><td>{psnr:.2f}</td><td>{ssim:.4f}</td></tr>" + rows
+        table = f"<table><tr><th></th><th>Y-PSNR (dB)</th><th>Y-SSIM</th></tr>{rows}</table>"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
+main {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 1rem; }}
+figure {{ margin: 0; }} img {{ width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }}
+figcaption {{ font-size: 0.8rem; }} table {{ border-collapse: collapse; margin: 1rem 0; }}
+td, th {{ border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: right; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1>
+{table}
+<main>
+{figures}
+</main></body></html>
+"""
+    path = Path(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
