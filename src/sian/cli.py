@@ -247,6 +247,28 @@ def explain_command(
         typer.echo(f"stage {index}: Y-PSNR {psnr:.2f} dB, SSIM {ssim:.4f}")
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes it to your network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Annotated[list[str] | None, typer.Option(help="Offer these models (repeatable); default: all.")] = None,
+    default_model: Annotated[str, typer.Option(help="Model used when a request names none.")] = DEFAULT_MODEL,
+    max_upload_mb: Annotated[float, typer.Option(help="Refuse larger uploads (413).")] = 25.0,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (413).")] = 24_000_000,
+) -> None:
+    """A local web page (drop a photo, compare before/after, download) and an HTTP API (POST /v1/derain)."""
+    try:
+        import uvicorn
+
+        from .serve import ServeConfig, create_app
+    except ImportError as exc:
+        raise _fail(f"sian serve needs the serve extra: pip install 'sian-derain[serve]' ({exc})") from None
+    config = ServeConfig(models=list(model or []), default_model=default_model,
+                         max_upload_bytes=int(max_upload_mb * 1024**2), max_pixels=max_pixels)  # fmt: skip
+    typer.echo(f"sian serve on http://{host}:{port}/  (API: POST /v1/derain, GET /v1/health)")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
 @app.command("export")
 def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],

@@ -1,0 +1,165 @@
+"""The web app: ``GET /`` (the page), ``POST /v1/derain``, ``GET /v1/models``, ``GET /v1/health``.
+
+``POST /v1/derain`` takes multipart form data: ``image`` (the file, required) and optionally ``model``
+(a name from ``/v1/models``) and ``format`` (``png``: the derained image as ``image/png``, the default;
+``json``: the derained image and the rain layer as base64 PNGs plus timing). Errors are JSON
+``{"error": ...}`` with 400 (empty or missing upload, unknown model), 413 (too many bytes or pixels),
+415 (not an image) or 422 (a form without an ``image`` file field).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
+from starlette.datastructures import UploadFile
+
+from .. import __version__
+from ..inference import DEFAULT_MODEL, derain_tensor
+from ..io import ImageReadError, ImageTooLargeError, from_tensor, read_picture, write_picture
+from ..weights import WEIGHTS, WeightsError, load_model, weights_dir
+
+__all__ = ["ServeConfig", "create_app"]
+
+PAGE = Path(__file__).with_name("index.html")
+
+
+@dataclass
+class ServeConfig:
+    models: list[str] = field(default_factory=list)  # offered models; empty: bundled + installed ones
+    default_model: str = DEFAULT_MODEL
+    max_upload_bytes: int = 25 * 1024**2
+    max_pixels: int = 24_000_000
+    tile: int | None = None
+
+
+def available_models() -> list[str]:
+    """Bundled weights plus every registered or user file installed in the weights folder."""
+    names = [name for name, entry in WEIGHTS.items() if entry.bundled]
+    folder = weights_dir()
+    if folder.is_dir():
+        names += sorted(p.stem for p in folder.glob("*.safetensors") if p.stem not in names)
+    return names
+
+
+class _Error(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    config = config or ServeConfig()
+    models = config.models or available_models()
+    if config.default_model not in models:
+        models = [config.default_model, *models]
+    cache: dict[str, torch.nn.Module] = {}
+    lock = threading.Lock()  # one inference at a time: the CPU is the bottleneck anyway
+    app = FastAPI(title="sian", version=__version__, docs_url="/docs", redoc_url=None)
+
+    @app.exception_handler(_Error)
+    async def _error(_request: Request, exc: _Error) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": f"invalid request: {exc.errors()}"}, status_code=422)
+
+    def model_for(name: str) -> torch.nn.Module:
+        if name not in models:
+            raise _Error(400, f"unknown model {name!r}; available: {', '.join(models)}")
+        if name not in cache:
+            try:
+                cache[name] = load_model(name)
+            except WeightsError as exc:
+                raise _Error(400, f"model {name!r} cannot be loaded: {exc}") from None
+        return cache[name]
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__, "models": models, "default_model": config.default_model}
+
+    @app.get("/v1/models")
+    def list_models() -> dict:
+        return {"models": models, "default": config.default_model}
+
+    @app.post("/v1/derain")
+    async def derain(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > config.max_upload_bytes + 64 * 1024:
+            raise _Error(413, f"upload of {int(length):,} bytes exceeds the limit of {config.max_upload_bytes:,}")
+        form = await request.form(max_part_size=config.max_upload_bytes + 1)
+        upload = form.get("image")
+        if upload is None:
+            fields = ", ".join(sorted(form.keys())) or "none"
+            raise _Error(422, f"send the image as a multipart file field named 'image' (got fields: {fields})")
+        if not isinstance(upload, UploadFile):
+            raise _Error(422, "the 'image' field must be a file upload, not a text value")
+        data = await upload.read(config.max_upload_bytes + 1)
+        if not data:
+            raise _Error(400, "the uploaded file is empty")
+        if len(data) > config.max_upload_bytes:
+            raise _Error(413, f"upload exceeds the limit of {config.max_upload_bytes:,} bytes")
+        name = str(form.get("model") or config.default_model)
+        answer = str(form.get("format") or "png")
+        if answer not in ("png", "json"):
+            raise _Error(400, f"format must be png or json, got {answer!r}")
+        model = model_for(name)
+        return await _run(data, upload.filename or "upload", name, model, answer)
+
+    async def _run(data: bytes, filename: str, name: str, model: torch.nn.Module, answer: str) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_derain_bytes, data, filename, name, model, answer)
+
+    def _derain_bytes(data: bytes, filename: str, name: str, model: torch.nn.Module, answer: str) -> Response:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "upload"
+            source.write_bytes(data)
+            try:
+                picture = read_picture(source, max_pixels=config.max_pixels)
+            except ImageTooLargeError as exc:
+                message = str(exc).replace(str(source), filename)
+                raise _Error(413, message.replace("--max-pixels", "sian serve --max-pixels")) from None
+            except ImageReadError as exc:
+                raise _Error(415, str(exc).replace(str(source), filename)) from None
+            start = time.perf_counter()
+            with lock:
+                output = derain_tensor(model, picture.to_tensor(), tile=config.tile)
+            seconds = time.perf_counter() - start
+            if not torch.isfinite(output).all():
+                raise _Error(500, "the model produced NaN/inf values")
+            target = Path(tmp) / "derained.png"
+            write_picture(target, from_tensor(output), picture)
+            png = target.read_bytes()
+        headers = {"X-Sian-Model": name, "X-Sian-Seconds": f"{seconds:.3f}"}
+        if answer == "png":
+            stem = Path(filename).stem or "image"
+            headers["Content-Disposition"] = f'attachment; filename="{stem}_derained.png"'
+            return Response(png, media_type="image/png", headers=headers)
+        rain = (picture.to_tensor() - output.float()).clamp(min=0)[0].mean(0).numpy()
+        rain = np.clip(rain / max(float(np.percentile(rain, 99.5)), 1e-6), 0, 1)
+        buffer = io.BytesIO()
+        Image.fromarray((rain * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+        return JSONResponse({
+            "model": name, "seconds": seconds, "width": picture.rgb.shape[1], "height": picture.rgb.shape[0],
+            "derained_png": base64.b64encode(png).decode("ascii"),
+            "rain_layer_png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+        }, headers=headers)  # fmt: skip
+
+    return app

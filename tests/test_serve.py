@@ -1,0 +1,141 @@
+"""sian serve (issue 6): the HTTP API with good and bad uploads, and the page in a real headless Chromium."""
+
+import base64
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from sian.models import create_model
+from sian.serve import ServeConfig, create_app
+from sian.weights import save_weights
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    model = create_model("sian", channels=4, stages=2)
+    return str(save_weights(tmp_path_factory.mktemp("serve") / "tiny.safetensors", model, "sian", model.config))
+
+
+@pytest.fixture()
+def client(tiny_weights):
+    config = ServeConfig(models=[tiny_weights], default_model=tiny_weights, max_upload_bytes=200_000, max_pixels=90_000)
+    return TestClient(create_app(config))
+
+
+def png_bytes(shape=(40, 56, 3), mode=None):
+    array = np.random.default_rng(0).integers(0, 255, shape, np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_health_models_and_page(client, tiny_weights):
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["models"] == [tiny_weights]
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="slider"' in page.text and "/v1/derain" in page.text
+
+
+def test_derain_returns_a_png_of_the_same_size(client):
+    response = client.post("/v1/derain", files={"image": ("rain.png", png_bytes(), "image/png")})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert 'filename="rain_derained.png"' in response.headers["content-disposition"]
+    assert Image.open(io.BytesIO(response.content)).size == (56, 40)
+
+
+def test_derain_json_and_alpha_is_kept(client):
+    rgba = png_bytes((30, 20, 4), "RGBA")
+    body = client.post("/v1/derain", files={"image": ("a.png", rgba, "image/png")}, data={"format": "json"}).json()
+    derained = Image.open(io.BytesIO(base64.b64decode(body["derained_png"])))
+    assert derained.mode == "RGBA" and derained.size == (20, 30) and (body["width"], body["height"]) == (20, 30)
+    assert Image.open(io.BytesIO(base64.b64decode(body["rain_layer_png"]))).size == (20, 30)
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status", "message"),
+    [
+        ({"image": ("empty.png", b"", "image/png")}, {}, 400, "empty"),
+        ({"image": ("notes.txt", b"hello, not an image", "text/plain")}, {}, 415, "not an image format"),
+        ({"image": ("big.png", b"\x89PNG" + bytes(300_000), "image/png")}, {}, 413, "exceeds the limit"),
+        ({"photo": ("rain.png", png_bytes(), "image/png")}, {}, 422, "named 'image' (got fields: photo)"),
+        ({}, {"image": "just text"}, 422, "must be a file upload"),
+        ({"image": ("rain.png", png_bytes(), "image/png")}, {"model": "nope"}, 400, "unknown model 'nope'"),
+        ({"image": ("rain.png", png_bytes(), "image/png")}, {"format": "gif"}, 400, "format must be png or json"),
+    ],
+)
+def test_bad_uploads_get_clear_4xx_errors(client, files, data, status, message):
+    response = client.post("/v1/derain", files=files or None, data=data)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_too_many_pixels_is_413_before_decoding(client):
+    buffer = io.BytesIO()
+    Image.new("L", (400, 400)).save(buffer, format="PNG")  # 160,000 pixels > 90,000, a tiny file
+    response = client.post("/v1/derain", files={"image": ("wide.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 413 and "160,000 pixels" in response.json()["error"]
+    assert response.json()["error"].startswith("wide.png: ")  # the user's file name, not a server path
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no chromium here (.ci/run installs it)")
+def test_page_in_headless_chromium_uploads_shows_and_downloads(tiny_weights, tmp_path):
+    """End to end: a real browser picks a file, derains it, sees the result and downloads it."""
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM is not None, "CI must install Debian's chromium (see .ci/run)"
+    port = _free_port()
+    config = ServeConfig(models=[tiny_weights], default_model=tiny_weights)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    photo = tmp_path / "rainy street.png"
+    photo.write_bytes(png_bytes((48, 64, 3)))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.getElementById('model').options.length > 0")
+            page.set_input_files("#file", str(photo))
+            page.click("#run")
+            page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+            assert page.inner_text("#status") == "done"
+            size = page.evaluate("[document.getElementById('after').naturalWidth, "
+                                 "document.getElementById('after').naturalHeight]")  # fmt: skip
+            assert size == [64, 48]
+            page.fill("#slider", "20")
+            page.dispatch_event("#slider", "input")
+            assert page.evaluate("document.getElementById('afterWrap').style.width") == "20%"
+            with page.expect_download() as info:
+                page.click("#download")
+            download = info.value
+            assert download.suggested_filename == "rainy street_derained.png"
+            saved = tmp_path / "downloaded.png"
+            download.save_as(saved)
+            assert Image.open(saved).size == (64, 48)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
