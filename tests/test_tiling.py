@@ -73,3 +73,23 @@ def test_tiled_authors_model_matches_whole_image_on_rain100l():
     tiled = quantize(derain_tensor(model, to_tensor(rainy), tile=256, overlap=64))
     assert abs(psnr_y(tiled, clean) - psnr_y(whole, clean)) < 0.05
     assert psnr_y(tiled, whole) > 50
+
+
+def test_bf16_precision_runs_under_autocast_and_returns_float32():
+    import pytest
+
+    from sian.inference import derain_tensor
+    from sian.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("sian", channels=4, stages=2).eval()
+    x = torch.rand(1, 3, 20, 24)
+    full = derain_tensor(model, x)
+    half = derain_tensor(model, x, precision="bf16")
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    difference = (half - full).abs().max().item()
+    assert 0 < difference < 0.05  # bf16 rounding happened, and it stays small
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        derain_tensor(model, x, precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        derain_tensor(model, x, precision="int8")

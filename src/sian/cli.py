@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, summarize, write_csv
-from .inference import DEFAULT_MODEL, derain_tensor, resolve_device
+from .inference import DEFAULT_MODEL, PRECISIONS, derain_tensor, resolve_device
 from .io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -118,6 +118,7 @@ def derain_command(
         int, typer.Option(help="Refuse larger images (decompression-bomb guard); 0: no limit.")
     ] = DEFAULT_MAX_PIXELS,
     backend: Annotated[str, typer.Option(help="torch, or onnx to run an exported --model FILE.onnx.")] = "torch",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU): autocast.")] = "fp32",
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite.
 
@@ -142,6 +143,8 @@ def derain_command(
             failures.append((path, f"output {target} would replace an input; choose another --output or --suffix"))
         else:
             targets[path] = target
+    if precision not in PRECISIONS:
+        raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend not in ("torch", "onnx"):
         raise _fail(f"--backend must be torch or onnx, got {backend!r}")
     if backend == "onnx":
@@ -166,7 +169,7 @@ def derain_command(
         try:
             picture = read_picture(path, max_pixels=max_pixels or None)
             output_tensor = derain_tensor(net, picture.to_tensor(), tile=tile, overlap=tile_overlap,
-                                          memory_budget=int(max_memory_gb * 1024**3))  # fmt: skip
+                                          memory_budget=int(max_memory_gb * 1024**3), precision=precision)  # fmt: skip
             if not torch.isfinite(output_tensor).all():
                 raise RuntimeError("the model produced NaN/inf values; nothing written")
             for note in write_picture(target, from_tensor(output_tensor), picture, overwrite, quantization):
@@ -301,10 +304,13 @@ def eval_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
     tile: Annotated[int | None, typer.Option(help="Evaluate in tiles of this size (default: whole images).")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles.")] = 64,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU): autocast.")] = "fp32",
 ) -> None:
     """Mean Y-channel PSNR/SSIM of a model over a paired dataset, with the rainy-input baseline."""
     if quantization not in QUANTIZE_MODES:
         raise _fail(f"--quantize must be round or floor, got {quantization!r}")
+    if precision not in PRECISIONS:
+        raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -326,7 +332,7 @@ def eval_command(
         bar.update()
 
     try:
-        evaluate(net, pairs, quantization, on_row=progress, tile=tile, overlap=tile_overlap)
+        evaluate(net, pairs, quantization, on_row=progress, tile=tile, overlap=tile_overlap, precision=precision)
     except (ImageReadError, ValueError) as exc:
         raise _fail(str(exc)) from None
     finally:

@@ -47,6 +47,7 @@ def evaluate(
     on_row: Callable[[EvalRow], None] | None = None,
     tile: int | None = None,
     overlap: int = 64,
+    precision: str = "fp32",
 ) -> list[EvalRow]:
     """Derain every pair's rainy image and score it (and the rainy input) against the clean one.
 
@@ -58,7 +59,8 @@ def evaluate(
         if rainy.shape != clean.shape:
             raise ValueError(f"{pair.name}: rainy {rainy.shape} and clean {clean.shape} differ in size")
         start = time.perf_counter()
-        output = derain_tensor(model, to_tensor(rainy), tile=tile, overlap=overlap, memory_budget=None)
+        output = derain_tensor(model, to_tensor(rainy), tile=tile, overlap=overlap, memory_budget=None,
+                               precision=precision)  # fmt: skip
         output = quantize(output, quantization)
         seconds = time.perf_counter() - start
         row = EvalRow(pair.name, psnr_y(output, clean), ssim_y(output, clean),

@@ -15,8 +15,9 @@ from .metrics import Quantize, quantize
 from .tiling import tiled_apply
 from .weights import load_model
 
-__all__ = ["DEFAULT_MODEL", "auto_tile", "derain", "derain_tensor", "resolve_device", "resolve_model"]
+__all__ = ["DEFAULT_MODEL", "PRECISIONS", "auto_tile", "derain", "derain_tensor", "resolve_device", "resolve_model"]
 
+PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray)
@@ -56,13 +57,17 @@ def auto_tile(height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGE
 @torch.inference_mode()
 def derain_tensor(
     model: nn.Module, rainy: Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET, precision: str = "fp32",
 ) -> Tensor:  # fmt: skip
     """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]; not clipped.
 
     ``tile`` derains in overlapping tiles of that size (cross-faded over ``overlap`` pixels). Without
     it, images too large for ``memory_budget`` bytes are tiled automatically (``None``: never).
+    ``precision`` ``bf16`` (CPU or GPU) or ``fp16`` (GPU) runs the convolutions under autocast; the
+    result is float32. Its PSNR cost: ``python scripts/precision_cost.py``.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = getattr(model, "device", None) or next(model.parameters()).device  # ONNX backends have no parameters
     min_size = getattr(model, "min_size", 1)
 
@@ -72,7 +77,14 @@ def derain_tensor(
             pad_h, pad_w = max(0, min_size - height), max(0, min_size - width)
             padded = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
             return run(padded)[..., :height, :width]
-        return model(batch.to(device, memory_format=torch.channels_last), return_all=False)
+        batch = batch.to(device, memory_format=torch.channels_last)
+        if precision == "fp32" or not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
+            return model(batch, return_all=False)
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 needs a CUDA device; on a CPU use bf16")
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(device.type, dtype=dtype):
+            return model(batch, return_all=False).float()
 
     if tile is None and memory_budget is not None:
         tile = auto_tile(rainy.shape[-2], rainy.shape[-1], memory_budget)
