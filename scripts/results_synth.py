@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 
 import matplotlib
@@ -31,10 +32,10 @@ import torch
 from PIL import Image
 
 from sian.data import find_pairs
-from sian.evaluate import evaluate, summarize
+from sian.evaluate import EvalRow, EvalSummary, evaluate, summarize
 from sian.inference import derain_tensor
 from sian.io import read_image, to_tensor
-from sian.metrics import psnr_y, quantize
+from sian.metrics import psnr_y, quantize, ssim_y
 from sian.weights import WEIGHTS, import_weights, load_model, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +49,8 @@ AUTHORS = {  # name: (file under $SIAN_SHARED/weights, quantisation of its relea
 
 REAL_RAIN_NOTE = (
     "`build/results-synth/real-rain.png` is written by the same command and not committed, because the webcam\n"
-    "frames are third-party images: rainy frames from `real_rain_webcam/rainy_R` (left), then our light model,\n"
-    "our heavy model and the authors' Rain100L model (column order in `build/results-synth/real-rain.txt`)."
+    "frames are third-party images: rainy frames from `real_rain_webcam/rainy_R` (left), then each of our models\n"
+    "and the authors' Rain100L model (column order in `build/results-synth/real-rain.txt`)."
 )
 
 
@@ -74,13 +75,19 @@ def load_models(shared: Path, tmp: Path) -> dict[str, tuple[torch.nn.Module, str
 
 
 @torch.inference_mode()
-def stage_psnr(model: torch.nn.Module, pairs) -> list[float]:
-    per_stage = []
+def evaluate_with_stages(model: torch.nn.Module, pairs) -> tuple[EvalSummary, list[float]]:
+    """`sian eval`'s numbers (final stage, round) plus the mean PSNR of every stage, in one pass."""
+    rows, per_stage = [], []
     for pair in pairs:
         rainy, clean = read_image(pair.rainy), read_image(pair.clean)
+        start = time.perf_counter()
         outputs = model(to_tensor(rainy).to(memory_format=torch.channels_last), return_all=True)
+        final = quantize(outputs[-1])
+        seconds = time.perf_counter() - start
+        rows.append(EvalRow(pair.name, psnr_y(final, clean), ssim_y(final, clean), psnr_y(rainy, clean),
+                            ssim_y(rainy, clean), seconds))  # fmt: skip
         per_stage.append([psnr_y(quantize(o), clean) for o in outputs])
-    return np.mean(per_stage, axis=0).tolist()
+    return summarize(rows), np.mean(per_stage, axis=0).tolist()
 
 
 def training_curves(path: Path) -> list[str]:
@@ -157,11 +164,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         models = load_models(shared, Path(tmp))
-        summaries = {}
+        summaries, stages = {}, {}
         for name, (model, quantization, _) in models.items():
             print(f"evaluating {name} on {len(pairs)} Rain100L test pairs ...", flush=True)
-            summaries[name] = summarize(evaluate(model, pairs, quantization))
-        stages = {n: stage_psnr(models[n][0], pairs) for n in OURS if n in models}
+            with torch.inference_mode():  # warm-up, so that no model pays for first-call setup in its timing
+                model(to_tensor(read_image(pairs[0].rainy)).to(memory_format=torch.channels_last), return_all=False)
+            if name in OURS:  # the same numbers as `sian eval`, plus every stage
+                summaries[name], stages[name] = evaluate_with_stages(model, pairs)
+            else:
+                summaries[name] = summarize(evaluate(model, pairs, quantization))
         examples = real_rain_examples(models, shared, REPO / "build/results-synth")
 
     with open(DOCS / "results/synth-rain100l.csv", "w", newline="") as f:
