@@ -17,6 +17,8 @@ import csv
 import json
 from pathlib import Path
 
+import torch
+
 from sian.synth import rain as rain_module
 from sian.training import load_config
 from sian.weights import read_weights_file, save_weights, sha256_file
@@ -33,6 +35,17 @@ def training_record(run: Path, step: int) -> dict:
     if not val:
         raise SystemExit(f"no validation record for step {step} in {run / 'log.jsonl'}")
     return val[-1]
+
+
+def same_weights(path: Path, state: dict, step: int) -> bool:
+    if not path.is_file():
+        return False
+    _, _, shipped, metadata = read_weights_file(path)
+    return (
+        metadata.get("step") == str(step)
+        and shipped.keys() == state.keys()
+        and all(torch.equal(shipped[k], state[k]) for k in state)
+    )
 
 
 def rain100l_row(name: str, sha256: str) -> dict | None:
@@ -64,9 +77,10 @@ def main() -> None:
     cpu_hours, wall_hours = record["cpu_seconds"] / 3600, record["wall_seconds"] / 3600
 
     target = PRETRAINED / f"{name}.safetensors"
-    save_weights(target, state, arch, config, name=name, variant=train_config.model.variant, preset=args.preset,
-                 step=str(step), val_psnr=f"{record['val_psnr']:.4f}", cpu_hours=f"{cpu_hours:.2f}",
-                 licence="MIT (trained by the sian project)")  # fmt: skip
+    if not same_weights(target, state, step):  # safetensors orders metadata arbitrarily: rewrite only on change
+        save_weights(target, state, arch, config, name=name, variant=train_config.model.variant, preset=args.preset,
+                     step=str(step), val_psnr=f"{record['val_psnr']:.4f}", cpu_hours=f"{cpu_hours:.2f}",
+                     licence="MIT (trained by the sian project)")  # fmt: skip
     digest = sha256_file(target)
     row = rain100l_row(name, digest)
     reference = f"{float(row['psnr']):.2f} / {float(row['ssim']):.3f}" if row else "not measured"
