@@ -110,3 +110,28 @@ def test_gradcheck(mode):
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="kernel mode"):
         DoGPyramid(mode="bogus")
+
+
+def test_reuse_writes_over_the_previous_stacks_with_fresh_values():
+    pyramid = DoGPyramid()
+    first_input, second_input = torch.rand(1, 4, 20, 18), torch.rand(1, 4, 20, 18)
+    with torch.no_grad():
+        reuse: list[torch.Tensor] = []
+        first = pyramid(first_input, reuse)
+        assert [t.data_ptr() for t in reuse] == [t.data_ptr() for t in first]
+        second = pyramid(second_input, reuse)
+        assert [t.data_ptr() for t in second] == [t.data_ptr() for t in first]  # no new allocation
+        for got, expected in zip(second, pyramid(second_input), strict=True):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        resized = pyramid(torch.rand(1, 4, 12, 10), reuse)  # another size: fresh stacks, list updated
+        assert [tuple(t.shape) for t in resized] == [(1, 20, 12, 10), (1, 20, 6, 5), (1, 20, 3, 2)]
+        assert reuse[0] is resized[0]
+
+
+def test_reuse_is_ignored_when_a_gradient_is_needed():
+    x = torch.rand(1, 2, 8, 8, requires_grad=True)
+    reuse: list[torch.Tensor] = []
+    stacks = DoGPyramid()(x, reuse)
+    assert reuse == [] and stacks[0].requires_grad
+    stacks[0].sum().backward()
+    assert x.grad is not None

@@ -67,12 +67,16 @@ class ConvLSTMCell(nn.Module):
         if state is None:
             # Zero state: the hidden half of the convolution and the forget gate contribute nothing,
             # so the first step convolves x alone (half the work) and starts the cell at i * g.
-            weight = self.gates.weight[:, : x.shape[1]]
-            i, _, g, o = F.conv2d(x, weight, self.gates.bias, padding=1).chunk(4, dim=1)
-            cell = torch.sigmoid(i) * torch.tanh(g)
+            gates = F.conv2d(x, self.gates.weight[:, : x.shape[1]], self.gates.bias, padding=1)
         else:
-            hidden, cell = state
-            i, f, g, o = self.gates(torch.cat([x, hidden], dim=1)).chunk(4, dim=1)
-            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-        hidden = torch.sigmoid(o) * torch.tanh(cell)
+            gates = self.gates(torch.cat([x, state[0]], dim=1))
+        # Gate activations in two passes instead of four: tanh of the candidate first, then one in-place
+        # sigmoid over the whole (contiguous) gate tensor, whose slices i, f, o then hold their sigmoids.
+        # Unary ops on channel slices of a channels_last tensor are strided and 2-3x slower (measured).
+        # In place is safe under autograd: the convolution's backward needs its inputs, not its output.
+        n = self.hidden_channels
+        candidate = torch.tanh(gates[:, 2 * n : 3 * n])
+        i, f, _, o = gates.sigmoid_().chunk(4, dim=1)
+        cell = i * candidate if state is None else torch.addcmul(f * state[1], i, candidate)
+        hidden = o * torch.tanh(cell)
         return hidden, cell

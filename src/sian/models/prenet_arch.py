@@ -56,7 +56,7 @@ class PReNet(nn.Module):
         derained = rainy
         outputs = []
         for _ in range(self.stages):
-            features = F.relu(self.input_conv(torch.cat([rainy, derained], dim=1)))
+            features = F.relu(self.input_conv(torch.cat([rainy, derained], dim=1)), inplace=True)
             if self.lstm is not None:
                 state = self.lstm(features, state)
                 features = state[0]

@@ -41,7 +41,7 @@ class PyramidLevel(nn.Module):
     def attention_mask(self, dogs: Tensor) -> Tensor:
         """The importance mask ``M`` in [0, 1] of Eq. (3), ``(B, channels, H, W)``."""
         assert self.attention_conv is not None
-        return torch.sigmoid(self.attention_conv(dogs))
+        return self.attention_conv(dogs).sigmoid_()  # in place: the convolution's backward keeps no output
 
     def forward(
         self, pooled: Tensor, dogs: Tensor | None, state: tuple[Tensor, Tensor] | None
@@ -49,7 +49,7 @@ class PyramidLevel(nn.Module):
         features = self.feature_conv(pooled)
         if self.attention_conv is not None:
             features = torch.addcmul(features, features, self.attention_mask(dogs))  # F + F * M, Eq. (3)
-        features = F.relu(self.refine_conv(features))
+        features = F.relu(self.refine_conv(features), inplace=True)
         if self.lstm is None:
             return features, None
         state = self.lstm(features, state)
@@ -72,7 +72,7 @@ class CoarseToFine(nn.Module):
         # When exporting, pad unconditionally: a branch on the traced size would be frozen into the graph.
         if dh or dw or torch.compiler.is_compiling():
             up = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
-        return F.relu(self.conv(torch.cat([fine, up], dim=1)))
+        return F.relu(self.conv(torch.cat([fine, up], dim=1)), inplace=True)
 
 
 class SIAN(nn.Module):
@@ -138,17 +138,21 @@ class SIAN(nn.Module):
     def forward(self, rainy: Tensor, return_all: bool | None = None) -> Tensor | list[Tensor]:
         _check_input(rainy, min_size=self.min_size)
         states: list[tuple[Tensor, Tensor] | None] = [None] * len(self.levels)
+        dog_buffers: list[Tensor] = []  # the stages' DoG stacks share memory when no gradient is kept
         derained = rainy
         outputs = []
         for _ in range(self.stages):
-            derained = rainy - self.stage(rainy, derained, states)
+            derained = rainy - self.stage(rainy, derained, states, dog_buffers)
             outputs.append(derained)
         return outputs if (self.training if return_all is None else return_all) else outputs[-1]
 
-    def stage(self, rainy: Tensor, previous: Tensor, states: list) -> Tensor:
-        """One stage: returns the rain layer ``R`` and updates the per-level ConvLSTM ``states``."""
+    def stage(self, rainy: Tensor, previous: Tensor, states: list, dog_buffers: list | None = None) -> Tensor:
+        """One stage: returns the rain layer ``R`` and updates the per-level ConvLSTM ``states``.
+
+        ``dog_buffers`` (optional, see :meth:`DoGPyramid.forward`) lets successive stages reuse the DoG stacks.
+        """
         z = self.input_conv(torch.cat([rainy, previous], dim=1))
-        dogs = self.scale_space(z) if self.scale_space is not None else [None] * len(self.levels)
+        dogs = self.scale_space(z, dog_buffers) if self.scale_space is not None else [None] * len(self.levels)
         hidden = []
         for octave, level in enumerate(self.levels):
             pooled = F.avg_pool2d(z, 2**octave) if octave else z
