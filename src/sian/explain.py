@@ -24,7 +24,7 @@ from ._atomic import atomic_path
 from .io import to_tensor
 from .metrics import psnr_y, quantize, ssim_y
 
-__all__ = ["Explanation", "Panel", "explain", "render_figure", "render_html"]
+__all__ = ["Explanation", "Panel", "explain", "rain_layer", "render_figure", "render_html"]
 
 
 @dataclass
@@ -43,8 +43,26 @@ class Explanation:
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
-    top = float(np.percentile(values, 99.5)) or 1.0
-    return np.clip(values / top, 0.0, 1.0)
+    """Scale a map for display so that its 99.5th percentile is white (a few outliers saturate)."""
+    return np.clip(values / max(float(np.percentile(values, 99.5)), 1e-6), 0.0, 1.0)
+
+
+def rain_layer(rainy: torch.Tensor, derained: torch.Tensor) -> np.ndarray:
+    """The estimated rain layer ``R = rainy - derained`` (Eq. 6) of the first image, for display.
+
+    Args:
+        rainy: ``(B, 3, H, W)`` in [0, 1]; derained: the same shape, any float dtype or device.
+
+    Returns:
+        ``(H, W)`` float map in [0, 1]: negatives dropped, mean over colour, 99.5th percentile white.
+
+    Example:
+        >>> rainy = torch.zeros(1, 3, 4, 4); rainy[..., 1, 1] = 0.5
+        >>> float(rain_layer(rainy, torch.zeros(1, 3, 4, 4)).max())
+        1.0
+    """
+    rain = (rainy.float().cpu() - derained.float().cpu())[0].clamp(min=0).mean(0).numpy()
+    return _normalise(rain)
 
 
 @torch.inference_mode()
@@ -86,9 +104,8 @@ def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None
             scores.append(score)
             caption += f" Y-PSNR {score[0]:.2f} dB, SSIM {score[1]:.4f}."
         panels.append(Panel(f"stage {index}", caption, stage))
-    rain = (to_tensor(rainy) - outputs[-1].float().cpu())[0].clamp(min=0).mean(0).numpy()
     panels.append(Panel("rain layer", "R = input - final output (Eq. 6), brightness scaled to its 99.5th percentile.",
-                        _normalise(rain), "gray"))  # fmt: skip
+                        rain_layer(to_tensor(rainy), outputs[-1]), "gray"))  # fmt: skip
     octaves = len(getattr(model, "levels", []))
     for octave, mask in captured["masks"][:octaves]:
         values = mask[0].mean(0).float().cpu().numpy()

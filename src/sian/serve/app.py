@@ -26,6 +26,7 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 
 from .. import __version__
+from ..explain import rain_layer
 from ..inference import DEFAULT_MODEL, derain_tensor
 from ..io import ImageReadError, ImageTooLargeError, from_tensor, read_picture, write_picture
 from ..weights import WEIGHTS, WeightsError, load_model, weights_dir
@@ -152,8 +153,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             stem = Path(filename).stem or "image"
             headers["Content-Disposition"] = f'attachment; filename="{stem}_derained.png"'
             return Response(png, media_type="image/png", headers=headers)
-        rain = (picture.to_tensor() - output.float()).clamp(min=0)[0].mean(0).numpy()
-        rain = np.clip(rain / max(float(np.percentile(rain, 99.5)), 1e-6), 0, 1)
+        rain = rain_layer(picture.to_tensor(), output)
         buffer = io.BytesIO()
         Image.fromarray((rain * 255).round().astype(np.uint8)).save(buffer, format="PNG")
         return JSONResponse({
