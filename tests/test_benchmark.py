@@ -1,4 +1,6 @@
-from sian.benchmark import run_benchmark, to_markdown
+import pytest
+
+from sian.benchmark import BenchRow, _interleaved_times, run_benchmark, to_markdown, turn_ratios
 
 
 def test_benchmark_reports_every_model_and_the_ratios():
@@ -13,3 +15,26 @@ def test_benchmark_reports_every_model_and_the_ratios():
     assert all(r.seconds > 0 and r.peak_rss_mb > 50 for r in rows)
     table = to_markdown(rows, machine)
     assert "time ratio sian/prenet" in table and "inference 40x32" in table and machine["cpu"] in table
+    assert "per-turn ratios" in table and all(len(r.turn_seconds) == 1 for r in rows)
+
+
+def test_turns_reverse_their_order_so_neither_model_always_runs_second():
+    calls = []
+    workloads = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    times = _interleaved_times(workloads, warmup=1, repeats=4)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then 4 turns
+    assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
+
+
+def test_turn_ratios_pair_runs_of_the_same_turn():
+    def row(turns):
+        return BenchRow("inference", "m", "1x1", 0.0, 0.0, 0.0, 0.0, 0.0, turns)
+
+    # One disturbed turn (the 9.0 / 3.0 pair) moves the median of paired ratios little.
+    r = turn_ratios(row([1.5, 3.0, 9.0, 1.6, 1.5]), row([1.0, 2.0, 3.0, 1.0, 1.0]))
+    assert r["turns"] == 5 and r["median"] == 1.5
+    assert r["q1"] == 1.5 and r["q3"] == 1.6
+    single = turn_ratios(row([2.0]), row([1.0]))
+    assert single == {"median": 2.0, "q1": 2.0, "q3": 2.0, "turns": 1}
+    with pytest.raises(ValueError):
+        turn_ratios(row([1.0, 2.0]), row([1.0]))

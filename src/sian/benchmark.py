@@ -1,9 +1,12 @@
 """``sian bench``: inference and training speed of SIAN against PReNet, in one run on the same inputs.
 
 Speed on a shared machine drifts, so the figure that matters is the *ratio* SIAN/PReNet measured in
-the same run: the models are timed in turns (SIAN, PReNet, SIAN, ...) after a warm-up, and each
-reports its median. FLOPs (torch.utils.flop_counter) and peak memory come from one extra run in a
-fresh subprocess per measurement (RSS never shrinks, so one process each is the honest attribution).
+the same run: after a warm-up the models are timed in turns, the order reversed every turn (SIAN,
+PReNet, PReNet, SIAN, ...) so neither always runs on the other's warm cache, and each turn gives one
+paired ratio. The reported ratio is the median of those per-turn ratios with its quartiles: a burst of
+load from another process spoils one turn's pair, not one model's median. FLOPs
+(torch.utils.flop_counter) and peak memory come from one extra run in a fresh subprocess per
+measurement (RSS never shrinks, so one process each is the honest attribution).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .inference import derain_tensor
 from .models import create_model
 
-__all__ = ["BenchRow", "inference_workload", "measure_footprint", "run_benchmark", "training_workload"]
+__all__ = ["BenchRow", "inference_workload", "measure_footprint", "run_benchmark", "training_workload", "turn_ratios"]
 
 
 @dataclass
@@ -37,6 +40,7 @@ class BenchRow:
     gflops: float  # FLOPs (2 x multiply-adds) of one forward (inference) or one step (training)
     gflops_per_second: float
     peak_rss_mb: float
+    turn_seconds: list[float]  # every timed run, in turn order (paired with the other models' runs)
 
 
 def _count_flops(fn) -> float:
@@ -111,18 +115,30 @@ def _isolated_footprint(spec: dict) -> tuple[float, float]:
     return tuple(json.loads(line[len("BENCH ") :]))
 
 
-def _interleaved_medians(workloads: dict[str, object], warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds of each workload, timed in turns (A, B, A, B, ...) so drift hits all alike."""
+def _interleaved_times(workloads: dict[str, object], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of every run of each workload, timed in turns whose order reverses every turn
+    (A, B, B, A, A, B, ...), so drift and cache warmth hit all alike."""
     for fn in workloads.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in workloads}
+    order = list(workloads)
     for _ in range(repeats):
-        for name, fn in workloads.items():
+        for name in order:
             start = time.perf_counter()
-            fn()
+            workloads[name]()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+        order.reverse()
+    return times
+
+
+def turn_ratios(a: BenchRow, b: BenchRow) -> dict[str, float]:
+    """Median and quartiles of the per-turn time ratios ``a/b`` (rows of the same kind and size)."""
+    ratios = [x / y for x, y in zip(a.turn_seconds, b.turn_seconds, strict=True)]
+    if len(ratios) == 1:
+        return {"median": ratios[0], "q1": ratios[0], "q3": ratios[0], "turns": 1}
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return {"median": median, "q1": q1, "q3": q3, "turns": len(ratios)}
 
 
 def run_benchmark(
@@ -138,13 +154,12 @@ def run_benchmark(
     rows = []
     for kind, size, pixel_count, args in groups:
         specs = {name: {"kind": kind, "model_name": name, **args} for name in models}
-        medians = _interleaved_medians({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
+        times = _interleaved_times({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
         for name in models:
             gflops, peak = _isolated_footprint(specs[name])
-            seconds = medians[name]
-            rows.append(
-                BenchRow(kind, name, size, seconds, pixel_count / seconds / 1e6, gflops, gflops / seconds, peak)
-            )
+            seconds = statistics.median(times[name])
+            rows.append(BenchRow(kind, name, size, seconds, pixel_count / seconds / 1e6, gflops,
+                                 gflops / seconds, peak, times[name]))  # fmt: skip
     machine = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_name(),
@@ -170,8 +185,8 @@ def _cpu_name() -> str:
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
-        f"torch {machine['torch']}, Python {machine['python']}; models timed in turns, median of "
-        f"{machine.get('repeats', '?')} runs after a warm-up.",
+        f"torch {machine['torch']}, Python {machine['python']}; models timed in turns (order reversed "
+        f"every turn), median of {machine.get('repeats', '?')} runs after a warm-up.",
         "",
         "| kind | model | size | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |",
         "|---|---|---|---|---|---|---|---|",
@@ -184,9 +199,12 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
     for kind_size in dict.fromkeys((r.kind, r.size) for r in rows):
         pair = {r.model: r for r in rows if (r.kind, r.size) == kind_size}
         if a in pair and b in pair:
-            time_ratio, flop_ratio = pair[a].seconds / pair[b].seconds, pair[a].gflops / pair[b].gflops
-            lines.append(f"- {kind_size[0]} {kind_size[1]}: time ratio {a}/{b} = {time_ratio:.2f} "
-                         f"(FLOP ratio {flop_ratio:.2f})")  # fmt: skip
+            r = turn_ratios(pair[a], pair[b])
+            flop_ratio = pair[a].gflops / pair[b].gflops
+            median_ratio = pair[a].seconds / pair[b].seconds
+            lines.append(f"- {kind_size[0]} {kind_size[1]}: time ratio {a}/{b} = {r['median']:.2f} "
+                         f"(median of {r['turns']} per-turn ratios, quartiles {r['q1']:.2f}-{r['q3']:.2f}; "
+                         f"ratio of medians {median_ratio:.2f}; FLOP ratio {flop_ratio:.2f})")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
