@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib
@@ -32,10 +31,10 @@ import torch
 from PIL import Image
 
 from sian.data import find_pairs
-from sian.evaluate import EvalRow, EvalSummary, evaluate, summarize
+from sian.evaluate import EvalSummary, evaluate, summarize
 from sian.inference import derain_tensor
 from sian.io import read_image, to_tensor
-from sian.metrics import psnr_y, quantize, ssim_y
+from sian.metrics import psnr_y, quantize
 from sian.weights import WEIGHTS, import_weights, load_model, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,19 +73,29 @@ def load_models(shared: Path, tmp: Path) -> dict[str, tuple[torch.nn.Module, str
     return models
 
 
+class _KeepStages(torch.nn.Module):
+    """Runs ``model`` with every stage's output and keeps them, returning the final one as ``sian eval``
+    expects: the scores stay exactly evaluate()'s, and the stages cost no second pass."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.min_size, self.stages = model, getattr(model, "min_size", 1), []
+
+    def forward(self, x: torch.Tensor, return_all: bool = False) -> torch.Tensor:
+        self.stages = self.model(x, return_all=True)
+        return self.stages if return_all else self.stages[-1]
+
+
 @torch.inference_mode()
 def evaluate_with_stages(model: torch.nn.Module, pairs) -> tuple[EvalSummary, list[float]]:
     """`sian eval`'s numbers (final stage, round) plus the mean PSNR of every stage, in one pass."""
-    rows, per_stage = [], []
-    for pair in pairs:
-        rainy, clean = read_image(pair.rainy), read_image(pair.clean)
-        start = time.perf_counter()
-        outputs = model(to_tensor(rainy).to(memory_format=torch.channels_last), return_all=True)
-        final = quantize(outputs[-1])
-        seconds = time.perf_counter() - start
-        rows.append(EvalRow(pair.name, psnr_y(final, clean), ssim_y(final, clean), psnr_y(rainy, clean),
-                            ssim_y(rainy, clean), seconds))  # fmt: skip
-        per_stage.append([psnr_y(quantize(o), clean) for o in outputs])
+    keeper, clean_of, per_stage = _KeepStages(model), {pair.name: pair.clean for pair in pairs}, []
+
+    def score_stages(row) -> None:
+        clean = read_image(clean_of[row.name])
+        per_stage.append([psnr_y(quantize(output), clean) for output in keeper.stages])
+
+    rows = evaluate(keeper, pairs, "round", on_row=score_stages)
     return summarize(rows), np.mean(per_stage, axis=0).tolist()
 
 
