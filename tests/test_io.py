@@ -210,3 +210,11 @@ def test_a_batch_of_bad_and_unusual_inputs_end_to_end(tmp_path):
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0 and "all checks passed" in result.stdout, result.stdout + result.stderr
     assert "failed 5 image(s)" in result.stdout
+
+
+def test_write_image_keeps_8_bit_values_exactly(tmp_path):
+    values = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)
+    path = write_image(tmp_path / "ramp.png", values)
+    np.testing.assert_array_equal(read_image(path), values)
+    with pytest.raises(TypeError, match="uint8"):
+        write_image(tmp_path / "float.png", values / 255.0)

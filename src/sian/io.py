@@ -255,14 +255,13 @@ def write_picture(
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False) -> Path:
-    """Write a ``uint8`` RGB array atomically: to a temporary file beside ``path``, then renamed.
-
-    Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false.
+    """Write a ``uint8`` RGB array atomically (through :func:`write_picture`: 8-bit values round-trip
+    exactly, JPEG at quality 95). Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false.
     """
-    path = Path(path)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        Image.fromarray(image).save(tmp, format=Image.registered_extensions().get(path.suffix.lower()))
-    return path
+    if image.dtype != np.uint8:
+        raise TypeError(f"write_image takes uint8 RGB, got {image.dtype} (write_picture writes floats)")
+    write_picture(path, image.astype(np.float64) / 255.0, overwrite=overwrite)
+    return Path(path)
 
 
 def to_tensor(image: np.ndarray) -> Tensor:
