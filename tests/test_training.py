@@ -89,6 +89,23 @@ def test_bad_configs_are_rejected_by_name(tmp_path):
         load_config(None, ["data.train_clean=[x]", "train.steps=3", "train.batch_size=many"])
     with pytest.raises(Exception, match="nonexistent_key"):
         load_config(None, ["data.train_clean=[x]", "train.nonexistent_key=1"])
+    with pytest.raises(ValueError, match=r"data\.val_preset must be one of light, heavy, classic"):
+        load_config(None, ["data.train_clean=[x]", "train.steps=3", "data.val_preset=drizzle"])
+
+
+def test_val_preset_renders_the_validation_rain_with_another_renderer(tmp_path):
+    from sian.io import read_image, to_tensor
+    from sian.metrics import quantize
+    from sian.synth import synthesize
+    from sian.training.validation import VAL_SEED_OFFSET, build_validation_set
+
+    overrides = tiny_overrides(tmp_path, **{"data.val_crop": 0})
+    same = build_validation_set(load_config(EMPTY_CONFIG, overrides).data)
+    other = build_validation_set(load_config(EMPTY_CONFIG, [*overrides, "data.val_preset=classic"]).data)
+    assert other.names == same.names and all(np.array_equal(a, b) for a, b in zip(other.clean, same.clean, strict=True))
+    assert not np.array_equal(other.rainy[0], same.rainy[0])
+    expected, _ = synthesize(to_tensor(read_image(tmp_path / "clean/img0.png"))[0], "classic", VAL_SEED_OFFSET)
+    assert np.array_equal(other.rainy[0], quantize(expected))
 
 
 def test_step_sampler_splits_every_global_batch_across_ranks():

@@ -1,9 +1,11 @@
 """Synthetic rain: streak layers rendered onto clean images."""
 
+from .classic import ClassicRain
 from .rain import PRESETS, RainParams, StreakLayer, add_rain, rain_layer, sample_rain_params, streak_kernel, synthesize
 
 __all__ = [
     "PRESETS",
+    "ClassicRain",
     "RainParams",
     "StreakLayer",
     "add_rain",

@@ -22,6 +22,9 @@ light       1         0.0006 - 0.004         12 - 45                 width 0.4 -
 heavy       3 - 4     0.0005 - 0.0125        8 - 70 (by depth)       width 0.4 - 2.3, spread +-12
                       (far layers densest)                           around +-30, haze 0.05 - 0.35
 ==========  ========  =====================  ======================  ==========================
+
+``classic`` is a second, independent renderer (:mod:`sian.synth.classic`): the Photoshop recipe taken
+literally, used as a validation source that our streak kernel did not make.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._fft import fft_convolve
+from .classic import ClassicRain, add_classic_rain, sample_classic_rain
+
 __all__ = [
     "PRESETS",
     "RainParams",
@@ -45,7 +51,7 @@ __all__ = [
     "synthesize",
 ]
 
-PRESETS = ("light", "heavy")
+PRESETS = ("light", "heavy", "classic")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class StreakLayer:
     density: float  # probability that a pixel seeds a drop
     length: float  # streak length in pixels
     width: float  # streak half-width (Gaussian sigma across the streak) in pixels
-    angle: float  # degrees from vertical, positive leans right at the bottom
+    angle: float  # degrees from vertical; positive: the lower end lies left of the upper end
     brightness: float  # peak added intensity of an isolated streak, in [0, 1]
     brightness_spread: float = 0.4  # drops vary in brightness: uniform in [1 - spread, 1] x brightness
 
@@ -98,8 +104,13 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
 
-def sample_rain_params(preset: str, rng: np.random.Generator) -> RainParams:
-    """Draw rain parameters from a preset's documented ranges (see the module docstring)."""
+def sample_rain_params(preset: str, rng: np.random.Generator) -> RainParams | ClassicRain:
+    """Draw rain parameters from a preset's documented ranges (see the module docstring).
+
+    ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`.
+    """
+    if preset == "classic":
+        return sample_classic_rain(rng)
     if preset == "light":
         layer = StreakLayer(
             density=_uniform(rng, 0.0006, 0.004),
@@ -140,23 +151,12 @@ def rain_layer(height: int, width: int, params: RainParams, rng: np.random.Gener
         seeds = rng.random((height, width))
         drops = np.where(seeds < layer.density, 1 - layer.brightness_spread * rng.random((height, width)), 0.0)
         kernel = streak_kernel(layer.length, layer.width, layer.angle)
-        total = total + layer.brightness * _fft_convolve(torch.from_numpy(drops).float(), kernel)[None, None]
+        total = total + layer.brightness * fft_convolve(torch.from_numpy(drops).float(), kernel)[None, None]
     return total.clamp_(0.0, 1.0)
 
 
-def _fft_convolve(image: Tensor, kernel: Tensor) -> Tensor:
-    """'Same'-size 2-D convolution with zero padding via FFT: streak kernels reach 100x100 taps."""
-    h, w = image.shape
-    k = kernel.shape[-1]
-    size = (h + k - 1, w + k - 1)
-    product = torch.fft.rfft2(image.double(), s=size) * torch.fft.rfft2(kernel.double(), s=size)
-    full = torch.fft.irfft2(product, s=size)
-    r = k // 2
-    return full[r : r + h, r : r + w].float().clamp_(min=0.0)
-
-
-def add_rain(clean: Tensor, params: RainParams, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-    """Render rain onto ``clean`` ``(3, H, W)`` in [0, 1].
+def add_rain(clean: Tensor, params: RainParams | ClassicRain, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """Render rain onto ``clean`` ``(3, H, W)`` in [0, 1] (classic parameters go to the classic renderer).
 
     The streaks are drawn on a canvas larger than the image by the longest streak, so streaks that
     start outside the image still cross into it, as they would on a full photo.
@@ -164,6 +164,8 @@ def add_rain(clean: Tensor, params: RainParams, rng: np.random.Generator) -> tup
     Returns:
         ``(rainy, rain)``: the rainy image ``(3, H, W)`` in [0, 1] and the streak layer ``(1, H, W)``.
     """
+    if isinstance(params, ClassicRain):
+        return add_classic_rain(clean, params, rng)
     if clean.ndim != 3 or clean.shape[0] != 3:
         raise ValueError(f"expected a clean image (3, H, W), got shape {tuple(clean.shape)}")
     h, w = clean.shape[-2:]
@@ -177,7 +179,7 @@ def add_rain(clean: Tensor, params: RainParams, rng: np.random.Generator) -> tup
     return rainy.clamp(0.0, 1.0), rain
 
 
-def synthesize(clean: Tensor, preset: str, seed: int) -> tuple[Tensor, RainParams]:
+def synthesize(clean: Tensor, preset: str, seed: int) -> tuple[Tensor, RainParams | ClassicRain]:
     """Rainy version of ``clean`` ``(3, H, W)`` for one ``seed``: the same seed gives the same image.
 
     Example:

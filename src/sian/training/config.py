@@ -47,6 +47,9 @@ class DataConfig:
     # they are never trained on and carry fixed synthetic rain for validation.
     val_holdout: int = 0
     val_count: int = 16
+    # Rain of the synthetic validation set (default: synth_preset). A different renderer, e.g. "classic",
+    # keeps checkpoint selection from rewarding the training renderer's own quirks.
+    val_preset: str | None = None
     val_crop: int = 256  # centre crop of validation images (0: whole images)
     workers: int = 0
 
@@ -140,6 +143,12 @@ def _validate(config: TrainingConfig) -> None:
         raise ValueError(f"optim.schedule must be constant, cosine or multistep, got {config.optim.schedule!r}")
     if config.data.val_holdout and (config.data.val_clean or config.data.val_pairs or not config.data.train_clean):
         raise ValueError("data.val_holdout splits data.train_clean; it excludes data.val_clean and data.val_pairs")
+    from ..synth import PRESETS  # here, not at the top: configs load without the renderers' imports
+
+    for key in ("synth_preset", "val_preset"):
+        value = getattr(config.data, key)
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"data.{key} must be one of {', '.join(PRESETS)}, got {value!r}")
     if config.train.batch_size < 1 or config.data.patch_size < 16:
         raise ValueError("train.batch_size must be >= 1 and data.patch_size >= 16")
 

@@ -55,9 +55,10 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
             _, files = split_holdout(pool, data.val_holdout)
         else:
             files = list_clean_images(data.val_clean, read_exclusions(data.exclude))
+        preset = data.val_preset or data.synth_preset
         for index, path in enumerate(files[: data.val_count or None]):
             image = _centre_crop(read_image(path), data.val_crop)
-            synthetic, _ = synthesize(to_tensor(image)[0], data.synth_preset, seed=VAL_SEED_OFFSET + index)
+            synthetic, _ = synthesize(to_tensor(image)[0], preset, seed=VAL_SEED_OFFSET + index)
             names.append(path.stem)
             rainy.append(quantize(synthetic))
             clean.append(image)
