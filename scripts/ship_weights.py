@@ -37,6 +37,18 @@ def training_record(run: Path, step: int) -> dict:
     return val[-1]
 
 
+def init_provenance(run: Path, init: str | None) -> str:
+    """How the run started: from scratch, or fine-tuned from a named file (exact file when the log says)."""
+    if not init:
+        return "trained from scratch"
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    start = next((r for r in records if "init_sha256" in r), None)
+    if start is None:  # runs started before the trainer logged it
+        return (f"fine-tuned from `{init}` (the file packaged under that name when the run started; see "
+                f"`git log -- src/sian/pretrained/{init}.safetensors`)")  # fmt: skip
+    return f"fine-tuned from `{init}` (step {start['init_step']}, sha256 {start['init_sha256'][:16]}...)"
+
+
 def same_weights(path: Path, state: dict, step: int) -> bool:
     if not path.is_file():
         return False
@@ -105,10 +117,11 @@ def main() -> None:
     )
     card = f"""# {name}
 
-SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters) trained from
-scratch by the sian project on clean photos with **synthetic {args.preset} rain** from `sian.synth`. Licence: MIT,
-like the code. Shipped inside the package: `sian derain` uses `sian-synth-light` by default;
-`--model sian-synth-heavy` for downpours.
+SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
+{init_provenance(source.parent, train_config.model.init)} by the sian project
+on clean photos with **synthetic {args.preset} rain** from `sian.synth`. Licence: MIT, like the code.
+Shipped inside the package: `sian derain` uses `sian-synth-light` by default; `--model sian-synth-heavy`
+for downpours.
 
 ## Data
 - Clean images: BSDS500 (all splits) without the 72 images that are Rain100L/H test backgrounds
@@ -127,7 +140,8 @@ like the code. Shipped inside the package: `sian derain` uses `sian-synth-light`
   gradient clip {optim.grad_clip:g}.
 - Patches {data.patch_size}x{data.patch_size}, batch {train.batch_size}, horizontal flips; seed {train.seed}.
 - Selected checkpoint: step {step} of {train.steps} (best validation PSNR so far).
-- Budget to this checkpoint: {cpu_hours:.2f} CPU-hours ({wall_hours:.2f} wall-clock hours) on a 2-core x86-64 CPU.
+- Budget to this checkpoint: {cpu_hours:.2f} CPU-hours of this run ({wall_hours:.2f} wall-clock hours) on a
+  2-core x86-64 CPU.
 - Config: `configs/{name}.yaml`; log: `checkpoints/{name}/log.jsonl`;
   resume: `bash scripts/train_synth.sh {args.preset}`.
 

@@ -5,7 +5,7 @@ Writes two figures:
   rendered on Kodak24 images (needs ../shared; the figure contains third-party images, so it is
   written to the build folder, never committed);
 - docs/images/rain_layers.png: rain layers alone (white streaks on black) for a few seeds of each
-  preset, made from nothing but our renderer, so it can live in the repository.
+  preset (rows: light, heavy, classic), made from nothing but our renderer, so it can live in the repository.
 
 Usage: python scripts/synth_examples.py [--shared ../shared] [--out build]
 """
@@ -20,7 +20,7 @@ from PIL import Image
 
 from sian.io import read_image, to_tensor
 from sian.metrics import quantize
-from sian.synth import add_rain, sample_rain_params, synthesize
+from sian.synth import PRESETS, add_rain, sample_rain_params, synthesize
 
 
 def row(images: list[np.ndarray], height: int = 240, gap: int = 4) -> np.ndarray:
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     layers = []
-    for preset in ("light", "heavy"):
+    for preset in PRESETS:
         panels = []
         for seed in range(4):
             rng = np.random.default_rng(seed)
@@ -54,7 +54,7 @@ def main() -> None:
         layers.append(row(panels, height=200))
     Path("docs/images").mkdir(parents=True, exist_ok=True)
     Image.fromarray(stack(layers)).save("docs/images/rain_layers.png")
-    print("wrote docs/images/rain_layers.png (top: light, bottom: heavy)")
+    print(f"wrote docs/images/rain_layers.png (rows: {', '.join(PRESETS)})")
 
     shared = Path(args.shared)
     if not shared.is_dir():

@@ -15,7 +15,7 @@ from sian.models import create_model
 from sian.training import load_config, stage_loss, train
 from sian.training.datasets import StepSampler, SyntheticPatches, list_clean_images
 from sian.training.trainer import release_init
-from sian.weights import load_model, read_weights_file
+from sian.weights import load_model, read_weights_file, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 EMPTY_CONFIG = REPO / "tests" / "empty_config.yaml"  # everything comes from key=value overrides
@@ -247,6 +247,9 @@ def test_model_init_fine_tunes_from_a_weights_file(tmp_path):
     trained = read_weights_file(tmp_path / "run" / "last.safetensors")[2]
     for key, value in start.state_dict().items():  # lr 0: still exactly the initial weights
         torch.testing.assert_close(trained[key], value, rtol=0, atol=0)
+    # The log names the exact file the run started from: a name's file can be replaced later.
+    first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert first["init"] == str(init) and first["init_sha256"] == sha256_file(init)
     wrong = create_model("sian", channels=4, stages=2)
     bad = save_weights(tmp_path / "wrong.safetensors", wrong, "sian", wrong.config)
     with pytest.raises(Exception, match=r"model\.init weights"):

@@ -422,7 +422,9 @@ def train_command(
 def synth_command(
     inputs: Annotated[list[str], typer.Argument(help="Clean image files, folders or glob patterns.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to write (generic layout).")],
-    preset: Annotated[str, typer.Option(help="light (one streak family) or heavy (layers + haze).")] = "light",
+    preset: Annotated[
+        str, typer.Option(help="light (one streak family), heavy (layers + haze) or classic (the Photoshop recipe).")
+    ] = "light",
     seed: Annotated[int, typer.Option(help="Base seed; image i uses seed + i.")] = 0,
     variants: Annotated[int, typer.Option(help="Rainy versions per clean image.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..models import create_model, get_variant
-from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights
+from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights, sha256_file
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
 from .datasets import PairedPatches, StepSampler, SyntheticPatches, list_clean_images, read_exclusions, split_holdout
@@ -146,8 +146,13 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
 
     torch.manual_seed(train_cfg.seed)  # the same initial weights on every process
     model = create_model(config.model.variant, **config.model.overrides)
+    init_record = None
     if config.model.init:
-        _, _, init_state, _ = read_weights_file(resolve_weights(config.model.init))
+        init_path = resolve_weights(config.model.init)
+        _, _, init_state, init_metadata = read_weights_file(init_path)
+        # Which file a fine-tune started from: a name's file may be replaced later (a newly shipped model).
+        init_record = {"step": 0, "init": config.model.init, "init_sha256": sha256_file(init_path),
+                       "init_step": init_metadata.get("step")}  # fmt: skip
         load_state_dict_checked(model, init_state, source=f"model.init weights {config.model.init}")
     elif get_variant(config.model.variant).arch == "sian":
         release_init(model)
@@ -161,7 +166,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
     wall_before, cpu_before = 0.0, 0.0
     state = load_state(out_dir) if resume else None
     if resume and state is None and is_main:
-        print(f"no checkpoint in {out_dir}: starting from scratch")
+        print(f"no checkpoint in {out_dir}: starting a new run")
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -207,6 +212,9 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
                     writer.add_scalar(key, value, record["step"])
+
+    if init_record is not None and state is None:
+        log(init_record)
 
     def checkpoint(final: bool = False) -> None:
         nonlocal good_state
