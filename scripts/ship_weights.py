@@ -2,6 +2,7 @@
 
     python scripts/ship_weights.py light            # from checkpoints/sian-synth-light/best.safetensors
     python scripts/ship_weights.py heavy --source checkpoints/sian-synth-heavy/best.safetensors
+    python scripts/ship_weights.py light --select classic   # the committed checkpoint best on classic rain
 
 Writes src/sian/pretrained/sian-synth-<preset>.safetensors (float32, metadata from the training log only, so
 shipping the same checkpoint twice gives the same bytes), its sha256 into src/sian/pretrained/manifest.json,
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -68,24 +71,51 @@ def rain100l_row(name: str, sha256: str) -> dict | None:
     return rows[-1] if rows else None
 
 
+def select_on_classic(preset: str, tmp: Path) -> tuple[Path, str]:
+    """The committed checkpoint of the run with the best held-out classic-rain PSNR, written under ``tmp``."""
+    from cross_renderer_val import CSV, candidates  # scripts/ is on sys.path when this script runs
+
+    with open(CSV) as f:
+        rows = [r for r in csv.DictReader(f) if r["run"] == f"sian-synth-{preset}"]
+    if not rows:
+        raise SystemExit(f"no sian-synth-{preset} rows in {CSV}: run python scripts/cross_renderer_val.py first")
+    best = max(rows, key=lambda r: float(r["classic_psnr"]))
+    blobs = {hashlib.sha256(blob).hexdigest(): blob for _, blob in candidates(preset)}
+    path = tmp / "selected.safetensors"
+    path.write_bytes(blobs[best["sha256"]])
+    return path, (
+        f"best held-out classic-rain PSNR among {len(rows)} committed checkpoints, "
+        f"{float(best['classic_psnr']):.2f} dB from {float(best['classic_input_psnr']):.2f}; "
+        "`python scripts/cross_renderer_val.py`"
+    )
+
+
 def preset_table() -> str:
     doc = rain_module.__doc__
-    start = doc.index("==========")
-    return doc[start:].strip()
+    start, end = doc.index("=========="), doc.rindex("==========")
+    return doc[start : doc.index("\n", end)].strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", choices=["light", "heavy"])
     parser.add_argument("--source", type=Path, help="default: checkpoints/sian-synth-<preset>/best.safetensors")
+    parser.add_argument("--select", choices=["val", "classic"], default="val",
+                        help="val: the run's best on its own held-out rain (best.safetensors); classic: the "
+                             "committed checkpoint best on held-out classic rain "
+                             "(docs/results/cross-renderer-val.csv)")  # fmt: skip
     args = parser.parse_args()
     name = f"sian-synth-{args.preset}"
     run = REPO / "checkpoints" / name
-    source = args.source or run / "best.safetensors"
-    arch, config, state, metadata = read_weights_file(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, selection = args.source or run / "best.safetensors", "best held-out validation PSNR of the run"
+        if args.select == "classic":
+            source, selection = select_on_classic(args.preset, Path(tmp))
+        arch, config, state, metadata = read_weights_file(source)
     step = int(metadata["step"])
-    record = training_record(source.parent, step)
-    train_config = load_config(source.parent / "config.yaml")
+    record = training_record(run, step)
+    last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"cpu_seconds"' in line][-1]
+    train_config = load_config(run / "config.yaml")
     cpu_hours, wall_hours = record["cpu_seconds"] / 3600, record["wall_seconds"] / 3600
 
     target = PRETRAINED / f"{name}.safetensors"
@@ -139,7 +169,8 @@ for downpours.
   {optim.schedule} schedule over {train.steps} steps with {optim.warmup_steps} warm-up steps,
   gradient clip {optim.grad_clip:g}.
 - Patches {data.patch_size}x{data.patch_size}, batch {train.batch_size}, horizontal flips; seed {train.seed}.
-- Selected checkpoint: step {step} of {train.steps} (best validation PSNR so far).
+- Selected checkpoint: step {step} of {train.steps} ({selection}).
+- The run went on to step {last["step"]} ({last["cpu_seconds"] / 3600:.2f} CPU-hours); its log holds every validation.
 - Budget to this checkpoint: {cpu_hours:.2f} CPU-hours of this run ({wall_hours:.2f} wall-clock hours) on a
   2-core x86-64 CPU.
 - Config: `configs/{name}.yaml`; log: `checkpoints/{name}/log.jsonl`;
