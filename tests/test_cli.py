@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -140,3 +141,15 @@ def test_synth_writes_pairs_whole_and_never_clobbers(tmp_path):
     assert len((out / "rain_params.jsonl").read_text().splitlines()) == 1  # the refused pair is not recorded
     forced = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "5", "--overwrite"])
     assert forced.exit_code == 0 and (out / "rainy" / "a.png").read_bytes() == rainy_before
+
+
+def test_synth_takes_the_classic_renderer_and_mixtures_and_names_a_bad_preset(tmp_path):
+    write_png(tmp_path / "clean" / "a.png", 0, size=(40, 48))
+    for preset in ("classic", "light+classic"):
+        out = tmp_path / preset
+        result = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--preset", preset])
+        assert result.exit_code == 0, result.output
+        record = json.loads((out / "rain_params.jsonl").read_text())
+        assert record["preset"] == preset
+    bad = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(tmp_path / "x"), "--preset", "drizzle"])
+    assert bad.exit_code != 0 and "drizzle" in bad.output and not (tmp_path / "x").exists()

@@ -107,3 +107,10 @@ def test_classic_levels_map_the_bright_streaks_to_the_drawn_brightness():
         assert torch.quantile(layer.flatten(), 0.995).item() == pytest.approx(params.brightness, rel=0.02)
         assert layer.min() >= 0 and layer.max() <= 1
     assert sample_classic_rain(np.random.default_rng(0)).to_dict()["renderer"] == "classic"
+
+
+def test_a_mixture_draws_each_of_its_presets():
+    kinds = {type(sample_rain_params("light+classic", np.random.default_rng(seed))).__name__ for seed in range(20)}
+    assert kinds == {"RainParams", "ClassicRain"}
+    with pytest.raises(ValueError, match="unknown rain preset"):
+        sample_rain_params("light+drizzle", np.random.default_rng(1))

@@ -423,7 +423,11 @@ def synth_command(
     inputs: Annotated[list[str], typer.Argument(help="Clean image files, folders or glob patterns.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to write (generic layout).")],
     preset: Annotated[
-        str, typer.Option(help="light (one streak family), heavy (layers + haze) or classic (the Photoshop recipe).")
+        str,
+        typer.Option(
+            help="light (one streak family), heavy (layers + haze), classic (the Photoshop recipe), or a "
+            "mixture drawn per image such as light+classic."
+        ),
     ] = "light",
     seed: Annotated[int, typer.Option(help="Base seed; image i uses seed + i.")] = 0,
     variants: Annotated[int, typer.Option(help="Rainy versions per clean image.")] = 1,
@@ -434,8 +438,8 @@ def synth_command(
 
     from .synth import PRESETS, synthesize
 
-    if preset not in PRESETS:
-        raise _fail(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if not set(preset.split("+")) <= set(PRESETS):
+        raise _fail(f"--preset must be one of {', '.join(PRESETS)} or a mixture like light+classic, got {preset!r}")
     files = _input_files(inputs)
     failures, records, index = [], [], 0
     for path in tqdm(files, desc="synth", unit="img", disable=False):

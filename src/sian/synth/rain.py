@@ -107,8 +107,14 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
 def sample_rain_params(preset: str, rng: np.random.Generator) -> RainParams | ClassicRain:
     """Draw rain parameters from a preset's documented ranges (see the module docstring).
 
-    ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`.
+    ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`. A mixture
+    such as ``"light+classic"`` draws one of its presets per image, uniformly.
     """
+    if "+" in preset:
+        parts = preset.split("+")
+        if unknown := [p for p in parts if p not in PRESETS]:
+            raise ValueError(f"unknown rain preset {unknown[0]!r} in {preset!r}; expected one of {PRESETS}")
+        return sample_rain_params(parts[int(rng.integers(len(parts)))], rng)
     if preset == "classic":
         return sample_classic_rain(rng)
     if preset == "light":

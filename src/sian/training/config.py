@@ -34,7 +34,7 @@ class DataConfig:
     # Files whose first column names clean images to leave out (e.g. the BSDS500 images that are
     # Rain100 test backgrounds); matched by file stem.
     exclude: list[str] = field(default_factory=list)
-    synth_preset: str = "light"
+    synth_preset: str = "light"  # a preset, or a mixture drawn per sample: "light+classic"
     patch_size: int = 120
     # None: a random crop per sample. An integer: the paper's fixed grid of patches with this stride,
     # visited in a fresh random order each epoch.
@@ -147,8 +147,9 @@ def _validate(config: TrainingConfig) -> None:
 
     for key in ("synth_preset", "val_preset"):
         value = getattr(config.data, key)
-        if value is not None and value not in PRESETS:
-            raise ValueError(f"data.{key} must be one of {', '.join(PRESETS)}, got {value!r}")
+        if value is not None and not set(value.split("+")) <= set(PRESETS):
+            raise ValueError(f"data.{key} must be one of {', '.join(PRESETS)} or a mixture like light+classic, "
+                             f"got {value!r}")  # fmt: skip
     if config.train.batch_size < 1 or config.data.patch_size < 16:
         raise ValueError("train.batch_size must be >= 1 and data.patch_size >= 16")
 
