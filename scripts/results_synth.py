@@ -199,8 +199,10 @@ def main() -> None:
     first = next(iter(summaries.values()))
     table = ["| model | trained on | quantisation | Y-PSNR | Y-SSIM | s / image |", "|---|---|---|---|---|---|",
              f"| rainy input | - | - | {first.input_psnr:.2f} | {first.input_ssim:.4f} | - |"]  # fmt: skip
-    trained_on = {"sian-synth-light": "synthetic light rain (ours)",
-                  "sian-synth-heavy": "synthetic heavy rain (ours)",
+    manifest = json.loads((REPO / "src/sian/pretrained/manifest.json").read_text())
+    shipped = {name: f", step {manifest[name]['step']}" if name in manifest else "" for name in OURS}
+    trained_on = {"sian-synth-light": f"synthetic light rain (ours{shipped['sian-synth-light']})",
+                  "sian-synth-heavy": f"synthetic heavy rain (ours{shipped['sian-synth-heavy']})",
                   "sian-rain100l": "Rain100L train (authors)",
                   "prenet-rain100l": "Rain100L train (authors)"}  # fmt: skip
     for name, s in summaries.items():
@@ -214,7 +216,8 @@ Made by `python scripts/results_synth.py` on {date} ({machine()}), on {subset} o
 test set, which none of our models saw in training, tuning or checkpoint selection. Y-channel PSNR/SSIM per
 [protocol.md](protocol.md); every model timed in this one run, whole images (481x321), so read the seconds
 as ratios. The authors' weights were trained on Rain100L's own training pairs: they are the ceiling, not
-a like-for-like comparison. Model cards: `src/sian/pretrained/*.md`.
+a like-for-like comparison. Model cards (with how each shipped checkpoint was selected):
+`src/sian/pretrained/*.md`.
 
 {chr(10).join(table)}
 
