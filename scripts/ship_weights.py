@@ -40,6 +40,11 @@ def training_record(run: Path, step: int) -> dict:
     return val[-1]
 
 
+HEAVY_LIMIT = """
+- It was trained to undo a haze veil as well as streaks, and on light rain without haze (Rain100L) it scores
+  below the rainy input. Use it for downpours only; `sian-synth-light` otherwise."""
+
+
 def init_provenance(run: Path, init: str | None) -> str:
     """How the run started: from scratch, or fine-tuned from a named file (exact file when the log says)."""
     if not init:
@@ -185,7 +190,7 @@ for downpours.
 - Trained on synthetic streaks only: real rain with fog, drops on the lens, splashes or night-time lighting is
   outside what it has seen; look at docs/results-synth.md for real webcam frames.
 - The authors' weights (trained on Rain100L's own training pairs) score higher on Rain100L; ours never saw that
-  distribution.
+  distribution.{HEAVY_LIMIT if args.preset == "heavy" else ""}
 """
     (PRETRAINED / f"{name}.md").write_text(card)
     print(f"shipped {source} (step {step}) as {target} sha256 {digest[:16]}...; Rain100L: {reference}")
