@@ -11,8 +11,10 @@ import sian
 from sian.cli import app
 from sian.demo import ASSETS_DIR, load_example
 from sian.inference import DEFAULT_MODEL
-from sian.metrics import psnr_y
+from sian.io import to_tensor
+from sian.metrics import psnr_y, quantize
 from sian.models import list_models
+from sian.synth import synthesize
 from sian.weights import PRETRAINED_DIR, WEIGHTS, WeightsError, import_weights, load_model, sha256_file
 
 BUNDLED = sorted(name for name, entry in WEIGHTS.items() if entry.bundled)
@@ -35,10 +37,14 @@ def test_bundled_weights_are_intact_documented_and_derain(name):
     model = load_model(name)
     rainy, clean = load_example()
     crop = (slice(200, 328), slice(100, 228))
-    out = sian.derain(rainy[crop], model=model)
+    rainy, clean = rainy[crop], clean[crop]
+    preset = json.loads((PRETRAINED_DIR / "manifest.json").read_text())[name]["preset"]
+    if preset != "light":  # the bundled example has light rain; other models get rain of their own kind
+        rainy = quantize(synthesize(to_tensor(clean)[0], preset, seed=0)[0])
+    out = sian.derain(rainy, model=model)
     assert out.shape == (128, 128, 3) and out.dtype == np.uint8
-    # A trained derainer, not noise: it must not make the example worse.
-    assert psnr_y(out, clean[crop]) > psnr_y(rainy[crop], clean[crop])
+    # A trained derainer, not noise: it must not make its kind of rain worse.
+    assert psnr_y(out, clean) > psnr_y(rainy, clean) + 1.0
 
 
 def test_damaged_bundled_weights_are_refused(monkeypatch, tmp_path):
