@@ -31,12 +31,15 @@ PRETRAINED = REPO / "src/sian/pretrained"
 RESULTS = REPO / "docs/results/synth-rain100l.csv"
 
 
-def training_record(run: Path, step: int) -> dict:
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def training_record(records: list[dict], step: int) -> dict:
     """Validation and budget figures of the run at the selected ``step``."""
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     val = [r for r in records if "val_psnr" in r and r["step"] == step]
     if not val:
-        raise SystemExit(f"no validation record for step {step} in {run / 'log.jsonl'}")
+        raise SystemExit(f"no validation record for step {step} in the run's log.jsonl")
     return val[-1]
 
 
@@ -45,11 +48,10 @@ HEAVY_LIMIT = """
   below the rainy input. Use it for downpours only; `sian-synth-light` otherwise."""
 
 
-def init_provenance(run: Path, init: str | None) -> str:
+def init_provenance(records: list[dict], init: str | None) -> str:
     """How the run started: from scratch, or fine-tuned from a named file (exact file when the log says)."""
     if not init:
         return "trained from scratch"
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     start = next((r for r in records if "init_sha256" in r), None)
     if start is None:  # runs started before the trainer logged it
         return (f"fine-tuned from `{init}` (the file packaged under that name when the run started; see "
@@ -118,8 +120,9 @@ def main() -> None:
             source, selection = select_on_classic(args.preset, Path(tmp))
         arch, config, state, metadata = read_weights_file(source)
     step = int(metadata["step"])
-    record = training_record(run, step)
-    last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"cpu_seconds"' in line][-1]
+    records = read_log(run)
+    record = training_record(records, step)
+    last = [r for r in records if "cpu_seconds" in r][-1]
     train_config = load_config(run / "config.yaml")
     cpu_hours, wall_hours = record["cpu_seconds"] / 3600, record["wall_seconds"] / 3600
 
@@ -153,7 +156,7 @@ def main() -> None:
     card = f"""# {name}
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
-{init_provenance(source.parent, train_config.model.init)} by the sian project
+{init_provenance(records, train_config.model.init)} by the sian project
 on clean photos with **synthetic {args.preset} rain** from `sian.synth`. Licence: MIT, like the code.
 Shipped inside the package: `sian derain` uses `sian-synth-light` by default; `--model sian-synth-heavy`
 for downpours.

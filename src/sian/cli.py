@@ -436,9 +436,9 @@ def synth_command(
     """Render synthetic rain onto clean images: OUTPUT/rainy/NAME.png and OUTPUT/gt/NAME.png."""
     import json
 
-    from .synth import PRESETS, synthesize
+    from .synth import PRESETS, is_preset, synthesize
 
-    if not set(preset.split("+")) <= set(PRESETS):
+    if not is_preset(preset):
         raise _fail(f"--preset must be one of {', '.join(PRESETS)} or a mixture like light+classic, got {preset!r}")
     files = _input_files(inputs)
     failures, records, index = [], [], 0

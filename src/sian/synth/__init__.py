@@ -1,7 +1,17 @@
 """Synthetic rain: streak layers rendered onto clean images."""
 
 from .classic import ClassicRain
-from .rain import PRESETS, RainParams, StreakLayer, add_rain, rain_layer, sample_rain_params, streak_kernel, synthesize
+from .rain import (
+    PRESETS,
+    RainParams,
+    StreakLayer,
+    add_rain,
+    is_preset,
+    rain_layer,
+    sample_rain_params,
+    streak_kernel,
+    synthesize,
+)
 
 __all__ = [
     "PRESETS",
@@ -9,6 +19,7 @@ __all__ = [
     "RainParams",
     "StreakLayer",
     "add_rain",
+    "is_preset",
     "rain_layer",
     "sample_rain_params",
     "streak_kernel",

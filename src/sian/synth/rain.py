@@ -45,6 +45,7 @@ __all__ = [
     "RainParams",
     "StreakLayer",
     "add_rain",
+    "is_preset",
     "rain_layer",
     "sample_rain_params",
     "streak_kernel",
@@ -100,6 +101,11 @@ def streak_kernel(length: float, width: float, angle: float, sharpness: float = 
     return (kernel / kernel.max()).float()
 
 
+def is_preset(preset: str) -> bool:
+    """Whether ``preset`` names a preset or a ``+``-joined mixture of presets (``"light+classic"``)."""
+    return set(preset.split("+")) <= set(PRESETS)
+
+
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
@@ -110,10 +116,10 @@ def sample_rain_params(preset: str, rng: np.random.Generator) -> RainParams | Cl
     ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`. A mixture
     such as ``"light+classic"`` draws one of its presets per image, uniformly.
     """
+    if not is_preset(preset):
+        raise ValueError(f"unknown rain preset {preset!r}; expected one of {PRESETS} or a mixture like light+classic")
     if "+" in preset:
         parts = preset.split("+")
-        if unknown := [p for p in parts if p not in PRESETS]:
-            raise ValueError(f"unknown rain preset {unknown[0]!r} in {preset!r}; expected one of {PRESETS}")
         return sample_rain_params(parts[int(rng.integers(len(parts)))], rng)
     if preset == "classic":
         return sample_classic_rain(rng)
@@ -126,28 +132,27 @@ def sample_rain_params(preset: str, rng: np.random.Generator) -> RainParams | Cl
             brightness=_uniform(rng, 0.25, 0.75),
         )
         return RainParams(layers=(layer,), blend="screen" if rng.random() < 0.7 else "add")
-    if preset == "heavy":
-        wind = _uniform(rng, -30, 30)
-        count = int(rng.integers(3, 5))
-        layers = []
-        for depth in np.linspace(0.0, 1.0, count):  # 0 = far, 1 = near
-            layers.append(
-                StreakLayer(
-                    density=_uniform(rng, 0.003, 0.012) * (1 - 0.8 * depth) + 0.0005,
-                    length=_uniform(rng, 8, 25) + depth * _uniform(rng, 20, 45),
-                    width=_uniform(rng, 0.4, 0.8) + depth * _uniform(rng, 0.4, 1.5),
-                    angle=wind + _uniform(rng, -12, 12),
-                    brightness=_uniform(rng, 0.15, 0.35) + depth * _uniform(rng, 0.1, 0.4),
-                )
+    # heavy: the only preset left after the checks above
+    wind = _uniform(rng, -30, 30)
+    count = int(rng.integers(3, 5))
+    layers = []
+    for depth in np.linspace(0.0, 1.0, count):  # 0 = far, 1 = near
+        layers.append(
+            StreakLayer(
+                density=_uniform(rng, 0.003, 0.012) * (1 - 0.8 * depth) + 0.0005,
+                length=_uniform(rng, 8, 25) + depth * _uniform(rng, 20, 45),
+                width=_uniform(rng, 0.4, 0.8) + depth * _uniform(rng, 0.4, 1.5),
+                angle=wind + _uniform(rng, -12, 12),
+                brightness=_uniform(rng, 0.15, 0.35) + depth * _uniform(rng, 0.1, 0.4),
             )
-        return RainParams(
-            layers=tuple(layers),
-            blend="screen" if rng.random() < 0.7 else "add",
-            haze=_uniform(rng, 0.05, 0.35),
-            haze_light=_uniform(rng, 0.75, 1.0),
-            tint=tuple(float(t) for t in rng.uniform(0.94, 1.0, size=3)),
         )
-    raise ValueError(f"unknown rain preset {preset!r}; expected one of {PRESETS}")
+    return RainParams(
+        layers=tuple(layers),
+        blend="screen" if rng.random() < 0.7 else "add",
+        haze=_uniform(rng, 0.05, 0.35),
+        haze_light=_uniform(rng, 0.75, 1.0),
+        tint=tuple(float(t) for t in rng.uniform(0.94, 1.0, size=3)),
+    )
 
 
 def rain_layer(height: int, width: int, params: RainParams, rng: np.random.Generator) -> Tensor:

@@ -143,11 +143,11 @@ def _validate(config: TrainingConfig) -> None:
         raise ValueError(f"optim.schedule must be constant, cosine or multistep, got {config.optim.schedule!r}")
     if config.data.val_holdout and (config.data.val_clean or config.data.val_pairs or not config.data.train_clean):
         raise ValueError("data.val_holdout splits data.train_clean; it excludes data.val_clean and data.val_pairs")
-    from ..synth import PRESETS  # here, not at the top: configs load without the renderers' imports
+    from ..synth import PRESETS, is_preset  # here, not at the top: configs load without the renderers' imports
 
     for key in ("synth_preset", "val_preset"):
         value = getattr(config.data, key)
-        if value is not None and not set(value.split("+")) <= set(PRESETS):
+        if value is not None and not is_preset(value):
             raise ValueError(f"data.{key} must be one of {', '.join(PRESETS)} or a mixture like light+classic, "
                              f"got {value!r}")  # fmt: skip
     if config.train.batch_size < 1 or config.data.patch_size < 16:
