@@ -370,3 +370,75 @@ def test_sigkill_at_a_random_moment_loses_at_most_one_interval_and_resumes(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     assert [r["step"] for r in _log(tmp_path) if "loss" in r][-2:] == [state["step"] + 1, state["step"] + 2]
     assert not list((tmp_path / "run").glob(".*tmp*"))  # debris of a killed write is removed on restart
+
+
+def make_pair_folder(folder: Path, count: int = 5, size: int = 40) -> Path:
+    """A generic rain/norain pair folder like Rain100L_train: norain-N.png in both."""
+    clean = make_clean_folder(folder / "norain", count=count, size=(size, size))
+    (folder / "rain").mkdir()
+    for i, path in enumerate(sorted(clean.iterdir())):
+        path.rename(clean / f"norain-{i + 1}.png")
+    for path in clean.iterdir():
+        image = np.asarray(Image.open(path)).astype(float)
+        image[:, ::7] += 50  # vertical streaks
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / "rain" / path.name)
+    return folder
+
+
+def test_val_split_holds_named_pairs_out_of_training_and_validates_on_them(tmp_path):
+    from sian.training.trainer import _build_data
+    from sian.training.validation import build_validation_set
+
+    pairs = make_pair_folder(tmp_path / "pairs")
+    split = tmp_path / "val.txt"
+    split.write_text("# held out\nnorain-4\nnorain-2  # second\n")
+    overrides = tiny_overrides(tmp_path, **{
+        "data.train_clean": "[]", "data.val_clean": "[]", "data.train_pairs": f"[{pairs}]",
+        "data.val_split": str(split), "data.val_count": 0, "data.val_crop": 0, "data.patch_size": 32,
+    })  # fmt: skip
+    cfg = load_config(None, overrides)
+    dataset, _ = _build_data(cfg)
+    assert [p.name for p in dataset.pairs] == ["norain-1", "norain-3", "norain-5"]
+    val = build_validation_set(cfg.data)
+    assert val.names == ["norain-4", "norain-2"]
+    assert np.array_equal(val.clean[0], np.asarray(Image.open(pairs / "norain/norain-4.png")))
+    # A typo must not let a validation pair slip back into training.
+    split.write_text("norain-4\nnorain-22\n")
+    with pytest.raises(ValueError, match=r"match no pair.*norain-22"):
+        _build_data(cfg)
+    with pytest.raises(ValueError, match="val_split"):
+        load_config(None, [*overrides, f"data.val_pairs={pairs}"])
+
+
+def test_the_committed_rain100l_split_names_20_training_pairs():
+    from sian.training.datasets import read_pair_names
+
+    cfg = load_config(REPO / "configs/rain100l-cpu.yaml")
+    names = read_pair_names(REPO / cfg.data.val_split)
+    assert len(names) == len(set(names)) == 20 and all(n.startswith("norain-") for n in names)
+    assert cfg.train.steps > 0 and cfg.data.train_pairs[0].endswith("Rain100L_train")
+
+
+def test_train_precision_bf16_trains_in_bf16_with_fp32_weights_and_is_logged(tmp_path, monkeypatch):
+    import sian.training.trainer as trainer_module
+
+    seen = []
+    real_loss = trainer_module.stage_loss
+    monkeypatch.setattr(trainer_module, "stage_loss", lambda outs, clean, kind: seen.append(outs[-1].dtype)
+                        or real_loss(outs, clean, kind))  # fmt: skip
+    convs = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: convs.append(out.dtype) if isinstance(module, torch.nn.Conv2d) else None
+    )
+    try:
+        summary = train(load_config(None, tiny_overrides(tmp_path, **{"train.precision": "bf16"})), progress=False)
+    finally:
+        handle.remove()
+    assert summary["status"] == "finished"
+    assert torch.bfloat16 in convs and set(seen) == {torch.float32}  # forward in bf16, loss in fp32
+    weights = read_weights_file(tmp_path / "run/last.safetensors")[2]
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    first = json.loads((tmp_path / "run/log.jsonl").read_text().splitlines()[0])
+    assert first == {"step": 0, "precision": "bf16", "precision_reason": "requested"}
+    with pytest.raises(ValueError, match=r"train\.precision must be one of"):
+        load_config(None, tiny_overrides(tmp_path, **{"train.precision": "half"}))

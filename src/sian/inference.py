@@ -12,12 +12,12 @@ from torch import Tensor, nn
 
 from .io import from_tensor, to_tensor
 from .metrics import Quantize, quantize
+from .precision import PRECISIONS, autocast, resolve_precision
 from .tiling import tiled_apply
 from .weights import load_model
 
 __all__ = ["DEFAULT_MODEL", "PRECISIONS", "auto_tile", "derain", "derain_tensor", "resolve_device", "resolve_model"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray)
@@ -63,12 +63,12 @@ def derain_tensor(
 
     ``tile`` derains in overlapping tiles of that size (cross-faded over ``overlap`` pixels). Without
     it, images too large for ``memory_budget`` bytes are tiled automatically (``None``: never).
-    ``precision`` ``bf16`` (CPU or GPU) or ``fp16`` (GPU) runs the convolutions under autocast; the
-    result is float32. Its PSNR cost: ``python scripts/precision_cost.py``.
+    ``precision`` ``bf16`` (CPU or GPU) or ``fp16`` (GPU) runs the convolutions under autocast, ``auto``
+    picks bf16 where the hardware runs it natively (:mod:`sian.precision`); the result is float32.
+    Its PSNR cost: ``python scripts/precision_cost.py``.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = getattr(model, "device", None) or next(model.parameters()).device  # ONNX backends have no parameters
+    choice = resolve_precision(precision, device)
     min_size = getattr(model, "min_size", 1)
 
     def run(batch: Tensor) -> Tensor:
@@ -78,12 +78,9 @@ def derain_tensor(
             padded = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
             return run(padded)[..., :height, :width]
         batch = batch.to(device, memory_format=torch.channels_last)
-        if precision == "fp32" or not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
+        if choice.precision == "fp32" or not isinstance(model, nn.Module):
             return model(batch, return_all=False)
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 needs a CUDA device; on a CPU use bf16")
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        with torch.autocast(device.type, dtype=dtype):
+        with autocast(choice, device):
             return model(batch, return_all=False).float()
 
     if tile is None and memory_budget is not None:

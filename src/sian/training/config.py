@@ -42,6 +42,9 @@ class DataConfig:
     hflip: bool = True
     # Validation: real pairs, or held-out clean images with fixed synthetic rain (seed = index).
     val_pairs: str | None = None
+    # Or a file of pair names (one per line) held out of data.train_pairs: those pairs are never trained on
+    # and are the validation set (a fixed, committed split, e.g. configs/splits/rain100l-train-val20.txt).
+    val_split: str | None = None
     val_clean: list[str] = field(default_factory=list)
     # Or hold out this many of the train_clean images (a fixed draw that does not depend on train.seed):
     # they are never trained on and carry fixed synthetic rain for validation.
@@ -74,6 +77,9 @@ class TrainConfig:
     epochs: int = 0  # passes over the fixed patch grid (needs data.patch_stride)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # Autocast of the forward pass (loss, gradients and optimizer state stay fp32): fp32 | bf16 | fp16 (CUDA,
+    # with a gradient scaler) | auto (bf16 where the hardware runs it natively, else fp32; sian.precision).
+    precision: str = "fp32"
     threads: int = 0  # CPU threads per process (0: PyTorch's default)
     log_every: int = 10
     val_every: int = 500
@@ -139,8 +145,14 @@ def _validate(config: TrainingConfig) -> None:
         raise ValueError("train.epochs needs data.patch_stride (an epoch is one pass over the patch grid)")
     if config.train.nonfinite not in ("skip", "rollback", "stop"):
         raise ValueError(f"train.nonfinite must be skip, rollback or stop, got {config.train.nonfinite!r}")
+    from ..precision import PRECISIONS
+
+    if config.train.precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {config.train.precision!r}")
     if config.optim.schedule not in ("constant", "cosine", "multistep"):
         raise ValueError(f"optim.schedule must be constant, cosine or multistep, got {config.optim.schedule!r}")
+    if config.data.val_split and (config.data.val_pairs or config.data.val_clean or not config.data.train_pairs):
+        raise ValueError("data.val_split holds pairs out of data.train_pairs; it excludes data.val_pairs and val_clean")
     if config.data.val_holdout and (config.data.val_clean or config.data.val_pairs or not config.data.train_clean):
         raise ValueError("data.val_holdout splits data.train_clean; it excludes data.val_clean and data.val_pairs")
     from ..synth import PRESETS, is_preset  # here, not at the top: configs load without the renderers' imports

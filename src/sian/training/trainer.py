@@ -34,10 +34,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..models import create_model, get_variant
+from ..precision import autocast, resolve_precision
 from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights, sha256_file
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
-from .datasets import PairedPatches, StepSampler, SyntheticPatches, list_clean_images, read_exclusions, split_holdout
+from .datasets import (
+    PairedPatches,
+    StepSampler,
+    SyntheticPatches,
+    list_clean_images,
+    read_exclusions,
+    read_pair_names,
+    split_holdout,
+)
 from .losses import stage_loss
 from .validation import build_validation_set, validate
 
@@ -111,7 +120,10 @@ def _schedule(config: TrainingConfig, total: int):
 def _build_data(config: TrainingConfig) -> tuple[torch.utils.data.Dataset, int | None]:
     data = config.data
     if data.train_pairs:
-        dataset = PairedPatches(data.train_pairs, data.patch_size, data.patch_stride, data.hflip, config.train.seed)
+        held_out = read_pair_names(data.val_split) if data.val_split else []
+        dataset = PairedPatches(
+            data.train_pairs, data.patch_size, data.patch_stride, data.hflip, config.train.seed, held_out
+        )
         return dataset, (dataset.patches_per_epoch if data.patch_stride else None)
     files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
     files, _ = split_holdout(files, data.val_holdout)
@@ -133,6 +145,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
     """Train (or resume) per ``config``; returns the summary that is also written to ``summary.json``."""
     rank, world, local_rank = _distributed()
     device = _device(config.train.device, local_rank)
+    precision = resolve_precision(config.train.precision, device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if config.train.threads:
@@ -161,6 +174,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.precision == "fp16")
     step, best = 0, -math.inf
     # Training time summed over every resume, so a run spread over sessions reports its real budget.
     wall_before, cpu_before = 0.0, 0.0
@@ -171,6 +186,8 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         step, best = int(state["step"]), float(state["best"])
         wall_before, cpu_before = float(state.get("wall_seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
@@ -215,6 +232,10 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
 
     if init_record is not None and state is None:
         log(init_record)
+    # Which precision ran from which step: a run resumed on other hardware may switch (train.precision=auto).
+    log({"step": step, "precision": precision.precision, "precision_reason": precision.reason})
+    if is_main and progress:
+        print(f"precision {precision.precision} ({precision.reason})")
 
     def checkpoint(final: bool = False) -> None:
         nonlocal good_state
@@ -236,6 +257,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         save_state(out_dir, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "best": best, "rng": torch.get_rng_state(), "config": to_dict(config), **budget(),
+            "scaler": scaler.state_dict(),
         })  # fmt: skip
 
     def run_validation() -> None:
@@ -270,7 +292,10 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
     try:
         for rainy, clean in loader:
             rainy, clean = rainy.to(device, non_blocking=True), clean.to(device, non_blocking=True)
-            outputs = net(rainy)
+            with autocast(precision, device):
+                outputs = net(rainy)
+            # The loss (and so every gradient it starts) in fp32, whatever the forward pass ran in.
+            outputs = [out.float() for out in outputs]
             loss = stage_loss(outputs, clean, train_cfg.loss)
             finite = torch.isfinite(loss.detach()).float()
             if world > 1:
@@ -280,13 +305,16 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
             if finite.item() != 1.0:
                 problem = "loss"
             else:
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
                 # The norm is needed anyway to catch inf/NaN gradients; max_norm inf leaves them unscaled.
                 norm = nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip or math.inf)
-                if torch.isfinite(norm):
-                    optimizer.step()
+                # Under fp16 an overflow is the scaler's business: it skips that update and lowers its scale.
+                if torch.isfinite(norm) or scaler.is_enabled():
+                    scaler.step(optimizer)
                 else:
                     problem = "gradient"
+                scaler.update()
             if problem is None:
                 consecutive_bad = 0
             else:

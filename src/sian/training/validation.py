@@ -14,7 +14,7 @@ from ..io import read_image, to_tensor
 from ..metrics import psnr_y, quantize, ssim_y
 from ..synth import synthesize
 from .config import DataConfig
-from .datasets import list_clean_images, read_exclusions, split_holdout
+from .datasets import list_clean_images, read_exclusions, read_pair_names, split_holdout, split_pairs
 
 __all__ = ["ValidationSet", "build_validation_set", "validate"]
 
@@ -43,8 +43,12 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 def build_validation_set(data: DataConfig) -> ValidationSet | None:
     """The fixed validation images of a config, or ``None`` when it names none."""
     names, rainy, clean = [], [], []
-    if data.val_pairs:
-        pairs = find_pairs(data.val_pairs).pairs
+    if data.val_pairs or data.val_split:
+        if data.val_split:
+            _, pairs = split_pairs([p for root in data.train_pairs for p in find_pairs(root).pairs],
+                                   read_pair_names(data.val_split))  # fmt: skip
+        else:
+            pairs = find_pairs(data.val_pairs).pairs
         for pair in pairs[: data.val_count or None]:
             names.append(pair.name)
             rainy.append(_centre_crop(read_image(pair.rainy), data.val_crop))

@@ -1,0 +1,117 @@
+"""Which floating-point precision to compute in, and the autocast context that applies it.
+
+One place decides this for training (``train.precision``), inference and ``sian bench``:
+
+- ``fp32``: plain float32.
+- ``bf16``: autocast to bfloat16 (CPU or GPU). Fast only where the hardware multiplies bf16 natively:
+  CPUs with AMX-BF16 or AVX512-BF16, and GPUs that support it. Elsewhere it is emulated and slower.
+- ``fp16``: autocast to float16, CUDA only (training adds a gradient scaler).
+- ``auto``: ``bf16`` where the hardware runs it natively, ``fp32`` everywhere else.
+
+Features are read from PyTorch's own CPU probe (cpuinfo) and, failing that, from the kernel's
+``/proc/cpuinfo`` flags, never from the CPU's model name.
+
+Example:
+    >>> import torch
+    >>> choice = resolve_precision("auto", torch.device("cpu"), features={"amx_bf16": False, "avx512_bf16": False})
+    >>> choice.precision, choice.reason
+    ('fp32', 'auto: this CPU has neither AMX-BF16 nor AVX512-BF16, so bf16 would be emulated (slower)')
+    >>> resolve_precision("auto", torch.device("cpu"), features={"amx_bf16": True, "avx512_bf16": True}).precision
+    'bf16'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["PRECISIONS", "PrecisionChoice", "autocast", "cpu_features", "native_bf16", "resolve_precision"]
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# The CPU features that matter for precision, with the /proc/cpuinfo flag of each.
+_CPU_FLAGS = {"amx_bf16": "amx_bf16", "avx512_bf16": "avx512_bf16", "avx512_f": "avx512f", "avx2": "avx2"}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> dict[str, bool]:
+    """The CPU's bf16-relevant instruction-set features: ``amx_bf16``, ``avx512_bf16``, ``avx512_f``, ``avx2``.
+
+    Example:
+        >>> sorted(cpu_features())
+        ['amx_bf16', 'avx2', 'avx512_bf16', 'avx512_f']
+    """
+    probe = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)  # cpuinfo, as PyTorch sees it
+    if probe is not None:
+        found = probe()
+        if all(key in found for key in _CPU_FLAGS):
+            return {key: bool(found[key]) for key in _CPU_FLAGS}
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    return {key: flag in flags for key, flag in _CPU_FLAGS.items()}
+
+
+def native_bf16(device: torch.device, features: dict[str, bool] | None = None) -> tuple[bool, str]:
+    """Whether ``device`` multiplies bf16 natively, and why (``features`` overrides the CPU probe, for tests)."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{torch.cuda.get_device_name(device)} supports bf16"
+        return False, f"{torch.cuda.get_device_name(device)} has no native bf16"
+    if device.type != "cpu":
+        return False, f"no bf16 detection for {device.type} devices"
+    features = cpu_features() if features is None else features
+    if features.get("amx_bf16"):
+        return True, "this CPU has AMX-BF16"
+    if features.get("avx512_bf16"):
+        return True, "this CPU has AVX512-BF16"
+    return False, "this CPU has neither AMX-BF16 nor AVX512-BF16, so bf16 would be emulated (slower)"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # fp32 | bf16 | fp16: what runs
+    reason: str  # why, in words (for logs, `sian bench`, `--verbose`)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES.get(self.precision, torch.float32)
+
+
+def resolve_precision(precision: str, device: torch.device, features: dict[str, bool] | None = None) -> PrecisionChoice:
+    """Turn a requested precision (one of :data:`PRECISIONS`) into the one that runs on ``device``.
+
+    Raises ``ValueError`` for an unknown name and for ``fp16`` off CUDA (CPU float16 is emulated).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs a CUDA device; on a CPU use bf16 (or auto)")
+    if precision != "auto":
+        return PrecisionChoice(precision, "requested")
+    native, why = native_bf16(device, features)
+    return PrecisionChoice("bf16" if native else "fp32", f"auto: {why}")
+
+
+def autocast(choice: PrecisionChoice | str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context for ``choice`` on ``device`` (a no-op for fp32).
+
+    Example:
+        >>> import torch
+        >>> with autocast("bf16", torch.device("cpu")):
+        ...     y = torch.nn.functional.conv2d(torch.rand(1, 3, 8, 8), torch.rand(4, 3, 3, 3))
+        >>> y.dtype
+        torch.bfloat16
+    """
+    if isinstance(choice, str):
+        choice = resolve_precision(choice, device)
+    if choice.precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=choice.dtype)

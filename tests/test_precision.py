@@ -1,0 +1,66 @@
+"""The one precision decision (sian.precision) used by training, inference and `sian bench`."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import sian.precision as precision_module
+from sian.precision import PRECISIONS, autocast, cpu_features, native_bf16, resolve_precision
+
+CPU = torch.device("cpu")
+AVX2_ONLY = {"amx_bf16": False, "avx512_bf16": False, "avx512_f": False, "avx2": True}
+AMX = {"amx_bf16": True, "avx512_bf16": True, "avx512_f": True, "avx2": True}
+AVX512_BF16 = {"amx_bf16": False, "avx512_bf16": True, "avx512_f": True, "avx2": True}
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"), [(AVX2_ONLY, "fp32"), (AMX, "bf16"), (AVX512_BF16, "bf16")], ids=["avx2", "amx", "avx512"]
+)
+def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(features, expected):
+    choice = resolve_precision("auto", CPU, features=features)
+    assert choice.precision == expected and choice.reason.startswith("auto: ")
+    assert choice.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
+
+
+def test_auto_reads_the_real_probe_when_not_told(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_features", lambda: AVX2_ONLY)
+    assert resolve_precision("auto", CPU).precision == "fp32"
+    monkeypatch.setattr(precision_module, "cpu_features", lambda: AMX)
+    assert resolve_precision("auto", CPU).precision == "bf16"
+
+
+def test_explicit_precisions_are_kept_and_bad_ones_rejected_by_name():
+    assert resolve_precision("bf16", CPU, features=AVX2_ONLY).precision == "bf16"  # asked for: obeyed
+    assert resolve_precision("fp32", CPU, features=AMX).reason == "requested"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", CPU)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, auto, got 'half'"):
+        resolve_precision("half", CPU)
+    assert PRECISIONS == ("fp32", "bf16", "fp16", "auto")
+
+
+def test_cpu_features_fall_back_to_proc_cpuinfo_without_torchs_probe(monkeypatch):
+    cpu_features.cache_clear()
+    monkeypatch.setattr(torch._C, "_cpu", None)
+    try:
+        found = cpu_features()
+    finally:
+        cpu_features.cache_clear()
+    assert set(found) == {"amx_bf16", "avx512_bf16", "avx512_f", "avx2"}
+    flags = Path("/proc/cpuinfo").read_text().split()
+    assert found["avx2"] == ("avx2" in flags) and found["amx_bf16"] == ("amx_bf16" in flags)
+
+
+def test_native_bf16_explains_itself():
+    assert native_bf16(CPU, AMX) == (True, "this CPU has AMX-BF16")
+    native, why = native_bf16(CPU, AVX2_ONLY)
+    assert not native and "emulated" in why
+
+
+def test_autocast_runs_convolutions_in_the_chosen_dtype_and_fp32_is_a_no_op():
+    x, w = torch.rand(1, 3, 8, 8), torch.rand(4, 3, 3, 3)
+    with autocast("bf16", CPU):
+        assert torch.nn.functional.conv2d(x, w).dtype == torch.bfloat16
+    with autocast(resolve_precision("auto", CPU, features=AVX2_ONLY), CPU):
+        assert torch.nn.functional.conv2d(x, w).dtype == torch.float32
