@@ -5,8 +5,9 @@ from sian.benchmark import BenchRow, _interleaved_times, run_benchmark, to_markd
 
 def test_benchmark_reports_every_model_and_the_ratios():
     rows, machine = run_benchmark([(40, 32)], train_batch=2, train_patch=24, repeats=1, warmup=0)
-    assert [(r.kind, r.model) for r in rows] == [
-        ("inference", "sian"), ("inference", "prenet"), ("training", "sian"), ("training", "prenet"),
+    assert [(r.kind, r.model, r.precision) for r in rows] == [
+        ("inference", "sian", "fp32"), ("inference", "prenet", "fp32"), ("training", "sian", "fp32"),
+        ("training", "prenet", "fp32"), ("training", "sian", "bf16"), ("training", "prenet", "bf16"),
     ]  # fmt: skip
     sian, prenet = rows[0], rows[1]
     # SIAN costs about 1.46 M multiply-adds per pixel, PReNet about 1.0 M (2 FLOPs per multiply-add).
@@ -16,6 +17,10 @@ def test_benchmark_reports_every_model_and_the_ratios():
     table = to_markdown(rows, machine)
     assert "time ratio sian/prenet" in table and "inference 40x32" in table and machine["cpu"] in table
     assert "per-turn ratios" in table and all(len(r.turn_seconds) == 1 for r in rows)
+    # Training in both precisions, the bf16 speed-up, and the CPU features behind `auto`.
+    assert "training 2x24x24 bf16: time ratio sian/prenet" in table and "training sian: bf16 step rate" in table
+    assert set(machine["cpu_features"]) == {"amx_bf16", "avx512_bf16", "avx512_f", "avx2"}
+    assert "CPU features:" in table and machine["auto_precision"] in table
 
 
 def test_turns_reverse_their_order_so_neither_model_always_runs_second():
@@ -28,7 +33,7 @@ def test_turns_reverse_their_order_so_neither_model_always_runs_second():
 
 def test_turn_ratios_pair_runs_of_the_same_turn():
     def row(turns):
-        return BenchRow("inference", "m", "1x1", 0.0, 0.0, 0.0, 0.0, 0.0, turns)
+        return BenchRow("inference", "m", "1x1", "fp32", 0.0, 0.0, 0.0, 0.0, 0.0, turns)
 
     # One disturbed turn (the 9.0 / 3.0 pair) moves the median of paired ratios little.
     r = turn_ratios(row([1.5, 3.0, 9.0, 1.6, 1.5]), row([1.0, 2.0, 3.0, 1.0, 1.0]))

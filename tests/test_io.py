@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sian._atomic import atomic_path
-from sian.io import read_image, write_image
+from sian.io import Picture, read_image, write_image
 
 
 def image(value=100, size=(9, 7)):
@@ -218,3 +218,28 @@ def test_write_image_keeps_8_bit_values_exactly(tmp_path):
     np.testing.assert_array_equal(read_image(path), values)
     with pytest.raises(TypeError, match="uint8"):
         write_image(tmp_path / "float.png", values / 255.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_written_files_use_the_one_half_up_quantisation(tmp_path, dtype):
+    """Issue 18: write_picture rounded half to even in float64 while sian eval and sian.derain() rounded
+    half up in the values' own precision, so a written PNG could differ by one level from the scored one."""
+    from sian.io import quantize
+
+    rng = np.random.default_rng(0)
+    values = rng.random((700, 1000, 3)).astype(dtype)
+    values[0, :256] = ((np.arange(256) + 0.5) / 255).astype(dtype)[:, None]  # exact halves, where rules split
+    write_picture(tmp_path / "out.png", values)
+    assert np.array_equal(read_image(tmp_path / "out.png"), quantize(values))
+    # 16-bit files take the same rule at 16 bits.
+    write_picture(tmp_path / "out16.png", values, like=Picture(np.zeros((1, 1, 3), np.uint16)))
+    assert np.array_equal(read_picture(tmp_path / "out16.png").rgb, quantize(values, bits=16))
+
+
+def test_quantize_rejects_integer_input_and_unknown_depths():
+    from sian.io import quantize
+
+    with pytest.raises(TypeError, match="float values"):
+        quantize(np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(ValueError, match="bits must be 8 or 16"):
+        quantize(np.zeros((2, 2, 3)), bits=12)

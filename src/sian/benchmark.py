@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .inference import derain_tensor
 from .models import create_model
+from .precision import cpu_features, resolve_precision
 
 __all__ = ["BenchRow", "inference_workload", "measure_footprint", "run_benchmark", "training_workload", "turn_ratios"]
 
@@ -35,6 +36,7 @@ class BenchRow:
     kind: str  # inference | training
     model: str
     size: str  # WxH (inference) or BxPxP (training)
+    precision: str  # fp32 | bf16 | fp16: autocast of the forward pass (sian.precision)
     seconds: float  # median per image (inference) or per step (training)
     megapixels_per_second: float
     gflops: float  # FLOPs (2 x multiply-adds) of one forward (inference) or one step (training)
@@ -73,18 +75,20 @@ def inference_workload(model_name: str, width: int, height: int):
     return lambda: derain_tensor(model, image, memory_budget=None)
 
 
-def training_workload(model_name: str, batch: int, patch: int):
-    """A callable that runs one training step (forward, stage loss, backward, Adam) on random patches."""
-    from .training.losses import stage_loss
+def training_workload(model_name: str, batch: int, patch: int, precision: str = "fp32"):
+    """A callable that runs one training step (forward, stage loss, backward, Adam) on random patches,
+    with the trainer's own forward-and-loss function (:func:`sian.training.trainer.forward_loss`)."""
+    from .training.trainer import forward_loss
 
     torch.manual_seed(0)
     model = create_model(model_name).train()
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     rainy, clean = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, patch, patch)
+    choice = resolve_precision(precision, rainy.device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        stage_loss(model(rainy), clean).backward()
+        forward_loss(model, rainy, clean, "ssim", choice)[1].backward()
         optimizer.step()
 
     return step
@@ -144,22 +148,27 @@ def turn_ratios(a: BenchRow, b: BenchRow) -> dict[str, float]:
 def run_benchmark(
     sizes: list[tuple[int, int]], train_batch: int = 4, train_patch: int = 120, repeats: int = 5,
     models: tuple[str, ...] = ("sian", "prenet"), warmup: int = 1,
+    train_precisions: tuple[str, ...] = ("fp32", "bf16"),
 ) -> tuple[list[BenchRow], dict]:  # fmt: skip
-    """Inference at every size and training throughput for every model, timed in turns in this process;
-    FLOPs and peak memory from one isolated run each. Returns the rows and a machine description."""
-    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h}) for w, h in sizes]
+    """Inference at every size and training throughput for every model (in each of ``train_precisions``),
+    timed in turns in this process; FLOPs and peak memory from one isolated run each. Returns the rows
+    and a machine description (CPU, its bf16 features, and what ``auto`` picks on it)."""
+    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h}, "fp32") for w, h in sizes]
     pixels = train_batch * train_patch * train_patch
-    groups.append(("training", f"{train_batch}x{train_patch}x{train_patch}", pixels,
-                   {"batch": train_batch, "patch": train_patch}))  # fmt: skip
+    for precision in train_precisions:
+        groups.append(("training", f"{train_batch}x{train_patch}x{train_patch}", pixels,
+                       {"batch": train_batch, "patch": train_patch, "precision": precision}, precision))  # fmt: skip
     rows = []
-    for kind, size, pixel_count, args in groups:
+    for kind, size, pixel_count, args, precision in groups:
         specs = {name: {"kind": kind, "model_name": name, **args} for name in models}
         times = _interleaved_times({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
         for name in models:
             gflops, peak = _isolated_footprint(specs[name])
             seconds = statistics.median(times[name])
-            rows.append(BenchRow(kind, name, size, seconds, pixel_count / seconds / 1e6, gflops,
+            rows.append(BenchRow(kind, name, size, precision, seconds, pixel_count / seconds / 1e6, gflops,
                                  gflops / seconds, peak, times[name]))  # fmt: skip
+    cpu = torch.device("cpu")
+    auto = resolve_precision("auto", cpu)
     machine = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_name(),
@@ -167,6 +176,8 @@ def run_benchmark(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "repeats": repeats,
+        "cpu_features": cpu_features(),
+        "auto_precision": f"{auto.precision} ({auto.reason})",
     }
     return rows, machine
 
@@ -183,28 +194,39 @@ def _cpu_name() -> str:
 
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
+    features = machine.get("cpu_features", {})
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
         f"torch {machine['torch']}, Python {machine['python']}; models timed in turns (order reversed "
         f"every turn), median of {machine.get('repeats', '?')} runs after a warm-up.",
         "",
-        "| kind | model | size | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"CPU features: {', '.join(k for k, v in features.items() if v) or 'none of note'}"
+        f" (absent: {', '.join(k for k, v in features.items() if not v) or 'none'}); "
+        f"`--precision auto` picks {machine.get('auto_precision', '?')}.",
+        "",
+        "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.kind} | {r.model} | {r.size} | {r.seconds:.3f} | {r.megapixels_per_second:.4f} | "
-                     f"{r.gflops:.1f} | {r.gflops_per_second:.1f} | {r.peak_rss_mb:.0f} |")  # fmt: skip
+        lines.append(f"| {r.kind} | {r.model} | {r.size} | {r.precision} | {r.seconds:.3f} | "
+                     f"{r.megapixels_per_second:.4f} | {r.gflops:.1f} | {r.gflops_per_second:.1f} | "
+                     f"{r.peak_rss_mb:.0f} |")  # fmt: skip
     lines.append("")
     a, b = models
-    for kind_size in dict.fromkeys((r.kind, r.size) for r in rows):
-        pair = {r.model: r for r in rows if (r.kind, r.size) == kind_size}
+    for key in dict.fromkeys((r.kind, r.size, r.precision) for r in rows):
+        pair = {r.model: r for r in rows if (r.kind, r.size, r.precision) == key}
         if a in pair and b in pair:
             r = turn_ratios(pair[a], pair[b])
             flop_ratio = pair[a].gflops / pair[b].gflops
             median_ratio = pair[a].seconds / pair[b].seconds
-            lines.append(f"- {kind_size[0]} {kind_size[1]}: time ratio {a}/{b} = {r['median']:.2f} "
+            lines.append(f"- {key[0]} {key[1]} {key[2]}: time ratio {a}/{b} = {r['median']:.2f} "
                          f"(median of {r['turns']} per-turn ratios, quartiles {r['q1']:.2f}-{r['q3']:.2f}; "
                          f"ratio of medians {median_ratio:.2f}; FLOP ratio {flop_ratio:.2f})")  # fmt: skip
+    for model in models:  # training speed-up of bf16 over fp32, same model, same run
+        by_precision = {r.precision: r for r in rows if r.kind == "training" and r.model == model}
+        if "fp32" in by_precision and "bf16" in by_precision:
+            speedup = by_precision["fp32"].seconds / by_precision["bf16"].seconds
+            lines.append(f"- training {model}: bf16 step rate {speedup:.2f}x fp32's (ratio of medians)")
     return "\n".join(lines) + "\n"
 
 

@@ -479,6 +479,9 @@ def bench_command(
     train_batch: Annotated[int, typer.Option(help="Training batch for the throughput row.")] = 4,
     train_patch: Annotated[int, typer.Option(help="Training patch size.")] = 120,
     repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 5,
+    train_precision: Annotated[
+        list[str] | None, typer.Option(help="Training rows in these precisions (repeatable; default fp32 and bf16).")
+    ] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the raw rows to this JSON file.")] = None,
 ) -> None:
@@ -492,7 +495,11 @@ def bench_command(
         except ValueError:
             raise _fail(f"--size must look like 481x321, got {item!r}") from None
         sizes.append((w, h))
-    rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats)
+    train_precisions = tuple(train_precision or ("fp32", "bf16"))
+    bad = [p for p in train_precisions if p not in ("fp32", "bf16")]
+    if bad:  # the benchmark runs on the CPU, where fp16 autocast is emulated
+        raise _fail(f"--train-precision takes fp32 or bf16, got {bad[0]!r}")
+    rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats, train_precisions=train_precisions)
     table = to_markdown(rows, machine)
     typer.echo(table)
     if markdown is not None:

@@ -135,7 +135,7 @@ def _panel_rgb(panel: Panel) -> np.ndarray:
     import matplotlib
 
     colours = matplotlib.colormaps[panel.cmap](np.clip(panel.image, 0.0, 1.0))[..., :3]
-    return (colours * 255).round().astype(np.uint8)
+    return quantize(colours)
 
 
 def render_figure(explanation: Explanation, path: str | os.PathLike, columns: int = 6) -> Path:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,16 +20,22 @@ from ._atomic import atomic_path
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "QUANTIZE_MODES",
     "ImageReadError",
     "ImageTooLargeError",
     "Picture",
+    "Quantize",
     "from_tensor",
+    "quantize",
     "read_image",
     "read_picture",
     "to_tensor",
     "write_image",
     "write_picture",
 ]
+
+Quantize = Literal["round", "floor"]
+QUANTIZE_MODES: tuple[str, ...] = ("round", "floor")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -185,21 +192,55 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     """
     picture = read_picture(path, max_pixels)
     if picture.bit_depth == 16:
-        return np.round(picture.rgb / 257.0).astype(np.uint8)
+        return _sixteen_to_eight(picture.rgb)
     return picture.rgb
 
 
-def _to_depth(values: np.ndarray, bits: int, quantization: str = "round") -> np.ndarray:
-    top = 65535.0 if bits == 16 else 255.0
-    scaled = np.clip(values.astype(np.float64), 0.0, 1.0) * top
-    return (np.floor(scaled) if quantization == "floor" else np.round(scaled)).astype(
-        np.uint16 if bits == 16 else np.uint8
-    )
+def quantize(image: Tensor | np.ndarray, mode: Quantize = "round", bits: int = 8) -> np.ndarray:
+    """Clip an image in [0, 1] and quantise it to ``bits`` (8 or 16): the package's one conversion to integers.
+
+    Every integer image ``sian`` produces goes through here: the files ``sian derain`` writes, what
+    ``sian.derain()`` returns, what ``sian eval`` and validation score, the server's responses.
+
+    Args:
+        image: float values in [0, 1] of any shape (arrays), or a ``(3, H, W)`` / ``(1, 3, H, W)`` tensor,
+            which becomes ``(H, W, 3)``.
+        mode: ``"round"``, half up (``floor(x * top + 0.5)``, MATLAB ``im2uint8`` and the SIAN release), or
+            ``"floor"``, truncation (the PReNet release). The scaling happens in the values' own precision
+            (float32 for model outputs), as the releases do.
+        bits: 8 (``uint8``, top 255) or 16 (``uint16``, top 65535).
+
+    Example:
+        >>> half = np.full((1, 1, 3), 0.5)
+        >>> quantize(half).ravel().tolist(), quantize(half, "floor").ravel().tolist()
+        ([128, 128, 128], [127, 127, 127])
+        >>> quantize(np.array([1 / 510, 1.0]), bits=16).tolist()  # 128.5 rounds up, not to even
+        [129, 65535]
+    """
+    if isinstance(image, Tensor):
+        image = from_tensor(image)
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    if image.dtype.kind != "f":
+        raise TypeError(f"quantize takes float values in [0, 1], got {image.dtype}")
+    scale = image.dtype.type(65535 if bits == 16 else 255)
+    scaled = np.clip(image, 0, 1) * scale
+    if mode == "round":
+        scaled = np.floor(scaled + image.dtype.type(0.5))
+    elif mode == "floor":
+        scaled = np.floor(scaled)
+    else:
+        raise ValueError(f"unknown quantize mode {mode!r}; expected one of {QUANTIZE_MODES}")
+    return scaled.astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
+    return quantize(values / 65535.0)
 
 
 def write_picture(
     path: str | os.PathLike, rgb: np.ndarray, like: Picture | None = None, overwrite: bool = False,
-    quantization: str = "round",
+    quantization: Quantize = "round",
 ) -> list[str]:  # fmt: skip
     """Write a float ``(H, W, 3)`` result in [0, 1] in the form of the source ``like``, atomically.
 
@@ -218,7 +259,7 @@ def write_picture(
         notes.append(f"16-bit source written as 8-bit: {fmt} holds 8 bits (use --format png or tif)")
     if like.gray:
         rgb = (rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None]
-    channels = _to_depth(rgb, bits, quantization)
+    channels = quantize(rgb, quantization, bits)
     alpha = like.alpha
     if alpha is not None and fmt not in _ALPHA_FORMATS:
         notes.append(f"alpha channel dropped: {fmt} has none (use --format png)")
@@ -227,7 +268,7 @@ def write_picture(
         if alpha.shape != channels.shape[:2]:
             raise ValueError(f"alpha {alpha.shape} does not match the image {channels.shape[:2]}")
         if bits == 8 and alpha.dtype == np.uint16:
-            alpha = np.round(alpha / 257.0).astype(np.uint8)
+            alpha = _sixteen_to_eight(alpha)
         channels = np.concatenate([channels, alpha[..., None].astype(channels.dtype)], axis=2)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if bits == 16 and fmt == "PNG":

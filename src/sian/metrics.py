@@ -13,48 +13,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from skimage.metrics import structural_similarity
-from torch import Tensor
 
-from .io import from_tensor
+from .io import QUANTIZE_MODES, Quantize, quantize  # the one conversion to 8 bits lives with the image I/O
 
-__all__ = ["QUANTIZE_MODES", "psnr_y", "quantize", "rgb_to_y", "ssim_y"]
-
-Quantize = Literal["round", "floor"]
-QUANTIZE_MODES: tuple[str, ...] = ("round", "floor")
+__all__ = ["QUANTIZE_MODES", "Quantize", "psnr_y", "quantize", "rgb_to_y", "ssim_y"]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
-
-
-def quantize(image: Tensor | np.ndarray, mode: Quantize = "round") -> np.ndarray:
-    """Clip an image in [0, 1] and quantise it to 8 bits.
-
-    Args:
-        image: float image, ``(H, W, 3)`` array or ``(3, H, W)`` / ``(1, 3, H, W)`` tensor.
-        mode: ``"round"`` (half up, like MATLAB ``im2uint8``) or ``"floor"`` (truncation).
-
-    Returns:
-        ``uint8`` array ``(H, W, 3)``.
-
-    Example:
-        >>> half = np.full((1, 1, 3), 0.5)
-        >>> quantize(half).ravel().tolist(), quantize(half, "floor").ravel().tolist()
-        ([128, 128, 128], [127, 127, 127])
-    """
-    if isinstance(image, Tensor):
-        image = from_tensor(image)
-    # The scaling happens in the image's own precision (float32 for model outputs), as the releases do.
-    scaled = np.clip(image, 0, 1) * image.dtype.type(255)
-    if mode == "round":
-        scaled = np.floor(scaled + image.dtype.type(0.5))
-    elif mode == "floor":
-        scaled = np.floor(scaled)
-    else:
-        raise ValueError(f"unknown quantize mode {mode!r}; expected one of {QUANTIZE_MODES}")
-    return scaled.astype(np.uint8)
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:

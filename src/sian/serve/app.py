@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +27,7 @@ from starlette.datastructures import UploadFile
 from .. import __version__
 from ..explain import rain_layer
 from ..inference import DEFAULT_MODEL, derain_tensor
-from ..io import ImageReadError, ImageTooLargeError, from_tensor, read_picture, write_picture
+from ..io import ImageReadError, ImageTooLargeError, from_tensor, quantize, read_picture, write_picture
 from ..weights import WEIGHTS, WeightsError, load_model, weights_dir
 
 __all__ = ["ServeConfig", "create_app"]
@@ -155,7 +154,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             return Response(png, media_type="image/png", headers=headers)
         rain = rain_layer(picture.to_tensor(), output)
         buffer = io.BytesIO()
-        Image.fromarray((rain * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+        Image.fromarray(quantize(rain)).save(buffer, format="PNG")
         return JSONResponse({
             "model": name, "seconds": seconds, "width": picture.rgb.shape[1], "height": picture.rgb.shape[0],
             "derained_png": base64.b64encode(png).decode("ascii"),

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from ..data import Pair, find_pairs
-from ..io import IMAGE_EXTENSIONS, read_image, to_tensor
+from ..io import IMAGE_EXTENSIONS, quantize, read_image, to_tensor
 from ..synth import add_rain, sample_rain_params
 
 __all__ = [
@@ -99,7 +99,7 @@ def read_pair_names(file: str | os.PathLike) -> list[str]:
     Example:
         >>> import tempfile
         >>> with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        ...     _ = f.write("# held out\nnorain-3\n norain-12  # a comment\n")
+        ...     _ = f.write("# held out\\nnorain-3\\n norain-12  # a comment\\n")
         >>> read_pair_names(f.name)
         ['norain-3', 'norain-12']
     """
@@ -194,7 +194,7 @@ class SyntheticPatches(Dataset):
         crop = to_tensor(clean[y : y + self.patch, x : x + self.patch])[0]
         rainy, _ = add_rain(crop, sample_rain_params(self.preset, rng), rng)
         # Quantise like a saved rainy image, so training inputs look like real 8-bit inputs.
-        rainy = torch.round(rainy * 255) / 255
+        rainy = to_tensor(quantize(rainy))[0]
         return _flip(rainy, crop, self.hflip and bool(rng.random() < 0.5))
 
 

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..models import create_model, get_variant
-from ..precision import autocast, resolve_precision
+from ..precision import PrecisionChoice, autocast, resolve_precision
 from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights, sha256_file
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
@@ -50,7 +50,7 @@ from .datasets import (
 from .losses import stage_loss
 from .validation import build_validation_set, validate
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "release_init", "train"]
+__all__ = ["CheckpointError", "NonFiniteLossError", "forward_loss", "release_init", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,6 +68,20 @@ def release_init(model: nn.Module, std: float = 0.02) -> None:
             nn.init.normal_(module.weight, 0.0, std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+
+def forward_loss(
+    net: nn.Module, rainy: torch.Tensor, clean: torch.Tensor, loss: str, precision: PrecisionChoice
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The forward half of a training step: every stage's output and the stage loss.
+
+    The forward pass runs under ``precision``'s autocast; the outputs are cast back to float32 first, so
+    the loss (and every gradient it starts) is computed in fp32. ``sian bench`` times this same function.
+    """
+    with autocast(precision, rainy.device):
+        outputs = net(rainy)
+    outputs = [out.float() for out in outputs]
+    return outputs, stage_loss(outputs, clean, loss)
 
 
 class _StopRequest:
@@ -292,11 +306,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
     try:
         for rainy, clean in loader:
             rainy, clean = rainy.to(device, non_blocking=True), clean.to(device, non_blocking=True)
-            with autocast(precision, device):
-                outputs = net(rainy)
-            # The loss (and so every gradient it starts) in fp32, whatever the forward pass ran in.
-            outputs = [out.float() for out in outputs]
-            loss = stage_loss(outputs, clean, train_cfg.loss)
+            outputs, loss = forward_loss(net, rainy, clean, train_cfg.loss, precision)
             finite = torch.isfinite(loss.detach()).float()
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
