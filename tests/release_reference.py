@@ -12,7 +12,7 @@ def conv(sd, key, x):
     return F.conv2d(x, sd[f"{key}.weight"], sd.get(f"{key}.bias"), padding=1)
 
 
-def release_sian(sd, rainy, stages=6):
+def release_sian(sd, rainy, stages=6, head_blocks=2):
     states = [None, None, None]  # index 0: 1/4, 1: 1/2, 2: full (the release's convention)
     x = rainy
     outputs = []
@@ -40,9 +40,9 @@ def release_sian(sd, rainy, stages=6):
             up = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
             fused = F.relu(conv(sd, f"body.up_conv.{j}.conv_m.0", torch.cat([finer, up], 1)))
         y = fused
-        for b in range(2):
+        for b in range(head_blocks):
             y = F.relu(y + F.relu(conv(sd, f"body_end.{b}.body.2", F.relu(conv(sd, f"body_end.{b}.body.0", y)))))
-        x = rainy - conv(sd, "body_end.2", y)
+        x = rainy - conv(sd, f"body_end.{head_blocks}", y)
         outputs.append(x)
     return outputs
 
@@ -68,7 +68,7 @@ def release_prenet(sd, rainy, stages=6):
     return outputs
 
 
-def random_authors_sian(seed=0, dtype=torch.float64):
+def random_authors_sian(seed=0, dtype=torch.float64, head_blocks=2):
     """A state_dict with the release's keys and shapes (including the dead body.conv_m), random values."""
     g = torch.Generator().manual_seed(seed)
     shapes = {"body.tran_conv": (32, 6), "body.conv_m.0": (32, 32), "body.conv_m.2": (32, 32)}
@@ -80,8 +80,8 @@ def random_authors_sian(seed=0, dtype=torch.float64):
         }
         shapes |= {f"body.lstm.{j}.conv_x{g}": (32, 32) for g in "fioj"}
     shapes |= {f"body.up_conv.{j}.conv_m.0": (32, 64) for j in range(2)}
-    shapes |= {f"body_end.{b}.body.{i}": (32, 32) for b in range(2) for i in (0, 2)}
-    shapes["body_end.2"] = (3, 32)
+    shapes |= {f"body_end.{b}.body.{i}": (32, 32) for b in range(head_blocks) for i in (0, 2)}
+    shapes[f"body_end.{head_blocks}"] = (3, 32)
     sd = {}
     for key, (out, inp) in shapes.items():
         sd[f"{key}.weight"] = torch.randn(out, inp, 3, 3, generator=g, dtype=dtype) * 0.05

@@ -141,6 +141,11 @@ def test_synth_writes_pairs_whole_and_never_clobbers(tmp_path):
     assert len((out / "rain_params.jsonl").read_text().splitlines()) == 1  # the refused pair is not recorded
     forced = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "5", "--overwrite"])
     assert forced.exit_code == 0 and (out / "rainy" / "a.png").read_bytes() == rainy_before
+    # Issue 18: --overwrite appended a second record for the same pair; it replaces it.
+    write_png(tmp_path / "clean" / "b.png", 1, size=(40, 48))
+    runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "6", "--overwrite"])
+    records = [json.loads(line) for line in (out / "rain_params.jsonl").read_text().splitlines()]
+    assert sorted(r["name"] for r in records) == ["a", "b"] and {r["seed"] for r in records} == {6, 7}
 
 
 def test_synth_takes_the_classic_renderer_and_mixtures_and_names_a_bad_preset(tmp_path):

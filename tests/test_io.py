@@ -243,3 +243,19 @@ def test_quantize_rejects_integer_input_and_unknown_depths():
         quantize(np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(ValueError, match="bits must be 8 or 16"):
         quantize(np.zeros((2, 2, 3)), bits=12)
+
+
+def test_atomic_writes_never_change_the_process_umask(tmp_path, monkeypatch):
+    """Issue 18: reading the umask by setting it raced with other threads (the server's thread pool)."""
+
+    def forbidden(mask):
+        raise AssertionError("os.umask was called while writing")
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", forbidden)
+        path = write_image(tmp_path / "out.png", image())
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -442,3 +442,47 @@ def test_train_precision_bf16_trains_in_bf16_with_fp32_weights_and_is_logged(tmp
     assert first == {"step": 0, "precision": "bf16", "precision_reason": "requested"}
     with pytest.raises(ValueError, match=r"train\.precision must be one of"):
         load_config(None, tiny_overrides(tmp_path, **{"train.precision": "half"}))
+
+
+def test_the_allocator_setting_changes_no_number(tmp_path):
+    """sian._allocator only keeps freed memory in the process: a fixed-seed training step is bit-identical."""
+    outputs = []
+    for mode in ("off", "on"):
+        script = tmp_path / f"{mode}.py"
+        script.write_text(
+            "import sys, torch\nfrom sian._allocator import keep_freed_memory\n"
+            "if sys.argv[1] == 'on':\n    assert keep_freed_memory()\n"
+            "from sian.models import create_model\nfrom sian.precision import resolve_precision\n"
+            "from sian.training.trainer import forward_loss\n"
+            "torch.set_num_threads(1); torch.manual_seed(0)\n"
+            "model = create_model('sian', channels=8, stages=3).train()\n"
+            "opt = torch.optim.Adam(model.parameters(), 1e-3)\n"
+            "x, y = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)\n"
+            "for _ in range(2):\n"
+            "    opt.zero_grad()\n"
+            "    forward_loss(model, x, y, 'ssim', resolve_precision('fp32', x.device))[1].backward()\n"
+            "    opt.step()\n"
+            "torch.save([p.detach() for p in model.parameters()], sys.argv[2])\n"
+        )
+        result = subprocess.run([sys.executable, str(script), mode, str(tmp_path / f"{mode}.pt")],
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(torch.load(tmp_path / f"{mode}.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(*outputs, strict=True))
+
+
+def test_resume_refuses_a_changed_config_unless_the_change_is_allowed(tmp_path):
+    """Issue 18: --resume did not check that the config matches the saved one."""
+    from sian.training.trainer import ConfigChangedError
+
+    train(load_config(None, tiny_overrides(tmp_path, **{"train.steps": 3})), progress=False)
+    changed = load_config(None, tiny_overrides(tmp_path, **{"train.steps": 5, "optim.lr": 5e-3}))
+    with pytest.raises(ConfigChangedError, match=r"optim\.lr: 0\.002 -> 0\.005.*train\.steps: 3 -> 5"):
+        train(changed, resume=True, progress=False)
+    # How a run runs (threads, logging, precision) may change without asking; what it learns may when allowed.
+    harmless = load_config(None, tiny_overrides(tmp_path, **{"train.steps": 3, "train.threads": 2}))
+    assert train(harmless, resume=True, progress=False)["step"] == 3
+    summary = train(changed, resume=True, progress=False, allow_changes=("optim.lr", "train.steps"))
+    assert summary["status"] == "finished" and summary["step"] == 5
+    result = run_cli(["train", str(EMPTY_CONFIG), *tiny_overrides(tmp_path, **{"train.steps": 6}), "--resume"])
+    assert result.returncode == 2 and "--allow-change" in result.stderr and "train.steps: 5 -> 6" in result.stderr

@@ -6,7 +6,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from conftest import shared_path
-from release_reference import random_authors_prenet, random_authors_sian
+from release_reference import random_authors_prenet, random_authors_sian, release_sian
 from sian.models import SIAN, create_model
 from sian.weights import (
     WEIGHTS,
@@ -146,3 +146,33 @@ def test_download_verifies_and_imports_and_offline_is_a_clear_error(tmp_path, mo
     monkeypatch.setitem(weights_module.WEIGHTS, "prenet-rain100l", gone)
     with pytest.raises(WeightsError, match=r"(?s)could not download .*sian weights import FILE --name prenet-rain100l"):
         weights_module.download_weights("prenet-rain100l")
+
+
+def test_import_converts_a_head_of_any_depth(tmp_path):
+    """Issue 18: the converter assumed two head blocks though head_blocks is a config key."""
+    authors = random_authors_sian(head_blocks=3)
+    path = import_weights(save_authors_pickle(tmp_path / "deep.pth", authors), "deep-head")
+    model = load_model(path).double()
+    assert model.config["head_blocks"] == 3
+    rainy = torch.rand(1, 3, 24, 20, dtype=torch.float64)
+    with torch.no_grad():
+        ours = model(rainy, return_all=True)
+    as_stored = {k: v.float().double() for k, v in authors.items()}  # the import stores float32
+    reference = release_sian(as_stored, rainy, head_blocks=3)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(ours, reference, strict=True))
+
+
+def test_weights_list_reports_an_unreadable_file_and_lists_the_rest(tmp_path):
+    from typer.testing import CliRunner
+
+    from sian.cli import app
+
+    folder = weights_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    model = create_model("sian", channels=4, stages=2)
+    save_weights(folder / "mine.safetensors", model, "sian", model.config)
+    result = CliRunner().invoke(app, ["weights", "list"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "broken" in result.output and "unreadable" in result.output and "mine" in result.output

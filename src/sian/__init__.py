@@ -6,10 +6,19 @@ Example:
     >>> clean = sian.derain(rainy_pil_image, model=model)  # doctest: +SKIP
 """
 
-from .inference import DEFAULT_MODEL, derain
+from .inference import DEFAULT_MODEL, Pipeline, derain
 from .models import create_model, list_models
 from .weights import WEIGHTS, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["DEFAULT_MODEL", "WEIGHTS", "__version__", "create_model", "derain", "list_models", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "WEIGHTS",
+    "Pipeline",
+    "__version__",
+    "create_model",
+    "derain",
+    "list_models",
+    "load_model",
+]

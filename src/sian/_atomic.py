@@ -18,10 +18,30 @@ from pathlib import Path
 __all__ = ["atomic_path"]
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process umask, read without changing it where the kernel shows it (Linux >= 4.7).
+
+    ``os.umask`` can only be read by setting it, which races with other threads creating files (the
+    server derains in a thread pool): that is done once, at import, only where /proc cannot tell.
+    """
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return _IMPORT_UMASK
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+_IMPORT_UMASK = _umask_at_import()
+
+
+def _umask_mode() -> int:
+    return 0o666 & ~_read_umask()
 
 
 def _fsync(path: str | os.PathLike, directory: bool = False) -> None:

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ._allocator import keep_freed_memory
 from .inference import derain_tensor
 from .models import create_model
 from .precision import cpu_features, resolve_precision
@@ -109,7 +110,8 @@ def measure_footprint(spec: dict) -> tuple[float, float]:
 
 def _isolated_footprint(spec: dict) -> tuple[float, float]:
     code = (
-        "import json, sys; from sian.benchmark import measure_footprint; "
+        "import json, sys; from sian._allocator import keep_freed_memory; keep_freed_memory(); "
+        "from sian.benchmark import measure_footprint; "
         "print('BENCH ' + json.dumps(measure_footprint(json.loads(sys.argv[1]))))"
     )
     result = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, check=False)
@@ -152,7 +154,10 @@ def run_benchmark(
 ) -> tuple[list[BenchRow], dict]:  # fmt: skip
     """Inference at every size and training throughput for every model (in each of ``train_precisions``),
     timed in turns in this process; FLOPs and peak memory from one isolated run each. Returns the rows
-    and a machine description (CPU, its bf16 features, and what ``auto`` picks on it)."""
+    and a machine description (CPU, its bf16 features, and what ``auto`` picks on it).
+
+    Runs with the allocator setting of ``sian train`` (:mod:`sian._allocator`), for every row alike."""
+    allocator = keep_freed_memory()
     groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h}, "fp32") for w, h in sizes]
     pixels = train_batch * train_patch * train_patch
     for precision in train_precisions:
@@ -177,6 +182,7 @@ def run_benchmark(
         "python": platform.python_version(),
         "repeats": repeats,
         "cpu_features": cpu_features(),
+        "allocator_keeps_freed_memory": allocator,
         "auto_precision": f"{auto.precision} ({auto.reason})",
     }
     return rows, machine

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,21 +9,19 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
-from tqdm import tqdm
 
+from ._atomic import atomic_path
+from ._progress import progress_bar
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, summarize, write_csv
-from .inference import DEFAULT_MODEL, PRECISIONS, derain_tensor, resolve_device
+from .inference import DEFAULT_MODEL, PRECISIONS, Pipeline, plan_outputs, resolve_device
 from .io import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     ImageReadError,
-    from_tensor,
+    expand_inputs,
     read_image,
-    read_picture,
     to_tensor,
     write_image,
-    write_picture,
 )
 from .metrics import QUANTIZE_MODES, quantize
 from .models import get_variant, list_models
@@ -83,24 +80,6 @@ def _input_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files, folders (their images, sorted) and glob patterns to a list of files; plus what matched nothing."""
-    files, unmatched = [], []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif path.exists():
-            found = [path]
-        else:
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-        if not found:
-            unmatched.append(item)
-        files.extend(found)
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique, unmatched
-
-
 @app.command("derain")
 def derain_command(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
@@ -118,7 +97,7 @@ def derain_command(
         int, typer.Option(help="Refuse larger images (decompression-bomb guard); 0: no limit.")
     ] = DEFAULT_MAX_PIXELS,
     backend: Annotated[str, typer.Option(help="torch, or onnx to run an exported --model FILE.onnx.")] = "torch",
-    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU): autocast.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite.
 
@@ -130,23 +109,14 @@ def derain_command(
         raise _fail(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     if quantization not in QUANTIZE_MODES:
         raise _fail(f"--quantize must be round or floor, got {quantization!r}")
-    files = _input_files(inputs)
-    if output.exists() and not output.is_dir():
-        raise _fail(f"--output {output} exists and is not a folder")
-    targets: dict[Path, Path] = {}
-    failures: list[tuple[Path, str]] = []
-    for path in files:
-        target = (output / f"{path.stem}{suffix}.{fmt}").resolve()
-        if target in targets.values():
-            failures.append((path, f"another input also writes {target.name}; rename one or derain them separately"))
-        elif target in files:
-            failures.append((path, f"output {target} would replace an input; choose another --output or --suffix"))
-        else:
-            targets[path] = target
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend not in ("torch", "onnx"):
         raise _fail(f"--backend must be torch or onnx, got {backend!r}")
+    files = _input_files(inputs)
+    if output.exists() and not output.is_dir():
+        raise _fail(f"--output {output} exists and is not a folder")
+    jobs, failures = plan_outputs(files, output, suffix, fmt)
     if backend == "onnx":
         if not model.lower().endswith(".onnx"):
             raise _fail(
@@ -160,25 +130,26 @@ def derain_command(
             raise _fail(f"cannot load {model} with onnxruntime: {exc}") from None
     else:
         net = _load(model, device)
+    try:
+        pipeline = Pipeline(net, precision=precision, tile=tile, overlap=tile_overlap,
+                            memory_budget=int(max_memory_gb * 1024**3), quantization=quantization)  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     written, skipped, notes = 0, [], []
     start = time.perf_counter()
-    for path, target in tqdm(targets.items(), desc="derain", unit="img", disable=False):
-        if target.exists() and not overwrite:
-            skipped.append(target)
-            continue
-        try:
-            picture = read_picture(path, max_pixels=max_pixels or None)
-            output_tensor = derain_tensor(net, picture.to_tensor(), tile=tile, overlap=tile_overlap,
-                                          memory_budget=int(max_memory_gb * 1024**3), precision=precision)  # fmt: skip
-            if not torch.isfinite(output_tensor).all():
-                raise RuntimeError("the model produced NaN/inf values; nothing written")
-            for note in write_picture(target, from_tensor(output_tensor), picture, overwrite, quantization):
-                notes.append((path, note))
+    bar = progress_bar(total=len(jobs), desc="derain", unit="img")
+    for outcome in pipeline.derain_files(jobs, overwrite=overwrite, max_pixels=max_pixels or None):
+        bar.update()
+        if outcome.status == "written":
             written += 1
-        except (ImageReadError, ValueError, OSError, RuntimeError, MemoryError) as exc:
-            failures.append((path, str(exc)))
+            notes += [(outcome.source, note) for note in outcome.notes]
+        elif outcome.status == "skipped":
+            skipped.append(outcome.target)
+        else:
+            failures.append((outcome.source, outcome.error))
+    bar.close()
     seconds = time.perf_counter() - start
-    typer.echo(f"derained {written} image(s) into {output} in {seconds:.1f} s with {model}")
+    typer.echo(f"derained {written} image(s) into {output} in {seconds:.1f} s with {model} ({pipeline.describe()})")
     for path, note in notes:
         typer.secho(f"note: {path.name}: {note}", fg=typer.colors.YELLOW, err=True)
     if skipped:
@@ -304,7 +275,7 @@ def eval_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch.")] = None,
     tile: Annotated[int | None, typer.Option(help="Evaluate in tiles of this size (default: whole images).")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles.")] = 64,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU/GPU) or fp16 (GPU): autocast.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
 ) -> None:
     """Mean Y-channel PSNR/SSIM of a model over a paired dataset, with the rainy-input baseline."""
     if quantization not in QUANTIZE_MODES:
@@ -322,7 +293,7 @@ def eval_command(
     pairs = pairset.pairs[:limit] if limit else pairset.pairs
     net = _load(model, device)
     typer.echo(f"evaluating {model} on {len(pairs)} pairs of {data} (layout {pairset.layout}, quantize {quantization})")
-    bar = tqdm(total=len(pairs), desc="eval", unit="img", disable=False)
+    bar = progress_bar(total=len(pairs), desc="eval", unit="img")
     rows = []
 
     def progress(row) -> None:
@@ -360,7 +331,12 @@ def weights_list() -> None:
         typer.echo(f"{entry.name:18}{get_variant(entry.variant).arch:8}{present:11}{entry.reference:15}{entry.dataset}")
     others = sorted(p for p in folder.glob("*.safetensors") if p.stem not in WEIGHTS) if folder.is_dir() else []
     for path in others:
-        typer.echo(f"{path.stem:18}{read_weights_file(path)[0]:8}{'yes':11}{'-':15}(imported by you)")
+        try:
+            arch = read_weights_file(path)[0]
+        except (WeightsError, OSError, ValueError) as exc:  # one bad file must not hide the others
+            typer.secho(f"{path.stem:18}{'?':8}{'unreadable':11}{'-':15}{exc}", fg=typer.colors.YELLOW)
+            continue
+        typer.echo(f"{path.stem:18}{arch:8}{'yes':11}{'-':15}(imported by you)")
 
 
 @weights_app.command("import")
@@ -394,10 +370,13 @@ def train_command(
     config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.steps=100.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in train.out_dir.")] = False,
+    allow_change: Annotated[
+        list[str] | None, typer.Option(help="With --resume: a config key that may differ from the saved run's.")
+    ] = None,
 ) -> None:
     """Train SIAN or PReNet; the same command under torchrun runs DistributedDataParallel."""
     from .training import load_config, train
-    from .training.trainer import CheckpointError, NonFiniteLossError
+    from .training.trainer import CheckpointError, ConfigChangedError, NonFiniteLossError
 
     try:
         cfg = load_config(config, overrides or [])
@@ -406,8 +385,8 @@ def train_command(
     except Exception as exc:  # OmegaConf's validation errors name the offending key
         raise _fail(f"bad config: {exc}") from None
     try:
-        summary = train(cfg, resume=resume)
-    except FileExistsError as exc:
+        summary = train(cfg, resume=resume, allow_changes=tuple(allow_change or ()))
+    except (FileExistsError, ConfigChangedError) as exc:
         raise _fail(str(exc)) from None
     except (NonFiniteLossError, CheckpointError) as exc:
         raise _fail(str(exc), code=1) from None
@@ -442,7 +421,7 @@ def synth_command(
         raise _fail(f"--preset must be one of {', '.join(PRESETS)} or a mixture like light+classic, got {preset!r}")
     files = _input_files(inputs)
     failures, records, index = [], [], 0
-    for path in tqdm(files, desc="synth", unit="img", disable=False):
+    for path in progress_bar(files, desc="synth", unit="img"):
         try:
             clean = read_image(path)
         except ImageReadError as exc:
@@ -464,9 +443,13 @@ def synth_command(
                             "params": params.to_dict()})  # fmt: skip
             index += 1
     output.mkdir(parents=True, exist_ok=True)
-    with open(output / "rain_params.jsonl", "a") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
+    # One record per pair: a pair written again (--overwrite) replaces its old record instead of adding one.
+    log = output / "rain_params.jsonl"
+    rewritten = {record["name"] for record in records}
+    kept = [line for line in (log.read_text().splitlines() if log.is_file() else [])
+            if line.strip() and json.loads(line).get("name") not in rewritten]  # fmt: skip
+    with atomic_path(log) as tmp:
+        tmp.write_text("".join(line + "\n" for line in [*kept, *(json.dumps(r) for r in records)]))
     typer.echo(
         f"wrote {len(records)} rainy/clean pair(s) to {output} (preset {preset}); parameters in rain_params.jsonl"
     )

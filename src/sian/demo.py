@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .inference import DEFAULT_MODEL, derain_tensor, resolve_model
-from .io import read_image, to_tensor, write_image
-from .metrics import psnr_y, quantize, ssim_y
+from .inference import DEFAULT_MODEL, Pipeline
+from .io import read_image, write_image
+from .metrics import score_y
 
 __all__ = ["ASSETS_DIR", "DemoResult", "load_example", "run_demo"]
 
@@ -47,10 +47,9 @@ def run_demo(output_dir: str | os.PathLike, model: str = DEFAULT_MODEL, overwrit
     target = Path(output_dir) / f"{EXAMPLE}_derained.png"
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists (pass overwrite to replace it)")
-    net = resolve_model(model, "cpu")
+    pipeline = Pipeline(model, device="cpu")
     start = time.perf_counter()
-    derained = quantize(derain_tensor(net, to_tensor(rainy)))
+    derained = pipeline(rainy)
     seconds = time.perf_counter() - start
     write_image(target, derained, overwrite=overwrite)
-    return DemoResult(target, model, psnr_y(rainy, clean), ssim_y(rainy, clean), psnr_y(derained, clean),
-                      ssim_y(derained, clean), seconds)  # fmt: skip
+    return DemoResult(target, model, *score_y(rainy, clean), *score_y(derained, clean), seconds)

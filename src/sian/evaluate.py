@@ -13,9 +13,9 @@ from pathlib import Path
 from torch import nn
 
 from .data import Pair
-from .inference import derain_tensor
+from .inference import Pipeline
 from .io import read_image, to_tensor
-from .metrics import Quantize, psnr_y, quantize, ssim_y
+from .metrics import Quantize, score_y
 
 __all__ = ["EvalRow", "EvalSummary", "evaluate", "summarize", "write_csv"]
 
@@ -41,7 +41,7 @@ class EvalSummary:
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Pipeline,
     pairs: Iterable[Pair],
     quantization: Quantize = "round",
     on_row: Callable[[EvalRow], None] | None = None,
@@ -52,19 +52,20 @@ def evaluate(
     """Derain every pair's rainy image and score it (and the rainy input) against the clean one.
 
     Whole images by default (benchmark numbers must not depend on tiling); ``tile`` tiles explicitly.
+    A :class:`~sian.inference.Pipeline` given as ``model`` is used as it is (its own tiling and precision).
     """
+    pipeline = model if isinstance(model, Pipeline) else Pipeline(
+        model, precision=precision, tile=tile, overlap=overlap, memory_budget=None, quantization=quantization
+    )  # fmt: skip
     rows = []
     for pair in pairs:
         rainy, clean = read_image(pair.rainy), read_image(pair.clean)
         if rainy.shape != clean.shape:
             raise ValueError(f"{pair.name}: rainy {rainy.shape} and clean {clean.shape} differ in size")
         start = time.perf_counter()
-        output = derain_tensor(model, to_tensor(rainy), tile=tile, overlap=overlap, memory_budget=None,
-                               precision=precision)  # fmt: skip
-        output = quantize(output, quantization)
+        output = pipeline.quantize(pipeline.tensor(to_tensor(rainy)))
         seconds = time.perf_counter() - start
-        row = EvalRow(pair.name, psnr_y(output, clean), ssim_y(output, clean),
-                      psnr_y(rainy, clean), ssim_y(rainy, clean), seconds)  # fmt: skip
+        row = EvalRow(pair.name, *score_y(output, clean), *score_y(rainy, clean), seconds)
         rows.append(row)
         if on_row is not None:
             on_row(row)

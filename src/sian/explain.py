@@ -21,8 +21,9 @@ from PIL import Image
 from torch import nn
 
 from ._atomic import atomic_path
+from .inference import Pipeline
 from .io import to_tensor
-from .metrics import psnr_y, quantize, ssim_y
+from .metrics import quantize, score_y
 
 __all__ = ["Explanation", "Panel", "explain", "rain_layer", "render_figure", "render_html"]
 
@@ -86,13 +87,13 @@ def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None
         if getattr(level, "attention_conv", None) is not None:
             hooks.append(level.attention_conv.register_forward_hook(
                 lambda _m, _i, out, o=octave: captured["masks"].append((o, torch.sigmoid(out)))))  # fmt: skip
+    pipeline = Pipeline(model)
     try:
-        device = next(model.parameters()).device
-        outputs = model(to_tensor(rainy).to(device), return_all=True)
+        outputs = pipeline.stages(to_tensor(rainy))
     finally:
         for hook in hooks:
             hook.remove()
-    stages = [quantize(out) for out in outputs]
+    stages = [pipeline.quantize(out) for out in outputs]
     panels = [Panel("rainy input", "The input photo.", rainy)]
     if clean is not None:
         panels.append(Panel("clean reference", "The reference given with --gt.", clean))
@@ -100,7 +101,7 @@ def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None
     for index, stage in enumerate(stages, 1):
         caption = f"Output of stage {index} of {len(stages)} (the stages share weights and refine in turn)."
         if clean is not None and clean.shape == stage.shape:
-            score = (psnr_y(stage, clean), ssim_y(stage, clean) if min(clean.shape[:2]) >= 11 else float("nan"))
+            score = score_y(stage, clean)
             scores.append(score)
             caption += f" Y-PSNR {score[0]:.2f} dB, SSIM {score[1]:.4f}."
         panels.append(Panel(f"stage {index}", caption, stage))
@@ -125,7 +126,7 @@ def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None
                 panels.append(Panel(f"DoG octave {octave}, map {index + 1}", caption, _normalise(response), "magma"))
     input_score = None
     if clean is not None and clean.shape == rainy.shape:
-        input_score = (psnr_y(rainy, clean), ssim_y(rainy, clean) if min(clean.shape[:2]) >= 11 else float("nan"))
+        input_score = score_y(rainy, clean)
     return Explanation(panels, scores, input_score)
 
 

@@ -1,26 +1,69 @@
-"""Running a model on images: tensors, arrays and PIL images in, the same kind out."""
+"""The one inference pipeline behind every entry point: ``sian derain``, ``sian.derain()``, ``sian eval``,
+``sian serve``, ``sian demo``, ``sian explain`` and training validation.
+
+A :class:`Pipeline` owns the model, its device and precision, tiling (aligned to the model's pooling
+grid, accumulated on its device), the colour/alpha/bit-depth handling of the input and the single
+conversion to integers (:func:`sian.io.quantize`). So a PNG written by the CLI, the array returned by
+``sian.derain()`` and the image ``sian eval`` scores are the same bytes.
+
+Example:
+    >>> import numpy as np, sian
+    >>> pipe = Pipeline(sian.create_model("sian", channels=4, stages=2).eval())
+    >>> pipe(np.zeros((20, 24, 3), np.uint8)).shape
+    (20, 24, 3)
+"""
 
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from .io import from_tensor, to_tensor
-from .metrics import Quantize, quantize
-from .precision import PRECISIONS, autocast, resolve_precision
-from .tiling import tiled_apply
+from .io import (
+    DEFAULT_MAX_PIXELS,
+    Picture,
+    Quantize,
+    from_tensor,
+    picture_from_pil,
+    quantize,
+    read_picture,
+    to_picture,
+    to_tensor,
+    write_picture,
+)
+from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tiled_apply
 from .weights import load_model
 
-__all__ = ["DEFAULT_MODEL", "PRECISIONS", "auto_tile", "derain", "derain_tensor", "resolve_device", "resolve_model"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_MODEL",
+    "PRECISIONS",
+    "FileOutcome",
+    "Pipeline",
+    "auto_tile",
+    "derain",
+    "derain_tensor",
+    "plan_outputs",
+    "resolve_device",
+    "resolve_model",
+]
 
 DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
 
-ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray)
+# Peak inference memory per pixel of a whole image (float32, CPU), from `sian bench` (2026-11-24:
+# SIAN 969 MB at 481x321, 3046 MB at 1280x720 -> 2.7 kB per extra pixel); PReNet needs less.
+BYTES_PER_PIXEL = 2700
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -35,15 +78,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def resolve_model(model: nn.Module | str | os.PathLike | None, device: torch.device) -> nn.Module:
     if isinstance(model, nn.Module):
-        return model  # used as given (device, layout, mode): derain never modifies the caller's module
+        return model  # used as given (device, layout, mode): a pipeline never modifies the caller's module
     return load_model(DEFAULT_MODEL if model is None else model, device=device)
-
-
-# Peak inference memory per pixel of a whole image (float32, CPU), from `sian bench` (2026-11-24:
-# SIAN 969 MB at 481x321, 3046 MB at 1280x720 -> 2.7 kB per extra pixel); PReNet needs less.
-BYTES_PER_PIXEL = 2700
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-DEFAULT_TILE, DEFAULT_OVERLAP = 512, 64
 
 
 def auto_tile(height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int | None:
@@ -54,77 +90,277 @@ def auto_tile(height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGE
     return max(128, min(DEFAULT_TILE, side))
 
 
-@torch.inference_mode()
+def _model_device(model: nn.Module) -> torch.device:
+    device = getattr(model, "device", None)  # ONNX backends have no parameters
+    return device if device is not None else next(model.parameters()).device
+
+
+@dataclass
+class FileOutcome:
+    """What became of one input file in :meth:`Pipeline.derain_files`."""
+
+    source: Path
+    target: Path
+    status: str  # written | skipped (the output exists) | failed
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. "alpha channel dropped: JPEG has none"
+    seconds: float = 0.0
+
+
+class Pipeline:
+    """Derain images, files and tensors with one model, the same way everywhere.
+
+    Args:
+        model: a loaded model (used as it is, on its own device), a registered weights name, a weight
+            file, or an exported ONNX model (:class:`sian.export.OnnxModel`); ``None``: the default model.
+        device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
+        precision: ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``auto`` (:mod:`sian.precision`): autocast of
+            the forward pass; results are float32. An ONNX model runs fp32 only.
+        tile: derain in overlapping tiles of this size; ``None``: only images too large for ``memory_budget``.
+        overlap: pixels shared (cross-faded) by neighbouring tiles.
+        memory_budget: bytes of inference memory above which images are tiled automatically
+            (``None``: never tile unless ``tile`` is given; benchmark scores use whole images).
+        quantization: ``round`` (half up) or ``floor``, for every integer result.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str | os.PathLike | None = None,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
+        quantization: Quantize = "round",
+    ):
+        self.model = model if isinstance(model, nn.Module) else resolve_model(model, resolve_device(device))
+        self.device = _model_device(self.model)
+        self.precision = resolve_precision(precision, self.device)
+        if not any(True for _ in self.model.parameters()):  # an exported graph: its precision was fixed at export
+            if precision not in ("fp32", "auto"):
+                raise ValueError(f"precision {precision}: an exported ONNX model runs fp32 only; use fp32 or auto")
+            self.precision = PrecisionChoice("fp32", f"{precision}: an exported ONNX model runs fp32")
+        if tile is not None and tile < self.min_size:
+            raise ValueError(f"tile {tile} is smaller than the model's minimum size {self.min_size}")
+        self.tile, self.overlap, self.memory_budget, self.quantization = tile, overlap, memory_budget, quantization
+
+    @property
+    def min_size(self) -> int:
+        """Smallest side the model takes, and the grid its tiles are aligned to (2**(octaves - 1) for SIAN)."""
+        return int(getattr(self.model, "min_size", 1))
+
+    def describe(self) -> str:
+        """One line for logs and ``--verbose``: model device, precision and why."""
+        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason})"
+
+    # -- tensors -------------------------------------------------------------------------------------------
+
+    def _forward(self, batch: Tensor, return_all: bool) -> Tensor | list[Tensor]:
+        height, width = batch.shape[-2:]
+        if min(height, width) < self.min_size:  # tiny images: edge-replicate up to the minimum, crop back
+            pad_h, pad_w = max(0, self.min_size - height), max(0, self.min_size - width)
+            padded = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
+            out = self._forward(padded, return_all)
+            return [o[..., :height, :width] for o in out] if return_all else out[..., :height, :width]
+        batch = batch.to(self.device, memory_format=torch.channels_last)
+        if self.precision.precision == "fp32":
+            return self.model(batch, return_all=return_all)
+        with autocast(self.precision, self.device):
+            out = self.model(batch, return_all=return_all)
+        return [o.float() for o in out] if return_all else out.float()
+
+    @torch.inference_mode()
+    def tensor(self, rainy: Tensor) -> Tensor:
+        """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]: float32, unclipped, on the model's device."""
+        tile = self.tile
+        if tile is None and self.memory_budget is not None:
+            tile = auto_tile(rainy.shape[-2], rainy.shape[-1], self.memory_budget)
+        run = lambda batch: self._forward(batch, return_all=False)  # noqa: E731
+        if tile is None:
+            return run(rainy)
+        return tiled_apply(run, rainy.to(self.device), tile, self.overlap, align=self.min_size)
+
+    @torch.inference_mode()
+    def stages(self, rainy: Tensor) -> list[Tensor]:
+        """Every stage's output for a batch (whole image, never tiled): validation and ``sian explain``."""
+        return self._forward(rainy, return_all=True)
+
+    def quantize(self, output: Tensor) -> np.ndarray:
+        """The benchmark's view of an output: clipped, 8-bit RGB ``(H, W, 3)`` (the one conversion)."""
+        return quantize(output, self.quantization)
+
+    # -- images ----------------------------------------------------------------------------------------------
+
+    def picture(self, picture: Picture) -> tuple[Picture, Tensor]:
+        """Derain a :class:`Picture`: the result in the source's form (bit depth, gray, alpha) and the raw output."""
+        output = self.tensor(picture.to_tensor())
+        if not torch.isfinite(output).all():
+            raise RuntimeError("the model produced NaN/inf values; nothing written")
+        return to_picture(from_tensor(output), picture, self.quantization), output
+
+    def __call__(self, images: Any) -> Any:
+        """Derain one image or a list of them, returning the same kind.
+
+        A PIL image gives a PIL image of the same kind (RGB, L, RGBA and LA keep gray and alpha; 16-bit
+        gray stays 16-bit). An array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` of ``uint8`` or ``uint16``
+        gives the same shape and dtype; a float array in [0, 1] ``(H, W, 3)`` gives float32, clipped.
+        """
+        if isinstance(images, list | tuple):  # decode the next image while the model works on this one
+            return list(map(self._finish, images, _prefetched(images, self._start)))
+        return self._finish(images, self._start(images))
+
+    def _start(self, image: Any) -> Picture | np.ndarray:
+        """The decoding half of :meth:`__call__` (PIL images decode lazily, here)."""
+        if isinstance(image, Image.Image):
+            return picture_from_pil(image)
+        if isinstance(image, np.ndarray):
+            return image if image.dtype.kind == "f" else _picture_from_array(image)
+        raise TypeError(f"derain takes a PIL image, a numpy array or a list of them, got {type(image).__name__}")
+
+    def _finish(self, images: Any, decoded: Picture | np.ndarray) -> Any:
+        if isinstance(decoded, np.ndarray):  # float RGB in [0, 1]
+            if decoded.ndim != 3 or decoded.shape[2] != 3:
+                raise ValueError(f"a float image must be (H, W, 3) RGB in [0, 1], got shape {decoded.shape}")
+            return np.clip(from_tensor(self.tensor(to_tensor(decoded))), 0.0, 1.0)
+        result, _ = self.picture(decoded)
+        return _to_pil(result) if isinstance(images, Image.Image) else _to_array(result, images)
+
+    # -- files -----------------------------------------------------------------------------------------------
+
+    def derain_files(
+        self, jobs: Sequence[tuple[Path, Path]], overwrite: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> Iterator[FileOutcome]:
+        """Derain ``(source, target)`` pairs in order, one :class:`FileOutcome` each, reading the next file
+        while the model works on the current one. Existing targets are skipped unless ``overwrite``; a file
+        that fails (unreadable, too large, unwritable) is reported and the batch goes on. Writes are atomic.
+        """
+
+        def read(source: Path) -> Picture | Exception:
+            try:
+                return read_picture(source, max_pixels=max_pixels)
+            except (ValueError, OSError, MemoryError) as exc:  # ImageReadError is a ValueError
+                return exc
+
+        todo = [(s, t) for s, t in jobs if overwrite or not t.exists()]
+        decoded = _prefetched([s for s, _ in todo], read)
+        for source, target in jobs:
+            if todo and todo[0] == (source, target):
+                todo.pop(0)
+                yield self._derain_file(source, target, next(decoded), overwrite)
+            else:
+                yield FileOutcome(source, target, "skipped")
+
+    def _derain_file(self, source: Path, target: Path, picture: Picture | Exception, overwrite: bool) -> FileOutcome:
+        start = time.perf_counter()
+        try:
+            if isinstance(picture, Exception):
+                raise picture
+            output = self.tensor(picture.to_tensor())
+            if not torch.isfinite(output).all():
+                raise RuntimeError("the model produced NaN/inf values; nothing written")
+            notes = write_picture(target, from_tensor(output), picture, overwrite, self.quantization)
+        except (ValueError, OSError, RuntimeError, MemoryError) as exc:
+            return FileOutcome(source, target, "failed", str(exc), seconds=time.perf_counter() - start)
+        return FileOutcome(source, target, "written", notes=notes, seconds=time.perf_counter() - start)
+
+
+def plan_outputs(
+    files: Sequence[Path], output: Path, suffix: str = "", fmt: str = "png"
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """``(source, target)`` jobs for deraining ``files`` into the folder ``output`` as ``STEM{suffix}.{fmt}``,
+    and the inputs refused with the reason: two inputs that would write one file, or an output that
+    would replace an input (an input is never overwritten).
+    """
+    jobs: list[tuple[Path, Path]] = []
+    refused: list[tuple[Path, str]] = []
+    inputs = {Path(f).resolve() for f in files}
+    taken: set[Path] = set()
+    for path in files:
+        target = (output / f"{path.stem}{suffix}.{fmt}").resolve()
+        if target in taken:
+            refused.append((path, f"another input also writes {target.name}; rename one or derain them separately"))
+        elif target in inputs:
+            refused.append((path, f"output {target} would replace an input; choose another --output or --suffix"))
+        else:
+            taken.add(target)
+            jobs.append((path, target))
+    return jobs, refused
+
+
+def _prefetched(items: Sequence, load: Callable[[Any], Any]) -> Iterator[Any]:
+    """``load(item)`` for each item in order, the next one loading in a thread while the caller works."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sian-decode") as pool:
+        pending = pool.submit(load, items[0]) if items else None
+        for index in range(len(items)):
+            current = pending.result()
+            pending = pool.submit(load, items[index + 1]) if index + 1 < len(items) else None
+            yield current
+
+
+def _picture_from_array(array: np.ndarray) -> Picture:
+    if array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"an integer image must be uint8 or uint16, got {array.dtype}")
+    if array.ndim == 2:
+        return Picture(np.repeat(array[..., None], 3, axis=2), None, True)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        alpha = array[..., 3].copy() if array.shape[2] == 4 else None
+        return Picture(np.ascontiguousarray(array[..., :3]), alpha)
+    raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
+
+
+def _to_array(result: Picture, like: np.ndarray) -> np.ndarray:
+    if like.ndim == 2:
+        return result.rgb[..., 0]
+    if like.shape[2] == 4:
+        return np.concatenate([result.rgb, result.alpha[..., None].astype(result.rgb.dtype)], axis=2)
+    return result.rgb
+
+
+def _to_pil(result: Picture) -> Image.Image:
+    if result.bit_depth == 16:
+        if result.gray and result.alpha is None:
+            return Image.fromarray(np.ascontiguousarray(result.rgb[..., 0]))
+        result = to_picture(result.rgb / 65535.0, result, bits=8)  # PIL holds 16-bit gray only
+    if result.gray:
+        image = Image.fromarray(np.ascontiguousarray(result.rgb[..., 0]))
+        return image if result.alpha is None else Image.merge("LA", (image, Image.fromarray(result.alpha)))
+    if result.alpha is None:
+        return Image.fromarray(result.rgb)
+    return Image.fromarray(np.concatenate([result.rgb, result.alpha[..., None]], axis=2))
+
+
 def derain_tensor(
     model: nn.Module, rainy: Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
     memory_budget: int | None = DEFAULT_MEMORY_BUDGET, precision: str = "fp32",
 ) -> Tensor:  # fmt: skip
-    """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]; not clipped.
-
-    ``tile`` derains in overlapping tiles of that size (cross-faded over ``overlap`` pixels). Without
-    it, images too large for ``memory_budget`` bytes are tiled automatically (``None``: never).
-    ``precision`` ``bf16`` (CPU or GPU) or ``fp16`` (GPU) runs the convolutions under autocast, ``auto``
-    picks bf16 where the hardware runs it natively (:mod:`sian.precision`); the result is float32.
-    Its PSNR cost: ``python scripts/precision_cost.py``.
-    """
-    device = getattr(model, "device", None) or next(model.parameters()).device  # ONNX backends have no parameters
-    choice = resolve_precision(precision, device)
-    min_size = getattr(model, "min_size", 1)
-
-    def run(batch: Tensor) -> Tensor:
-        height, width = batch.shape[-2:]
-        if min(height, width) < min_size:  # tiny images: edge-replicate up to the model's minimum, crop back
-            pad_h, pad_w = max(0, min_size - height), max(0, min_size - width)
-            padded = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
-            return run(padded)[..., :height, :width]
-        batch = batch.to(device, memory_format=torch.channels_last)
-        if choice.precision == "fp32" or not isinstance(model, nn.Module):
-            return model(batch, return_all=False)
-        with autocast(choice, device):
-            return model(batch, return_all=False).float()
-
-    if tile is None and memory_budget is not None:
-        tile = auto_tile(rainy.shape[-2], rainy.shape[-1], memory_budget)
-    return run(rainy) if tile is None else tiled_apply(run, rainy, tile, overlap)
+    """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]; not clipped (:meth:`Pipeline.tensor`)."""
+    return Pipeline(model, precision=precision, tile=tile, overlap=overlap, memory_budget=memory_budget).tensor(rainy)
 
 
 def derain(
-    image: ImageLike,
+    image: Any,
     model: nn.Module | str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     quantization: Quantize = "round",
-) -> ImageLike:
-    """Derain one image.
+    precision: str = "fp32",
+) -> Any:
+    """Derain one image (or a list): the same kind back, alpha, gray and 16-bit kept (:class:`Pipeline`).
 
     Args:
-        image: a PIL image (any mode; converted to RGB), or an ``(H, W, 3)`` array, ``uint8`` or
-            float in [0, 1].
+        image: a PIL image (any mode), or an ``(H, W[, 3|4])`` ``uint8``/``uint16`` array, or an
+            ``(H, W, 3)`` float array in [0, 1]; or a list of those.
         model: a loaded model (used as it is, on its own device, and not modified), a registered
             weights name or a weight file (default: our shipped ``sian-synth-light``).
         device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
-        quantization: how float outputs become 8 bits for PIL and ``uint8`` results.
-
-    Returns:
-        The same kind as ``image``: a PIL RGB image, a ``uint8`` array, or a float32 array in [0, 1].
+        quantization: how float outputs become integers.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (:mod:`sian.precision`).
 
     Example:
         >>> from PIL import Image
         >>> from sian.demo import load_example
         >>> rainy, _ = load_example()
-        >>> derain(Image.fromarray(rainy[:64, :64])).size
-        (64, 64)
+        >>> derain(Image.fromarray(rainy[:64, :64]).convert("RGBA")).mode
+        'RGBA'
     """
-    device = resolve_device(device)
-    net = resolve_model(model, device)
-    if isinstance(image, Image.Image):
-        array = np.asarray(image.convert("RGB"))
-    elif isinstance(image, np.ndarray):
-        array = image
-    else:
-        raise TypeError(f"derain takes a PIL image or a numpy array, got {type(image).__name__}")
-    output = derain_tensor(net, to_tensor(array))
-    if isinstance(image, Image.Image):
-        return Image.fromarray(quantize(output, quantization))
-    if array.dtype == np.uint8:
-        return quantize(output, quantization)
-    return np.clip(from_tensor(output), 0.0, 1.0)
+    return Pipeline(model, device=device, quantization=quantization, precision=precision)(image)

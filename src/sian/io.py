@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import glob
+import io as _stdio
 import os
 import threading
 from collections.abc import Iterator
@@ -25,10 +27,15 @@ __all__ = [
     "ImageTooLargeError",
     "Picture",
     "Quantize",
+    "encode_picture",
+    "expand_inputs",
     "from_tensor",
+    "list_images",
+    "picture_from_pil",
     "quantize",
     "read_image",
     "read_picture",
+    "to_picture",
     "to_tensor",
     "write_image",
     "write_picture",
@@ -100,17 +107,16 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
 
 
-def _png_bit_depth(path: Path) -> int:
-    with open(path, "rb") as f:
-        header = f.read(26)
+def _png_bit_depth(header: bytes) -> int:
     return header[24] if header[:8] == _PNG_SIGNATURE and header[12:16] == b"IHDR" else 8
 
 
-def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+def _read_png16(source: Path | bytes) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """16-bit PNGs through pypng: Pillow reads 16-bit colour PNGs as 8-bit, silently dropping precision."""
     import png  # pypng
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    reader = png.Reader(bytes=source) if isinstance(source, bytes) else png.Reader(filename=str(source))
+    width, height, rows, info = reader.asDirect()
     planes = info["planes"]
     array = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, planes)
     gray = info["greyscale"]
@@ -119,70 +125,98 @@ def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
     return colour, alpha, gray
 
 
-def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+def _read_tiff16(source: Path | bytes, name: str) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """16-bit TIFFs through tifffile: Pillow cannot hold 16-bit RGB."""
     import tifffile
 
-    array = tifffile.imread(path)
+    array = tifffile.imread(_stdio.BytesIO(source) if isinstance(source, bytes) else source)
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or array.dtype != np.uint16:
-        raise ImageReadError(f"{path}: unsupported 16-bit TIFF layout {array.shape} {array.dtype}")
+        raise ImageReadError(f"{name}: unsupported 16-bit TIFF layout {array.shape} {array.dtype}")
     gray = array.shape[2] in (1, 2)
     colour = np.repeat(array[..., :1], 3, axis=2) if gray else array[..., :3]
     alpha = array[..., -1] if array.shape[2] in (2, 4) else None
     return colour, alpha, gray
 
 
-def read_picture(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
-    """Read any common image file as a :class:`Picture`, or raise a specific :class:`ImageReadError`.
+def picture_from_pil(image: Image.Image) -> Picture:
+    """A :class:`Picture` of an already opened (or in-memory) PIL image, in any mode, upright.
+
+    Example:
+        >>> picture = picture_from_pil(Image.new("LA", (4, 3), (90, 200)))
+        >>> picture.rgb.shape, picture.gray, int(picture.alpha[0, 0])
+        ((3, 4, 3), True, 200)
+    """
+    mode, icc = image.mode, image.info.get("icc_profile")
+    image = ImageOps.exif_transpose(image)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        gray16 = np.asarray(image).astype(np.uint16)
+        return Picture(np.repeat(gray16[..., None], 3, axis=2), None, True, mode, icc)
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+    gray = mode in ("1", "L", "LA", "La", "I", "F")
+    rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    alpha = rgba[..., 3].copy() if has_alpha else None
+    return Picture(np.ascontiguousarray(rgba[..., :3]), alpha, gray, mode, icc)
+
+
+def read_picture(
+    source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> Picture:
+    """Read an image file (a path, or its bytes) as a :class:`Picture`, or raise a specific :class:`ImageReadError`.
 
     Handles grayscale, palette, RGBA/LA (alpha kept), CMYK and YCbCr (converted to RGB), 16-bit PNG and
     TIFF (kept 16-bit), and EXIF orientation. Empty, truncated, damaged and non-image files raise
-    :class:`ImageReadError` naming the problem; images above ``max_pixels`` raise
-    :class:`ImageTooLargeError` before they are decoded (``None``: no limit).
+    :class:`ImageReadError` naming the problem (as ``name``, default the path or ``"upload"``); images
+    above ``max_pixels`` raise :class:`ImageTooLargeError` before they are decoded (``None``: no limit).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    if isinstance(source, bytes):
+        name = name or "upload"
+        raw: Path | bytes = source
+        if not source:
+            raise ImageReadError(f"{name}: empty file (0 bytes)")
+        header, opened = source[:26], _stdio.BytesIO(source)
+    else:
+        path = Path(source)
+        name = name or str(path)
+        raw = path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{name}: empty file (0 bytes)")
+        with open(path, "rb") as f:
+            header = f.read(26)
+        opened = path
     try:
-        with _own_pixel_limit(), Image.open(path) as image:
+        with _own_pixel_limit(), Image.open(opened) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLargeError(
-                    f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+                    f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
                     "(a guard against decompression bombs); raise it with --max-pixels if you trust the file"
                 )
             orientation = image.getexif().get(0x0112, 1)
             icc = image.info.get("icc_profile")
             mode = image.mode
-            if image.format == "PNG" and _png_bit_depth(path) == 16:
-                colour, alpha, gray = _read_png16(path)
+            sixteen = None
+            if image.format == "PNG" and _png_bit_depth(header) == 16:
+                sixteen = _read_png16(raw)
+            elif image.format == "TIFF" and image.tag_v2.get(258, (8,))[0] == 16:
+                sixteen = _read_tiff16(raw, name)
+            if sixteen is not None:
+                colour, alpha, gray = sixteen
                 return Picture(_orient(colour, orientation), None if alpha is None else _orient(alpha, orientation),
                                gray, f"{mode};16", icc)  # fmt: skip
-            if image.format == "TIFF" and image.tag_v2.get(258, (8,))[0] == 16:
-                colour, alpha, gray = _read_tiff16(path)
-                return Picture(_orient(colour, orientation), None if alpha is None else _orient(alpha, orientation),
-                               gray, f"{mode};16", icc)  # fmt: skip
-            image = ImageOps.exif_transpose(image)
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                gray16 = np.asarray(image).astype(np.uint16)
-                return Picture(np.repeat(gray16[..., None], 3, axis=2), None, True, mode, icc)
-            has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
-            gray = mode in ("1", "L", "LA", "La", "I", "F")
-            rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-            alpha = rgba[..., 3].copy() if has_alpha else None
-            return Picture(np.ascontiguousarray(rgba[..., :3]), alpha, gray, mode, icc)
+            image.load()
+            return picture_from_pil(image)
     except ImageReadError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageReadError(
-            f"{path}: not an image format Pillow recognises (wrong extension or damaged header)"
+            f"{name}: not an image format Pillow recognises (wrong extension or damaged header)"
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
-        raise ImageReadError(f"{path}: damaged or truncated image ({exc.__class__.__name__}: {exc})") from exc
+        raise ImageReadError(f"{name}: damaged or truncated image ({exc.__class__.__name__}: {exc})") from exc
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -238,6 +272,79 @@ def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
     return quantize(values / 65535.0)
 
 
+def to_picture(
+    rgb: np.ndarray, like: Picture | None = None, quantization: Quantize = "round", bits: int | None = None
+) -> Picture:
+    """A float ``(H, W, 3)`` result in [0, 1] as an integer :class:`Picture` in the form of the source ``like``:
+    its bit depth (or ``bits``), grayscale (BT.601 luma of the result) and alpha channel.
+
+    Example:
+        >>> source = Picture(np.zeros((2, 2, 3), np.uint16), alpha=np.full((2, 2), 7, np.uint16))
+        >>> out = to_picture(np.full((2, 2, 3), 0.5, np.float32), source)
+        >>> out.rgb.dtype, int(out.rgb[0, 0, 0]), int(out.alpha[0, 0])
+        (dtype('uint16'), 32768, 7)
+    """
+    like = like or Picture(np.zeros((1, 1, 3), np.uint8))
+    bits = bits or like.bit_depth
+    if like.gray:
+        rgb = np.repeat((rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=2)
+    channels = quantize(rgb, quantization, bits)
+    alpha = like.alpha
+    if alpha is not None:
+        if alpha.shape != channels.shape[:2]:
+            raise ValueError(f"alpha {alpha.shape} does not match the image {channels.shape[:2]}")
+        if bits == 8 and alpha.dtype == np.uint16:
+            alpha = _sixteen_to_eight(alpha)
+        elif bits == 16 and alpha.dtype == np.uint8:
+            alpha = alpha.astype(np.uint16) * 257
+    return Picture(channels, alpha, like.gray, like.source_mode, like.icc_profile)
+
+
+def _format_of(path: str | os.PathLike) -> str:
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {Path(path).suffix!r}")
+    return fmt
+
+
+def _fit_to_format(picture: Picture, fmt: str) -> tuple[Picture, list[str]]:
+    """Drop an alpha channel that ``fmt`` cannot hold, with a note."""
+    notes = []
+    if picture.alpha is not None and fmt not in _ALPHA_FORMATS:
+        notes.append(f"alpha channel dropped: {fmt} has none (use --format png)")
+        picture = Picture(picture.rgb, None, picture.gray, picture.source_mode, picture.icc_profile)
+    return picture, notes
+
+
+def encode_picture(picture: Picture, fmt: str = "PNG") -> bytes:
+    """The file bytes of an integer :class:`Picture` in Pillow format ``fmt`` (PNG, JPEG at quality 95, ...);
+    16-bit PNG and TIFF stay 16-bit. The picture must already fit the format (see :func:`write_picture`)."""
+    buffer = _stdio.BytesIO()
+    channels = picture.rgb[..., :1] if picture.gray else picture.rgb
+    if picture.alpha is not None:
+        channels = np.concatenate([channels, picture.alpha[..., None].astype(channels.dtype)], axis=2)
+    planes = channels.shape[2]
+    if picture.bit_depth == 16 and fmt == "PNG":
+        import png  # pypng
+
+        writer = png.Writer(channels.shape[1], channels.shape[0], greyscale=planes in (1, 2),
+                            alpha=planes in (2, 4), bitdepth=16)  # fmt: skip
+        writer.write(buffer, channels.reshape(channels.shape[0], -1).tolist())
+    elif picture.bit_depth == 16:
+        import tifffile
+
+        tifffile.imwrite(buffer, channels[..., 0] if planes == 1 else channels,
+                         photometric="minisblack" if planes in (1, 2) else "rgb",
+                         extrasamples=("unassalpha",) if planes in (2, 4) else None)  # fmt: skip
+    else:
+        image = Image.fromarray(channels[..., 0] if planes == 1 else channels)
+        options = {"quality": 95} if fmt == "JPEG" else {}
+        if picture.icc_profile and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+            options["icc_profile"] = picture.icc_profile
+        image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
 def write_picture(
     path: str | os.PathLike, rgb: np.ndarray, like: Picture | None = None, overwrite: bool = False,
     quantization: Quantize = "round",
@@ -247,51 +354,15 @@ def write_picture(
     The bit depth (16-bit for PNG/TIFF), grayscale and alpha of ``like`` are kept where the output
     format allows; what the format cannot hold is returned as notes (e.g. alpha dropped for JPEG).
     """
-    path = Path(path)
+    fmt = _format_of(path)
     like = like or Picture(np.zeros((1, 1, 3), np.uint8))
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
-    notes = []
-    bits = like.bit_depth
-    if bits == 16 and fmt not in _SIXTEEN_BIT_FORMATS:
-        bits = 8
-        notes.append(f"16-bit source written as 8-bit: {fmt} holds 8 bits (use --format png or tif)")
-    if like.gray:
-        rgb = (rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None]
-    channels = quantize(rgb, quantization, bits)
-    alpha = like.alpha
-    if alpha is not None and fmt not in _ALPHA_FORMATS:
-        notes.append(f"alpha channel dropped: {fmt} has none (use --format png)")
-        alpha = None
-    if alpha is not None:
-        if alpha.shape != channels.shape[:2]:
-            raise ValueError(f"alpha {alpha.shape} does not match the image {channels.shape[:2]}")
-        if bits == 8 and alpha.dtype == np.uint16:
-            alpha = _sixteen_to_eight(alpha)
-        channels = np.concatenate([channels, alpha[..., None].astype(channels.dtype)], axis=2)
+    bits = like.bit_depth if fmt in _SIXTEEN_BIT_FORMATS else 8
+    picture, notes = _fit_to_format(to_picture(rgb, like, quantization, bits), fmt)
+    if like.bit_depth == 16 and bits == 8:
+        notes.insert(0, f"16-bit source written as 8-bit: {fmt} holds 8 bits (use --format png or tif)")
+    data = encode_picture(picture, fmt)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        if bits == 16 and fmt == "PNG":
-            import png  # pypng
-
-            planes = channels.shape[2]
-            writer = png.Writer(channels.shape[1], channels.shape[0], greyscale=planes in (1, 2),
-                                alpha=planes in (2, 4), bitdepth=16)  # fmt: skip
-            with open(tmp, "wb") as f:
-                writer.write(f, channels.reshape(channels.shape[0], -1).tolist())
-        elif bits == 16:
-            import tifffile
-
-            planes = channels.shape[2]
-            tifffile.imwrite(tmp, channels[..., 0] if planes == 1 else channels,
-                             photometric="minisblack" if planes in (1, 2) else "rgb",
-                             extrasamples=("unassalpha",) if planes in (2, 4) else None)  # fmt: skip
-        else:
-            image = Image.fromarray(channels[..., 0] if channels.shape[2] == 1 else channels)
-            options = {"quality": 95} if fmt == "JPEG" else {}
-            if like.icc_profile and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
-                options["icc_profile"] = like.icc_profile
-            image.save(tmp, format=fmt, **options)
+        tmp.write_bytes(data)
     return notes
 
 
@@ -320,3 +391,28 @@ def from_tensor(image: Tensor) -> np.ndarray:
             raise ValueError(f"expected one image, got a batch of {image.shape[0]}")
         image = image[0]
     return image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (by extension), sorted; with ``recursive``, in its subfolders too."""
+    folder = Path(folder)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their images, sorted) and glob patterns to a list of files; plus what matched nothing."""
+    files, unmatched = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = list_images(path)
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        if not found:
+            unmatched.append(item)
+        files.extend(found)
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return unique, unmatched

@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 
 from .io import QUANTIZE_MODES, Quantize, quantize  # the one conversion to 8 bits lives with the image I/O
 
-__all__ = ["QUANTIZE_MODES", "Quantize", "psnr_y", "quantize", "rgb_to_y", "ssim_y"]
+__all__ = ["QUANTIZE_MODES", "Quantize", "psnr_y", "quantize", "rgb_to_y", "score_y", "ssim_y"]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 
@@ -68,3 +68,18 @@ def ssim_y(pred: np.ndarray, target: np.ndarray) -> float:
             data_range=255.0,
         )
     )
+
+
+def score_y(image: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """``(Y-PSNR, Y-SSIM)`` of an 8-bit image against its clean reference: the one per-image score of
+    ``sian eval``, validation, ``sian explain`` and ``sian demo``. SSIM is NaN below 11x11 pixels.
+
+    Example:
+        >>> a = np.zeros((16, 16, 3), np.uint8)
+        >>> psnr, ssim = score_y(a, a)
+        >>> psnr, round(ssim, 6)
+        (inf, 1.0)
+    """
+    if image.shape != clean.shape:
+        raise ValueError(f"image {image.shape} and clean reference {clean.shape} differ in size")
+    return psnr_y(image, clean), ssim_y(image, clean) if min(clean.shape[:2]) >= 11 else float("nan")

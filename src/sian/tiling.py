@@ -1,8 +1,10 @@
 """Tiled inference: any image size in bounded memory.
 
 The image is cut into overlapping tiles, each tile is derained on its own, and the overlaps are
-cross-faded with linear ramps, so no seam shows. Tile origins are multiples of ``align`` (4 for
-SIAN's 1/4-resolution level), which keeps every tile's pooling grid on the whole image's grid.
+cross-faded with linear ramps, so no seam shows. Tile origins are multiples of ``align``: the model's
+``min_size`` (4 for SIAN's 1/4-resolution level), which keeps every tile's pooling grid on the whole
+image's grid. Tiles are accumulated on the device they come back on (float64 on the CPU, float32 on
+accelerators, where float64 is slow), so a GPU run never copies a tile to the host.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["blend_weights", "tile_starts", "tiled_apply"]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "blend_weights", "tile_starts", "tiled_apply"]
+
+DEFAULT_TILE, DEFAULT_OVERLAP = 512, 64  # the one default, for the library and every command
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
@@ -50,8 +54,9 @@ def blend_weights(size: int, start: int, length: int, ramp: int) -> Tensor:
 
 
 def tiled_apply(
-    fn: Callable[[Tensor], Tensor], image: Tensor, tile: int = 256, overlap: int = 32, align: int = 4
-) -> Tensor:
+    fn: Callable[[Tensor], Tensor], image: Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    align: int = 1,
+) -> Tensor:  # fmt: skip
     """Apply an image-to-image function ``fn`` tile by tile and cross-fade the overlaps.
 
     Args:
@@ -59,7 +64,7 @@ def tiled_apply(
         image: ``(B, C, H, W)``.
         tile: tile height and width.
         overlap: pixels shared by neighbouring tiles (the cross-fade width).
-        align: tile origins are multiples of this (where the image size allows).
+        align: tile origins are multiples of this (where the image size allows): the model's ``min_size``.
 
     Returns:
         ``(B, C', H, W)``, equal to ``fn(image)`` where every tile sees the whole image.
@@ -75,14 +80,15 @@ def tiled_apply(
         return fn(image)
     output = weight_sum = None
     for y, th in ys:
-        wy = blend_weights(th, y, height, overlap)
         for x, tw in xs:
-            wx = blend_weights(tw, x, width, overlap)
             result = fn(image[:, :, y : y + th, x : x + tw])
             if output is None:
-                output = torch.zeros(result.shape[0], result.shape[1], height, width, dtype=torch.float64)
-                weight_sum = torch.zeros(1, 1, height, width, dtype=torch.float64)
+                dtype = torch.float64 if result.device.type == "cpu" else torch.float32
+                output = torch.zeros(*result.shape[:2], height, width, dtype=dtype, device=result.device)
+                weight_sum = torch.zeros(1, 1, height, width, dtype=dtype, device=result.device)
+            wy = blend_weights(th, y, height, overlap).to(output)
+            wx = blend_weights(tw, x, width, overlap).to(output)
             weight = (wy[:, None] * wx[None, :])[None, None]
-            output[:, :, y : y + th, x : x + tw] += result.to("cpu", torch.float64) * weight
+            output[:, :, y : y + th, x : x + tw] += result.to(output.dtype) * weight
             weight_sum[:, :, y : y + th, x : x + tw] += weight
     return (output / weight_sum).to(dtype=image.dtype, device=image.device)

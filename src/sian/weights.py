@@ -166,10 +166,12 @@ def _convert_sian(sd: dict[str, Tensor]) -> dict[str, Tensor]:
                     out[f"{level}.{ours}.{part}"] = _pop(sd, key)
         for j in range(levels - 1):
             out[f"fusions.{levels - 2 - j}.conv.{part}"] = _pop(sd, f"body.up_conv.{j}.conv_m.0.{part}")
-        for block in range(2):
+        # The head is `head_blocks` residual blocks (body_end.N.body.*) then one convolution (body_end.<N>.*).
+        head_blocks = len({k.split(".")[1] for k in sd if k.startswith("body_end.") and ".body." in k})
+        for block in range(head_blocks):
             for conv, index in (("conv1", 0), ("conv2", 2)):
                 out[f"rain_head.{block}.{conv}.{part}"] = _pop(sd, f"body_end.{block}.body.{index}.{part}")
-        out[f"rain_head.2.{part}"] = _pop(sd, f"body_end.2.{part}")
+        out[f"rain_head.{head_blocks}.{part}"] = _pop(sd, f"body_end.{head_blocks}.{part}")
         # The release defines body.conv_m but its forward pass never uses it: drop it.
         for index in (0, 2):
             sd.pop(f"body.conv_m.{index}.{part}", None)
@@ -381,7 +383,10 @@ def import_weights(
     spec = get_variant(variant_name)
     if spec.arch != arch:
         raise WeightsError(f"{source} holds {arch} weights, but variant {variant_name!r} is a {spec.arch}")
-    model = build_model(spec.arch, spec.config)
+    config = dict(spec.config)
+    if arch == "sian":  # the head's depth is a config key: read it from the file, not the variant's default
+        config["head_blocks"] = sum(1 for k in state if k.startswith("rain_head.") and k.endswith(".conv1.weight"))
+    model = build_model(spec.arch, config)
     load_state_dict_checked(model, state, source=f"weights converted from {source}")
     dest = Path(dest_dir) if dest_dir is not None else weights_dir()
     return save_weights(

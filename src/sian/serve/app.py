@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import base64
 import io
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,8 +24,8 @@ from starlette.datastructures import UploadFile
 
 from .. import __version__
 from ..explain import rain_layer
-from ..inference import DEFAULT_MODEL, derain_tensor
-from ..io import ImageReadError, ImageTooLargeError, from_tensor, quantize, read_picture, write_picture
+from ..inference import DEFAULT_MODEL, Pipeline
+from ..io import ImageReadError, ImageTooLargeError, encode_picture, quantize, read_picture
 from ..weights import WEIGHTS, WeightsError, load_model, weights_dir
 
 __all__ = ["ServeConfig", "create_app"]
@@ -64,7 +62,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     models = config.models or available_models()
     if config.default_model not in models:
         models = [config.default_model, *models]
-    cache: dict[str, torch.nn.Module] = {}
+    cache: dict[str, Pipeline] = {}
     lock = threading.Lock()  # one inference at a time: the CPU is the bottleneck anyway
     app = FastAPI(title="sian", version=__version__, docs_url="/docs", redoc_url=None)
 
@@ -76,12 +74,12 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": f"invalid request: {exc.errors()}"}, status_code=422)
 
-    def model_for(name: str) -> torch.nn.Module:
+    def model_for(name: str) -> Pipeline:
         if name not in models:
             raise _Error(400, f"unknown model {name!r}; available: {', '.join(models)}")
         if name not in cache:
             try:
-                cache[name] = load_model(name)
+                cache[name] = Pipeline(load_model(name), tile=config.tile)
             except WeightsError as exc:
                 raise _Error(400, f"model {name!r} cannot be loaded: {exc}") from None
         return cache[name]
@@ -122,31 +120,26 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         model = model_for(name)
         return await _run(data, upload.filename or "upload", name, model, answer)
 
-    async def _run(data: bytes, filename: str, name: str, model: torch.nn.Module, answer: str) -> Response:
+    async def _run(data: bytes, filename: str, name: str, pipeline: Pipeline, answer: str) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(_derain_bytes, data, filename, name, model, answer)
+        return await run_in_threadpool(_derain_bytes, data, filename, name, pipeline, answer)
 
-    def _derain_bytes(data: bytes, filename: str, name: str, model: torch.nn.Module, answer: str) -> Response:
-        with tempfile.TemporaryDirectory() as tmp:
-            source = Path(tmp) / "upload"
-            source.write_bytes(data)
-            try:
-                picture = read_picture(source, max_pixels=config.max_pixels)
-            except ImageTooLargeError as exc:
-                message = str(exc).replace(str(source), filename)
-                raise _Error(413, message.replace("--max-pixels", "sian serve --max-pixels")) from None
-            except ImageReadError as exc:
-                raise _Error(415, str(exc).replace(str(source), filename)) from None
-            start = time.perf_counter()
+    def _derain_bytes(data: bytes, filename: str, name: str, pipeline: Pipeline, answer: str) -> Response:
+        try:  # decoded from memory: an upload never touches the disk
+            picture = read_picture(data, max_pixels=config.max_pixels, name=filename)
+        except ImageTooLargeError as exc:
+            raise _Error(413, str(exc).replace("--max-pixels", "sian serve --max-pixels")) from None
+        except ImageReadError as exc:
+            raise _Error(415, str(exc)) from None
+        start = time.perf_counter()
+        try:
             with lock:
-                output = derain_tensor(model, picture.to_tensor(), tile=config.tile)
-            seconds = time.perf_counter() - start
-            if not torch.isfinite(output).all():
-                raise _Error(500, "the model produced NaN/inf values")
-            target = Path(tmp) / "derained.png"
-            write_picture(target, from_tensor(output), picture)
-            png = target.read_bytes()
+                result, output = pipeline.picture(picture)
+        except RuntimeError as exc:  # NaN/inf from the model
+            raise _Error(500, str(exc)) from None
+        seconds = time.perf_counter() - start
+        png = encode_picture(result, "PNG")
         headers = {"X-Sian-Model": name, "X-Sian-Seconds": f"{seconds:.3f}"}
         if answer == "png":
             stem = Path(filename).stem or "image"

@@ -31,8 +31,9 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from .._allocator import keep_freed_memory
+from .._progress import progress_bar
 from ..models import create_model, get_variant
 from ..precision import PrecisionChoice, autocast, resolve_precision
 from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights, sha256_file
@@ -50,11 +51,49 @@ from .datasets import (
 from .losses import stage_loss
 from .validation import build_validation_set, validate
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "forward_loss", "release_init", "train"]
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "CheckpointError",
+    "ConfigChangedError",
+    "NonFiniteLossError",
+    "config_changes",
+    "forward_loss",
+    "release_init",
+    "train",
+]
+
+# Keys that may differ between a run and its resume without asking: how it runs, not what it learns.
+RESUMABLE_CHANGES = (
+    "train.threads", "train.device", "train.precision", "train.log_every", "train.val_every",
+    "train.checkpoint_minutes", "train.nonfinite", "train.max_nonfinite", "train.out_dir", "data.workers",
+)  # fmt: skip
 
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped on a NaN/inf loss or gradient (policy ``stop``, or too many in a row)."""
+
+
+class ConfigChangedError(ValueError):
+    """``--resume`` with a config that differs from the saved run's in keys not allowed to change."""
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key != "overrides":
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved, current)}`` for every config key whose value differs. A key the saved run predates
+    counts as holding today's default there (so older checkpoints stay resumable)."""
+    defaults = _flatten(to_dict(TrainingConfig()))
+    old, new = _flatten(saved), _flatten(current)
+    return {key: (old.get(key, defaults.get(key)), value)
+            for key, value in new.items() if old.get(key, defaults.get(key)) != value}  # fmt: skip
 
 
 class CheckpointError(OSError):
@@ -155,9 +194,16 @@ def _psnr_rgb(output: torch.Tensor, target: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) per ``config``; returns the summary that is also written to ``summary.json``."""
+def train(
+    config: TrainingConfig, resume: bool = False, progress: bool = True, allow_changes: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Train (or resume) per ``config``; returns the summary that is also written to ``summary.json``.
+
+    A resume refuses (:class:`ConfigChangedError`) a config that differs from the saved one, except in
+    :data:`RESUMABLE_CHANGES` and the keys named in ``allow_changes``.
+    """
     rank, world, local_rank = _distributed()
+    keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
     device = _device(config.train.device, local_rank)
     precision = resolve_precision(config.train.precision, device)
     if world > 1 and not dist.is_initialized():
@@ -197,6 +243,14 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
     if resume and state is None and is_main:
         print(f"no checkpoint in {out_dir}: starting a new run")
     if state is not None:
+        changed = config_changes(state.get("config", {}), to_dict(config))
+        refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES and k not in allow_changes}
+        if refused:
+            lines = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+            raise ConfigChangedError(
+                f"the config differs from the run saved in {out_dir}: {lines}. Resume with the saved config "
+                f"({out_dir / 'config.yaml'}), or allow the change with --allow-change KEY"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -294,9 +348,7 @@ def train(config: TrainingConfig, resume: bool = False, progress: bool = True) -
         persistent_workers=config.data.workers > 0,
     )  # fmt: skip
     stop = _StopRequest()
-    bar = tqdm(
-        total=total, initial=step, desc="train", unit="step", disable=not (progress and is_main), dynamic_ncols=True
-    )
+    bar = progress_bar(total=total, initial=step, desc="train", unit="step", disable=not (progress and is_main))
     last_checkpoint = time.monotonic()
     skipped, consecutive_bad = 0, 0
     # What "rollback" restores: the weights and optimizer state of the last checkpoint (or the start).

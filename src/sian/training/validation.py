@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from ..data import find_pairs
+from ..inference import Pipeline
 from ..io import read_image, to_tensor
-from ..metrics import psnr_y, quantize, ssim_y
+from ..metrics import psnr_y, quantize, score_y
 from ..synth import synthesize
 from .config import DataConfig
 from .datasets import list_clean_images, read_exclusions, read_pair_names, split_holdout, split_pairs
@@ -76,14 +77,15 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict
     """Mean Y-PSNR/SSIM of the final stage, PSNR of every stage, and the rainy-input baseline."""
     was_training = model.training
     model.eval()
+    pipeline = Pipeline(model)  # fp32, whole images: validation scores what `sian eval` would
     psnrs, ssims, inputs, stages = [], [], [], []
     for rainy, clean in zip(val.rainy, val.clean, strict=True):
-        outputs = model(to_tensor(rainy).to(device), return_all=True)
-        final = quantize(outputs[-1])
-        psnrs.append(psnr_y(final, clean))
-        ssims.append(ssim_y(final, clean) if min(clean.shape[:2]) >= 11 else float("nan"))
+        outputs = pipeline.stages(to_tensor(rainy))
+        psnr, ssim = score_y(pipeline.quantize(outputs[-1]), clean)
+        psnrs.append(psnr)
+        ssims.append(ssim)
         inputs.append(psnr_y(rainy, clean))
-        stages.append([psnr_y(quantize(out), clean) for out in outputs])
+        stages.append([psnr_y(pipeline.quantize(out), clean) for out in outputs])
     model.train(was_training)
     finite = [p for p in psnrs if math.isfinite(p)]
     return {

@@ -1,0 +1,52 @@
+"""Where a training step spends its time: torch.profiler over two 4x120x120 steps of one model.
+
+    python scripts/profile_training_step.py sian|prenet [THREADS] [cl]
+
+Prints the mean step time over three steps (after two warm-up steps) and the operators sorted by their
+own CPU time; ``cl`` runs the model and inputs in channels_last. docs/benchmarks.md (issue 14) compares
+the share of the step spent outside convolutions in SIAN and PReNet with it. Pause any training first.
+"""
+
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from sian.models import create_model
+from sian.training.losses import stage_loss
+
+torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+name = sys.argv[1]
+channels_last = len(sys.argv) > 3 and sys.argv[3] == "cl"
+torch.manual_seed(0)
+model = create_model(name).train()
+x, y = torch.rand(4, 3, 120, 120), torch.rand(4, 3, 120, 120)
+if channels_last:
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+
+
+def step() -> None:
+    optimizer.zero_grad(set_to_none=True)
+    stage_loss(model(x), y).backward()
+    optimizer.step()
+
+
+for _ in range(2):
+    step()
+start = time.perf_counter()
+for _ in range(3):
+    step()
+print(name, "channels_last" if channels_last else "contiguous", f"{(time.perf_counter() - start) / 3:.3f} s/step")
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    step()
+    step()
+table = prof.key_averages()
+total = sum(e.self_cpu_time_total for e in table)
+convolution = sum(
+    e.self_cpu_time_total for e in table if e.key in ("aten::convolution_backward", "aten::mkldnn_convolution")
+)
+print(f"outside convolutions: {100 * (1 - convolution / total):.0f}% of the step's own CPU time")
+print(table.table(sort_by="self_cpu_time_total", row_limit=25))

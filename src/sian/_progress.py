@@ -1,0 +1,24 @@
+"""Progress bars that redraw on a terminal and stay sparse in log files.
+
+tqdm redraws up to ten times a second; when stderr is a file (``nohup ... > log``, CI) each redraw is
+another chunk of the file. Off a terminal the bar prints at most once every ``LOG_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+__all__ = ["LOG_INTERVAL", "progress_bar"]
+
+LOG_INTERVAL = 60.0
+
+
+def progress_bar(iterable: Any = None, *, disable: bool = False, **kwargs: Any) -> tqdm:
+    """A tqdm bar on stderr: live on a terminal, one line per ``LOG_INTERVAL`` seconds otherwise."""
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", LOG_INTERVAL)
+        kwargs.setdefault("maxinterval", LOG_INTERVAL * 10)
+    return tqdm(iterable, disable=disable, dynamic_ncols=True, file=sys.stderr, **kwargs)

@@ -1,0 +1,124 @@
+"""The one inference pipeline (issue 18): every entry point gives the same bytes."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import sian
+from sian.cli import app
+from sian.data import Pair
+from sian.evaluate import evaluate
+from sian.inference import Pipeline, plan_outputs
+from sian.io import read_picture
+from sian.metrics import score_y
+from sian.models import create_model
+from sian.weights import save_weights
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    torch.manual_seed(3)
+    model = create_model("sian", channels=4, stages=2)
+    return save_weights(tmp_path / "tiny.safetensors", model, "sian", model.config)
+
+
+def smooth_rgb(seed: int, size=(30, 36), top: int = 255) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : size[0], 0 : size[1]]
+    image = np.stack([x / size[1], y / size[0], 0.5 + 0.3 * np.sin(x / 3.0)], -1) + rng.normal(0, 0.05, (*size, 3))
+    dtype = np.uint16 if top > 255 else np.uint8
+    return np.clip(np.round(image * top), 0, top).astype(dtype)
+
+
+def write_inputs(folder):
+    folder.mkdir()
+    rgb = smooth_rgb(0)
+    Image.fromarray(rgb).save(folder / "rgb.png")
+    rgba = np.concatenate([smooth_rgb(1), np.linspace(0, 255, 30 * 36).reshape(30, 36, 1).astype(np.uint8)], 2)
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    Image.fromarray(smooth_rgb(2)[..., 0]).save(folder / "gray.png")
+    import png  # pypng: a 16-bit RGB PNG
+
+    sixteen = smooth_rgb(3, top=65535)
+    with open(folder / "deep.png", "wb") as f:
+        png.Writer(36, 30, greyscale=False, bitdepth=16).write(f, sixteen.reshape(30, -1).tolist())
+    return {"rgb": rgb, "rgba": rgba, "deep": sixteen}
+
+
+def test_cli_png_derain_and_eval_give_the_same_bytes(tmp_path, tiny_model):
+    inputs = write_inputs(tmp_path / "in")
+    result = runner.invoke(
+        app, ["derain", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    # The Python API, PIL in and PIL out: same pixels, same mode (alpha and gray kept).
+    for name in ("rgb", "rgba", "gray"):
+        api = sian.derain(Image.open(tmp_path / "in" / f"{name}.png"), model=tiny_model)
+        written = Image.open(out / f"{name}.png")
+        assert api.mode == written.mode == {"rgb": "RGB", "rgba": "RGBA", "gray": "L"}[name]
+        assert np.array_equal(np.asarray(api), np.asarray(written)), name
+    # Arrays, 8-bit RGBA and 16-bit RGB: the same dtype and values as the files.
+    assert np.array_equal(sian.derain(inputs["rgba"], model=tiny_model), np.asarray(Image.open(out / "rgba.png")))
+    deep = sian.derain(inputs["deep"], model=tiny_model)
+    assert deep.dtype == np.uint16 and np.array_equal(deep, read_picture(out / "deep.png").rgb)
+    # sian eval scores exactly the image the CLI wrote.
+    clean = smooth_rgb(7)
+    Image.fromarray(clean).save(tmp_path / "clean.png")
+    row = evaluate(sian.load_model(tiny_model), [Pair("rgb", tmp_path / "in/rgb.png", tmp_path / "clean.png")])[0]
+    assert (row.psnr, row.ssim) == score_y(np.asarray(Image.open(out / "rgb.png")), clean)
+
+
+def test_a_list_is_derained_in_order_like_one_at_a_time(tiny_model):
+    pipeline = Pipeline(sian.load_model(tiny_model))
+    images = [smooth_rgb(i) for i in range(3)] + [Image.fromarray(smooth_rgb(5)).convert("LA")]
+    batch = pipeline(images)
+    for image, got in zip(images, batch, strict=True):
+        single = pipeline(image)
+        assert np.array_equal(np.asarray(got), np.asarray(single))
+    assert batch[3].mode == "LA"
+
+
+def test_tiles_align_to_the_models_own_grid(monkeypatch):
+    """Issue 18: tiling hard-coded align=4, off the pooling grid of a model with 4 octaves (min_size 8)."""
+    import sian.inference as inference
+    import sian.tiling as tiling
+
+    origins = []
+    real_starts = tiling.tile_starts
+
+    def recording_starts(length, tile, overlap, align=1):
+        starts = real_starts(length, tile, overlap, align)
+        origins.extend(start for start, _ in starts)
+        return starts
+
+    monkeypatch.setattr(tiling, "tile_starts", recording_starts)
+    torch.manual_seed(0)
+    model = create_model("sian", channels=4, stages=1, octaves=4).eval()
+    pipeline = inference.Pipeline(model, tile=48, overlap=16)
+    out = pipeline.tensor(torch.rand(1, 3, 100, 90))
+    assert out.shape == (1, 3, 100, 90) and pipeline.min_size == 8
+    assert len(origins) > 2 and all(o % 8 == 0 for o in origins) and any(o % 8 == 0 and o % 16 for o in origins)
+
+
+def test_an_onnx_style_model_refuses_reduced_precision_instead_of_running_fp32_silently():
+    class Graph(torch.nn.Module):  # like OnnxModel: no parameters, a device attribute
+        device = torch.device("cpu")
+
+        def forward(self, x, return_all=False):
+            return x
+
+    with pytest.raises(ValueError, match="ONNX model runs fp32 only"):
+        Pipeline(Graph(), precision="bf16")
+    assert Pipeline(Graph(), precision="auto").precision.precision == "fp32"
+
+
+def test_plan_outputs_never_overwrites_an_input_or_writes_one_file_twice(tmp_path):
+    a, b, c = tmp_path / "x" / "a.png", tmp_path / "y" / "a.jpg", tmp_path / "b.png"
+    jobs, refused = plan_outputs([a, b, c], tmp_path, fmt="png")
+    assert [s for s, _ in jobs] == [a] and [s for s, _ in refused] == [b, c]
+    assert "also writes a.png" in refused[0][1] and "would replace an input" in refused[1][1]
