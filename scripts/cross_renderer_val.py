@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
+from sian.hub import load_model
 from sian.training import load_config
 from sian.training.validation import build_validation_set, validate
-from sian.weights import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CSV = REPO / "docs/results/cross-renderer-val.csv"

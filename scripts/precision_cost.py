@@ -27,9 +27,11 @@ from pathlib import Path
 
 import torch
 
+from sian.convert import import_weights
 from sian.data import find_pairs
 from sian.evaluate import evaluate
-from sian.weights import WeightsNotFoundError, import_weights, load_model
+from sian.hub import load_model
+from sian.weights import WeightsNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ["name", "psnr_fp32", "ssim_fp32", "seconds_fp32", "psnr_reduced", "ssim_reduced", "seconds_reduced"]

@@ -30,12 +30,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sian.convert import import_weights
 from sian.data import find_pairs
 from sian.evaluate import EvalSummary, evaluate, summarize
+from sian.hub import WEIGHTS, load_model
 from sian.inference import derain_tensor
 from sian.io import read_image, to_tensor
 from sian.metrics import psnr_y, quantize
-from sian.weights import WEIGHTS, import_weights, load_model, sha256_file
+from sian.weights import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"

@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from release_reference import random_authors_prenet, random_authors_sian, release_prenet, release_sian
+from sian.convert import convert_authors_state_dict
 from sian.models import SIAN, ConvLSTMCell, PReNet, create_model, get_variant, list_models
 from sian.models.sian_arch import CoarseToFine
-from sian.weights import convert_authors_state_dict, load_state_dict_checked
+from sian.weights import load_state_dict_checked
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -9,13 +9,15 @@ from typer.testing import CliRunner
 
 import sian
 from sian.cli import app
+from sian.convert import import_weights
 from sian.demo import ASSETS_DIR, load_example
+from sian.hub import PRETRAINED_DIR, WEIGHTS, load_model
 from sian.inference import DEFAULT_MODEL
 from sian.io import to_tensor
 from sian.metrics import psnr_y, quantize
 from sian.models import list_models
 from sian.synth import synthesize
-from sian.weights import PRETRAINED_DIR, WEIGHTS, WeightsError, import_weights, load_model, sha256_file
+from sian.weights import WeightsError, sha256_file
 
 BUNDLED = sorted(name for name, entry in WEIGHTS.items() if entry.bundled)
 
@@ -53,7 +55,7 @@ def test_damaged_bundled_weights_are_refused(monkeypatch, tmp_path):
     data = bytearray((PRETRAINED_DIR / WEIGHTS[name].filename).read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    monkeypatch.setattr("sian.weights.PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr("sian.hub.PRETRAINED_DIR", tmp_path)
     with pytest.raises(WeightsError, match="damaged"):
         load_model(name)
 

@@ -5,9 +5,10 @@ import re
 import pytest
 
 from conftest import shared_path
+from sian.convert import import_weights
 from sian.data import find_pairs
 from sian.evaluate import evaluate
-from sian.weights import import_weights, load_model
+from sian.hub import load_model
 
 
 def published_scores():

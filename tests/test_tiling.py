@@ -63,7 +63,8 @@ def test_auto_tile_only_when_over_budget():
 
 @pytest.mark.shared
 def test_tiled_authors_model_matches_whole_image_on_rain100l():
-    from sian.weights import import_weights, load_model
+    from sian.convert import import_weights
+    from sian.hub import load_model
 
     import_weights(shared_path("weights", "sian_authors", "rain100l.pth"), "sian-rain100l")
     model = load_model("sian-rain100l")

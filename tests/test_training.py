@@ -11,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from sian.hub import load_model
 from sian.models import create_model
 from sian.training import load_config, stage_loss, train
 from sian.training.datasets import StepSampler, SyntheticPatches, list_clean_images
 from sian.training.trainer import release_init
-from sian.weights import load_model, read_weights_file, sha256_file
+from sian.weights import read_weights_file, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 EMPTY_CONFIG = REPO / "tests" / "empty_config.yaml"  # everything comes from key=value overrides

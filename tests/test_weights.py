@@ -7,17 +7,10 @@ from safetensors.torch import save_file
 
 from conftest import shared_path
 from release_reference import random_authors_prenet, random_authors_sian, release_sian
+from sian.convert import import_weights
+from sian.hub import WEIGHTS, load_model, weights_dir
 from sian.models import SIAN, create_model
-from sian.weights import (
-    WEIGHTS,
-    WeightsError,
-    WeightsNotFoundError,
-    import_weights,
-    load_model,
-    save_weights,
-    sha256_file,
-    weights_dir,
-)
+from sian.weights import WeightsError, WeightsNotFoundError, save_weights, sha256_file
 
 
 def save_authors_pickle(path, state):
@@ -134,13 +127,18 @@ def test_import_authors_files(name, source):
 def test_download_verifies_and_imports_and_offline_is_a_clear_error(tmp_path, monkeypatch):
     import dataclasses
 
-    from sian import weights as weights_module
+    from sian import hub as weights_module
 
     pth = save_authors_pickle(tmp_path / "remote.pth", random_authors_prenet())
     entry = dataclasses.replace(WEIGHTS["prenet-rain100l"], url=pth.as_uri(), sha256=sha256_file(pth))
     monkeypatch.setitem(weights_module.WEIGHTS, "prenet-rain100l", entry)
     path = weights_module.download_weights("prenet-rain100l")
     assert path.is_file() and load_model("prenet-rain100l").config["res_blocks"] == 5
+
+    tampered = dataclasses.replace(entry, sha256="0" * 64)  # a file whose hash is not the registered one
+    monkeypatch.setitem(weights_module.WEIGHTS, "prenet-rain100l", tampered)
+    with pytest.raises(WeightsError, match="invalid hash value"):
+        weights_module.download_weights("prenet-rain100l")
 
     gone = dataclasses.replace(entry, url=(tmp_path / "nowhere.pth").as_uri())
     monkeypatch.setitem(weights_module.WEIGHTS, "prenet-rain100l", gone)
@@ -176,3 +174,18 @@ def test_weights_list_reports_an_unreadable_file_and_lists_the_rest(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "broken" in result.output and "unreadable" in result.output and "mine" in result.output
+
+
+def test_torch_hub_loads_the_default_model_from_a_checkout():
+    from pathlib import Path
+
+    from sian.inference import DEFAULT_MODEL
+
+    repo = Path(__file__).resolve().parents[1]
+    model = torch.hub.load(str(repo), "sian", source="local", pretrained=True)
+    reference = load_model(DEFAULT_MODEL)
+    assert not model.training
+    pairs = zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    fresh = torch.hub.load(str(repo), "sian", source="local", pretrained=False, channels=4, stages=2)
+    assert fresh.config["channels"] == 4

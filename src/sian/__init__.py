@@ -6,9 +6,9 @@ Example:
     >>> clean = sian.derain(rainy_pil_image, model=model)  # doctest: +SKIP
 """
 
+from .hub import WEIGHTS, load_model
 from .inference import DEFAULT_MODEL, Pipeline, derain
 from .models import create_model, list_models
-from .weights import WEIGHTS, load_model
 
 __version__ = "0.1.0"
 

@@ -12,8 +12,10 @@ import typer
 
 from ._atomic import atomic_path
 from ._progress import progress_bar
+from .convert import import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, summarize, write_csv
+from .hub import WEIGHTS, download_weights, load_model, weights_dir
 from .inference import DEFAULT_MODEL, PRECISIONS, Pipeline, plan_outputs, resolve_device
 from .io import (
     DEFAULT_MAX_PIXELS,
@@ -25,15 +27,7 @@ from .io import (
 )
 from .metrics import QUANTIZE_MODES, quantize
 from .models import get_variant, list_models
-from .weights import (
-    WEIGHTS,
-    WeightsError,
-    download_weights,
-    import_weights,
-    load_model,
-    read_weights_file,
-    weights_dir,
-)
+from .weights import WeightsError, read_weights_file
 
 app = typer.Typer(
     help="Single-image deraining with SIAN (Pang et al., arXiv 2006.05049) and the PReNet baseline.",

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ._atomic import atomic_path
-from .weights import load_model, read_weights_file, resolve_weights
+from .hub import load_model, resolve_weights
+from .weights import read_weights_file
 
 __all__ = ["OnnxModel", "export_onnx"]
 

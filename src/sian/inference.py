@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from .hub import load_model
 from .io import (
     DEFAULT_MAX_PIXELS,
     Picture,
@@ -42,7 +43,6 @@ from .io import (
 )
 from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tiled_apply
-from .weights import load_model
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",

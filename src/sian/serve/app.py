@@ -24,9 +24,10 @@ from starlette.datastructures import UploadFile
 
 from .. import __version__
 from ..explain import rain_layer
+from ..hub import WEIGHTS, load_model, weights_dir
 from ..inference import DEFAULT_MODEL, Pipeline
 from ..io import ImageReadError, ImageTooLargeError, encode_picture, quantize, read_picture
-from ..weights import WEIGHTS, WeightsError, load_model, weights_dir
+from ..weights import WeightsError
 
 __all__ = ["ServeConfig", "create_app"]
 

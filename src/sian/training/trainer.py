@@ -34,9 +34,10 @@ from torch.utils.data import DataLoader
 
 from .._allocator import keep_freed_memory
 from .._progress import progress_bar
+from ..hub import resolve_weights
 from ..models import create_model, get_variant
 from ..precision import PrecisionChoice, autocast, resolve_precision
-from ..weights import load_state_dict_checked, read_weights_file, resolve_weights, save_weights, sha256_file
+from ..weights import load_state_dict_checked, read_weights_file, save_weights, sha256_file
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
 from .datasets import (
