@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,7 +97,10 @@ def test_eval_rejects_unknown_layout_folder(tmp_path, tiny_model):
 
 def test_weights_list_and_models():
     listing = runner.invoke(app, ["weights", "list"])
-    assert listing.exit_code == 0 and "sian-rain100l" in listing.output and "no" in listing.output
+    assert listing.exit_code == 0, listing.output
+    rows = {line.split()[0]: line.split() for line in listing.output.splitlines()[2:] if line.strip()}
+    assert rows["sian-rain100l"][1:3] == ["sian", "no"]  # registered, not installed in the empty SIAN_HOME
+    assert rows["sian-synth-light"][2] == "bundled"
     models = runner.invoke(app, ["models"])
     assert models.exit_code == 0 and "sian_baseline_lstm" in models.output
 
@@ -158,3 +162,32 @@ def test_synth_takes_the_classic_renderer_and_mixtures_and_names_a_bad_preset(tm
         assert record["preset"] == preset
     bad = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(tmp_path / "x"), "--preset", "drizzle"])
     assert bad.exit_code != 0 and "drizzle" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_json_results_go_to_stdout_and_human_lines_to_stderr(tmp_path, tiny_model):
+    """Issue 18: machine-readable results under one flag, `--json FILE|-`, for derain, eval and bench."""
+    write_png(tmp_path / "in" / "a.png", 0)
+    result = runner.invoke(app, ["derain", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                 "--model", str(tiny_model), "--json", "-"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [Path(w["output"]).name for w in document["written"]] == ["a.png"] and document["failed"] == []
+    assert "derained 1 image(s)" in result.stderr
+    pairs = tmp_path / "pairs"
+    write_png(pairs / "rainy" / "x.png", 1)
+    write_png(pairs / "gt" / "x.png", 2)
+    evaluated = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data", str(pairs),
+                                    "--json", str(tmp_path / "eval.json")])  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["summary"]["images"] == 1 and saved["images"][0]["name"] == "x"
+    assert f"{saved['summary']['psnr']:10.4f}" in evaluated.stdout  # the same figure for people
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path, tiny_model):
+    write_png(tmp_path / "in" / "a.png", 0)
+    (tmp_path / "in" / "bad.png").write_bytes(b"junk")
+    result = runner.invoke(app, ["--quiet", "derain", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                 "--model", str(tiny_model)])  # fmt: skip
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "bad.png" in result.stderr and (tmp_path / "out" / "a.png").is_file()

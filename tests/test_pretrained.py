@@ -11,7 +11,7 @@ import sian
 from sian.cli import app
 from sian.convert import import_weights
 from sian.demo import ASSETS_DIR, load_example
-from sian.hub import PRETRAINED_DIR, WEIGHTS, load_model
+from sian.hub import PRETRAINED_DIR, WEIGHTS, load_model, weights_dir
 from sian.inference import DEFAULT_MODEL
 from sian.io import to_tensor
 from sian.metrics import psnr_y, quantize
@@ -74,7 +74,9 @@ def test_bundled_example_and_its_credit():
 
 
 def test_demo_runs_offline_prints_psnr_and_keeps_existing_results(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIAN_SHARED", str(tmp_path / "no-shared"))  # no ../shared, no imported weights
+    monkeypatch.setenv("SIAN_SHARED", str(tmp_path / "no-shared"))  # no ../shared
+    # The authors' weights live in SIAN_HOME's weights folder: the autouse fixture makes it a new, empty one.
+    assert not weights_dir().exists() or not any(weights_dir().iterdir())
     runner = CliRunner()
     result = runner.invoke(app, ["demo", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output

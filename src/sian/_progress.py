@@ -6,6 +6,7 @@ another chunk of the file. Off a terminal the bar prints at most once every ``LO
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -17,7 +18,9 @@ LOG_INTERVAL = 60.0
 
 
 def progress_bar(iterable: Any = None, *, disable: bool = False, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr: live on a terminal, one line per ``LOG_INTERVAL`` seconds otherwise."""
+    """A tqdm bar on stderr: live on a terminal, one line per ``LOG_INTERVAL`` seconds otherwise, none
+    under ``sian --quiet`` (``SIAN_NO_PROGRESS``)."""
+    disable = disable or bool(os.environ.get("SIAN_NO_PROGRESS"))
     if not sys.stderr.isatty():
         kwargs.setdefault("mininterval", LOG_INTERVAL)
         kwargs.setdefault("maxinterval", LOG_INTERVAL * 10)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +44,48 @@ weights_app = typer.Typer(help="List, import and download named weights.", no_ar
 app.add_typer(weights_app, name="weights")
 
 OUTPUT_FORMATS = ("png", "jpg", "bmp", "tif", "webp")
+
+
+log = logging.getLogger("sian")
+JSON_HELP = "Write the results as JSON to this file, or '-' for stdout (human output then goes to stderr)."
+
+
+@app.callback()
+def _main(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also debug details (precision, device).")] = False,
+) -> None:
+    """Single-image deraining with SIAN (Pang et al., arXiv 2006.05049) and the PReNet baseline."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("sian").setLevel(level)
+    if quiet:
+        os.environ["SIAN_NO_PROGRESS"] = "1"  # read by sian._progress
+    else:
+        os.environ.pop("SIAN_NO_PROGRESS", None)
+
+
+class _Report:
+    """A command's human lines (stdout, or stderr when the JSON goes to stdout; none with --quiet) and its
+    machine-readable result (``--json FILE`` or ``--json -``), the same for every command."""
+
+    def __init__(self, json_target: Path | None):
+        self.json_target = json_target
+        self.to_stdout = json_target is not None and str(json_target) == "-"
+
+    def say(self, message: str) -> None:
+        if log.isEnabledFor(logging.INFO):
+            typer.echo(message, err=self.to_stdout)
+
+    def result(self, payload: dict) -> None:
+        if self.json_target is None:
+            return
+        text = json.dumps(payload, indent=2, default=str) + "\n"
+        if self.to_stdout:
+            sys.stdout.write(text)
+        else:
+            self.json_target.parent.mkdir(parents=True, exist_ok=True)
+            self.json_target.write_text(text)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -92,6 +139,7 @@ def derain_command(
     ] = DEFAULT_MAX_PIXELS,
     backend: Annotated[str, typer.Option(help="torch, or onnx to run an exported --model FILE.onnx.")] = "torch",
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
+    json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite.
 
@@ -129,13 +177,15 @@ def derain_command(
                             memory_budget=int(max_memory_gb * 1024**3), quantization=quantization)  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    written, skipped, notes = 0, [], []
+    report = _Report(json_out)
+    log.debug(f"derain with {model}: {pipeline.describe()}")
+    written, skipped, notes = [], [], []
     start = time.perf_counter()
     bar = progress_bar(total=len(jobs), desc="derain", unit="img")
     for outcome in pipeline.derain_files(jobs, overwrite=overwrite, max_pixels=max_pixels or None):
         bar.update()
         if outcome.status == "written":
-            written += 1
+            written.append(outcome)
             notes += [(outcome.source, note) for note in outcome.notes]
         elif outcome.status == "skipped":
             skipped.append(outcome.target)
@@ -143,12 +193,19 @@ def derain_command(
             failures.append((outcome.source, outcome.error))
     bar.close()
     seconds = time.perf_counter() - start
-    typer.echo(f"derained {written} image(s) into {output} in {seconds:.1f} s with {model} ({pipeline.describe()})")
+    report.say(f"derained {len(written)} image(s) into {output} in {seconds:.1f} s with {model} "
+               f"({pipeline.describe()})")  # fmt: skip
     for path, note in notes:
         typer.secho(f"note: {path.name}: {note}", fg=typer.colors.YELLOW, err=True)
     if skipped:
-        typer.echo(f"skipped {len(skipped)} existing output(s) (pass --overwrite to replace): "
+        report.say(f"skipped {len(skipped)} existing output(s) (pass --overwrite to replace): "
                    + ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
+    report.result({
+        "model": model, "precision": pipeline.precision.precision, "seconds": seconds,
+        "written": [{"input": str(o.source), "output": str(o.target), "seconds": o.seconds, "notes": o.notes}
+                    for o in written],
+        "skipped": [str(p) for p in skipped], "failed": [{"input": str(p), "error": e} for p, e in failures],
+    })  # fmt: skip
     _exit_on_failures(failures)
 
 
@@ -270,8 +327,10 @@ def eval_command(
     tile: Annotated[int | None, typer.Option(help="Evaluate in tiles of this size (default: whole images).")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
+    json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Mean Y-channel PSNR/SSIM of a model over a paired dataset, with the rainy-input baseline."""
+    report = _Report(json_out)
     if quantization not in QUANTIZE_MODES:
         raise _fail(f"--quantize must be round or floor, got {quantization!r}")
     if precision not in PRECISIONS:
@@ -286,7 +345,7 @@ def eval_command(
         typer.secho(f"warning: {problem}", fg=typer.colors.YELLOW, err=True)
     pairs = pairset.pairs[:limit] if limit else pairset.pairs
     net = _load(model, device)
-    typer.echo(f"evaluating {model} on {len(pairs)} pairs of {data} (layout {pairset.layout}, quantize {quantization})")
+    report.say(f"evaluating {model} on {len(pairs)} pairs of {data} (layout {pairset.layout}, quantize {quantization})")
     bar = progress_bar(total=len(pairs), desc="eval", unit="img")
     rows = []
 
@@ -305,13 +364,15 @@ def eval_command(
     summary = summarize(rows)
     if csv is not None:
         write_csv(csv, rows)
-        typer.echo(f"per-image results: {csv}")
-    typer.echo(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}")
-    typer.echo(f"{'input':8}{summary.input_psnr:10.4f}{summary.input_ssim:10.4f}")
-    typer.echo(f"{'output':8}{summary.psnr:10.4f}{summary.ssim:10.4f}")
-    typer.echo(
-        f"{summary.images} images, {summary.seconds_per_image:.2f} s per image on {next(net.parameters()).device}"
-    )
+        report.say(f"per-image results: {csv}")
+    report.say(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}")
+    report.say(f"{'input':8}{summary.input_psnr:10.4f}{summary.input_ssim:10.4f}")
+    report.say(f"{'output':8}{summary.psnr:10.4f}{summary.ssim:10.4f}")
+    device_name = str(next(net.parameters()).device)
+    report.say(f"{summary.images} images, {summary.seconds_per_image:.2f} s per image on {device_name}")
+    report.result({"model": model, "data": str(data), "layout": pairset.layout, "quantize": quantization,
+                   "precision": precision, "device": device_name, "summary": asdict(summary),
+                   "images": [asdict(r) for r in rows]})  # fmt: skip
 
 
 @weights_app.command("list")
@@ -460,10 +521,12 @@ def bench_command(
         list[str] | None, typer.Option(help="Training rows in these precisions (repeatable; default fp32 and bf16).")
     ] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the raw rows to this JSON file.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Time SIAN against PReNet (inference at each size, training throughput) in one run."""
     from .benchmark import rows_to_json, run_benchmark, to_markdown
+
+    report = _Report(json_out)
 
     sizes = []
     for item in size or ["481x321", "1280x720"]:
@@ -478,13 +541,11 @@ def bench_command(
         raise _fail(f"--train-precision takes fp32 or bf16, got {bad[0]!r}")
     rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats, train_precisions=train_precisions)
     table = to_markdown(rows, machine)
-    typer.echo(table)
+    report.say(table)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(table)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(rows_to_json(rows, machine) + "\n")
+    report.result(json.loads(rows_to_json(rows, machine)))
 
 
 @app.command("models")

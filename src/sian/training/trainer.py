@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import signal
@@ -51,6 +52,8 @@ from .datasets import (
 )
 from .losses import stage_loss
 from .validation import build_validation_set, validate
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -242,7 +245,7 @@ def train(
     wall_before, cpu_before = 0.0, 0.0
     state = load_state(out_dir) if resume else None
     if resume and state is None and is_main:
-        print(f"no checkpoint in {out_dir}: starting a new run")
+        logger.info(f"no checkpoint in {out_dir}: starting a new run")
     if state is not None:
         changed = config_changes(state.get("config", {}), to_dict(config))
         refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES and k not in allow_changes}
@@ -303,8 +306,8 @@ def train(
         log(init_record)
     # Which precision ran from which step: a run resumed on other hardware may switch (train.precision=auto).
     log({"step": step, "precision": precision.precision, "precision_reason": precision.reason})
-    if is_main and progress:
-        print(f"precision {precision.precision} ({precision.reason})")
+    if is_main:
+        logger.info(f"precision {precision.precision} ({precision.reason})")
 
     def checkpoint(final: bool = False) -> None:
         nonlocal good_state
