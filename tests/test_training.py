@@ -367,7 +367,7 @@ def test_sigkill_at_a_random_moment_loses_at_most_one_interval_and_resumes(tmp_p
     step_time = max(r["wall_seconds"] for r in _log(tmp_path) if "loss" in r) / max(1, _log(tmp_path)[-1]["step"])
     assert last_logged - state["wall_seconds"] <= interval_s + 3 * step_time + 1.0
     more = f"train.steps={state['step'] + 2}"  # the last override wins
-    resumed = run_cli(["train", str(EMPTY_CONFIG), *overrides, more, "--resume"])
+    resumed = run_cli(["train", str(EMPTY_CONFIG), *overrides, more, "--resume", "--allow-change", "train.steps"])
     assert resumed.returncode == 0, resumed.stderr
     assert [r["step"] for r in _log(tmp_path) if "loss" in r][-2:] == [state["step"] + 1, state["step"] + 2]
     assert not list((tmp_path / "run").glob(".*tmp*"))  # debris of a killed write is removed on restart

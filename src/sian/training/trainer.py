@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ __all__ = [
     "CheckpointError",
     "ConfigChangedError",
     "NonFiniteLossError",
+    "Progress",
+    "Trainer",
     "config_changes",
     "forward_loss",
     "release_init",
@@ -198,6 +201,315 @@ def _psnr_rgb(output: torch.Tensor, target: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+@dataclass
+class Progress:
+    """What a run has done so far: everything of the loop's state that is not a tensor module."""
+
+    step: int = 0
+    best: float = -math.inf  # best validation PSNR
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient
+    consecutive_bad: int = 0
+    wall_before: float = 0.0  # training time of earlier sessions of this run (resumes add up)
+    cpu_before: float = 0.0
+    status: str = "finished"
+
+
+class Trainer:
+    """One training run: built from a config (and a checkpoint when resuming), run by :meth:`fit`.
+
+    Its state is explicit: the model, optimizer, scheduler and gradient scaler, :attr:`progress`, the
+    weights a ``rollback`` restores (:attr:`good_state`), and the run's outputs (``log.jsonl``, TensorBoard,
+    checkpoints) on rank 0. :func:`train` is ``Trainer(...).fit()``.
+    """
+
+    def __init__(
+        self, config: TrainingConfig, resume: bool = False, progress: bool = True, allow_changes: tuple[str, ...] = ()
+    ):
+        self.config, self.train_cfg = config, config.train
+        self.rank, self.world, local_rank = _distributed()
+        keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
+        self.device = _device(config.train.device, local_rank)
+        self.precision = resolve_precision(config.train.precision, self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        self.is_main = self.rank == 0
+        self.out_dir = Path(config.train.out_dir)
+        self.show_progress = progress
+        self.arch = get_variant(config.model.variant).arch
+
+        self.dataset, patches_per_epoch = _build_data(config)
+        cfg = self.train_cfg
+        self.total = cfg.steps or cfg.epochs * math.ceil(patches_per_epoch / cfg.batch_size)
+        self.model, init_record = self._build_model()
+        optim = config.optim
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, self.total))
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.precision == "fp16")
+        self.progress = Progress()
+        state = load_state(self.out_dir) if resume else None
+        if resume and state is None and self.is_main:
+            logger.info(f"no checkpoint in {self.out_dir}: starting a new run")
+        if state is not None:
+            self._restore(state, allow_changes)
+        elif self.is_main and not resume and (self.out_dir / "state.pt").exists():
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run: pass --resume to continue it, or pick another out_dir"
+            )
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.world > 1
+            else self.model
+        )
+        self._open_outputs()
+        if init_record is not None and state is None:
+            self.log(init_record)
+        # Which precision ran from which step: a run resumed on other hardware may switch (train.precision=auto).
+        self.log({"step": self.progress.step, "precision": self.precision.precision,
+                  "precision_reason": self.precision.reason})  # fmt: skip
+        if self.is_main:
+            logger.info(f"precision {self.precision.precision} ({self.precision.reason})")
+        self.wall_start, self.cpu_start = time.perf_counter(), time.process_time()
+        # What "rollback" restores: the weights and optimizer state of the last checkpoint (or the start).
+        self.good_state = self._snapshot()
+
+    # -- construction ----------------------------------------------------------------------------------------
+
+    def _build_model(self) -> tuple[nn.Module, dict[str, Any] | None]:
+        config = self.config
+        torch.manual_seed(self.train_cfg.seed)  # the same initial weights on every process
+        model = create_model(config.model.variant, **config.model.overrides)
+        init_record = None
+        if config.model.init:
+            init_path = resolve_weights(config.model.init)
+            _, _, init_state, init_metadata = read_weights_file(init_path)
+            # Which file a fine-tune started from: a name's file may be replaced later (a newly shipped model).
+            init_record = {"step": 0, "init": config.model.init, "init_sha256": sha256_file(init_path),
+                           "init_step": init_metadata.get("step")}  # fmt: skip
+            load_state_dict_checked(model, init_state, source=f"model.init weights {config.model.init}")
+        elif self.arch == "sian":
+            release_init(model)
+        return model.to(self.device).train(), init_record
+
+    def _restore(self, state: dict[str, Any], allow_changes: tuple[str, ...]) -> None:
+        changed = config_changes(state.get("config", {}), to_dict(self.config))
+        refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES and k not in allow_changes}
+        if refused:
+            lines = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+            raise ConfigChangedError(
+                f"the config differs from the run saved in {self.out_dir}: {lines}. Resume with the saved config "
+                f"({self.out_dir / 'config.yaml'}), or allow the change with --allow-change KEY"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        self.progress.step, self.progress.best = int(state["step"]), float(state["best"])
+        self.progress.wall_before = float(state.get("wall_seconds", 0.0))
+        self.progress.cpu_before = float(state.get("cpu_seconds", 0.0))
+
+    def _open_outputs(self) -> None:
+        self.val_set = build_validation_set(self.config.data) if self.is_main else None
+        self.writer = self.log_file = None
+        if not self.is_main:
+            return
+        if self.out_dir.is_dir():  # temporary files of a run killed mid-write (SIGKILL skips cleanup)
+            for debris in self.out_dir.glob(".*.tmp*"):
+                debris.unlink(missing_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(to_dict(self.config)), self.out_dir / "config.yaml")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.progress.step)
+        except ImportError:  # pragma: no cover - tensorboard is optional
+            self.writer = None
+        self.log_file = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 (closed by close())
+
+    # -- records -----------------------------------------------------------------------------------------------
+
+    def budget(self) -> dict[str, float]:
+        """Training time summed over every resume, so a run spread over sessions reports its real budget."""
+        return {"wall_seconds": self.progress.wall_before + time.perf_counter() - self.wall_start,
+                "cpu_seconds": self.progress.cpu_before + time.process_time() - self.cpu_start}  # fmt: skip
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.log_file is not None:
+            self.log_file.write(json.dumps(record) + "\n")
+            self.log_file.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict())}  # fmt: skip
+
+    def checkpoint(self, final: bool = False) -> None:
+        """Remember the rollback point and (rank 0) write the checkpoint; a failed write is reported, and
+        fatal only at the end of the run (the previous checkpoint stays intact either way)."""
+        self.good_state = self._snapshot()
+        if not self.is_main:
+            return
+        try:
+            self._write_checkpoint()
+        except OSError as exc:  # e.g. a full disk: the previous checkpoint is intact (atomic writes)
+            step = self.progress.step
+            message = (
+                f"step {step}: could not write the checkpoint ({exc}); the previous one in {self.out_dir} is intact"
+            )
+            self.log({"step": step, "checkpoint_error": str(exc)})
+            if final:
+                raise CheckpointError(message) from exc
+            self.bar.write(message + "; training goes on and retries at the next interval")
+
+    def _write_checkpoint(self) -> None:
+        step = self.progress.step
+        save_weights(self.out_dir / "last.safetensors", self.model, self.arch, self.model.config, step=str(step))
+        save_state(self.out_dir, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "step": step, "best": self.progress.best,
+            "rng": torch.get_rng_state(), "config": to_dict(self.config), **self.budget(),
+            "scaler": self.scaler.state_dict(),
+        })  # fmt: skip
+
+    def validate(self) -> None:
+        if self.val_set is None or not self.is_main:
+            return
+        step = self.progress.step
+        scores = validate(self.model, self.val_set, self.device)
+        self.log({"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
+                  "val_stage_psnr": scores["val_stage_psnr"], **self.budget()})  # fmt: skip
+        if scores["val_psnr"] > self.progress.best:
+            self.progress.best = scores["val_psnr"]
+            save_weights(self.out_dir / "best.safetensors", self.model, self.arch, self.model.config,
+                         step=str(step), val_psnr=f"{self.progress.best:.4f}")  # fmt: skip
+        self.bar.write(f"step {step}: val PSNR {scores['val_psnr']:.3f} dB (input {scores['val_input_psnr']:.3f}), "
+                       f"SSIM {scores['val_ssim']:.4f}")  # fmt: skip
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def update(self, rainy: torch.Tensor, clean: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One optimizer step on a batch; a non-finite loss or gradient never reaches the weights."""
+        cfg, progress = self.train_cfg, self.progress
+        outputs, loss = forward_loss(self.net, rainy, clean, cfg.loss, self.precision)
+        finite = torch.isfinite(loss.detach()).float()
+        if self.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        self.optimizer.zero_grad(set_to_none=True)
+        problem = None
+        if finite.item() != 1.0:
+            problem = "loss"
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            # The norm is needed anyway to catch inf/NaN gradients; max_norm inf leaves them unscaled.
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip or math.inf)
+            # Under fp16 an overflow is the scaler's business: it skips that update and lowers its scale.
+            if torch.isfinite(norm) or self.scaler.is_enabled():
+                self.scaler.step(self.optimizer)
+            else:
+                problem = "gradient"
+            self.scaler.update()
+        if problem is None:
+            progress.consecutive_bad = 0
+        else:
+            progress.skipped += 1
+            progress.consecutive_bad += 1
+            step = progress.step + 1
+            self.bar.write(f"step {step}: non-finite {problem}, update skipped (policy: {cfg.nonfinite})")
+            self.log({"step": step, "nonfinite": problem, "policy": cfg.nonfinite})
+            if cfg.nonfinite == "stop" or progress.consecutive_bad > cfg.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"non-finite {problem} at step {step} ({progress.consecutive_bad} in a row); the weights "
+                    f"were not updated and {self.out_dir / STATE_FILE} holds the last good checkpoint"
+                )
+            if cfg.nonfinite == "rollback":
+                self.model.load_state_dict(self.good_state["model"])
+                self.optimizer.load_state_dict(self.good_state["optimizer"])
+        self.scheduler.step()
+        progress.step += 1
+        return outputs, loss
+
+    def fit(self) -> dict[str, Any]:
+        """Run to ``total`` steps or a SIGINT/SIGTERM; returns the summary also written to ``summary.json``."""
+        cfg, progress = self.train_cfg, self.progress
+        sampler = StepSampler(progress.step, self.total, cfg.batch_size, self.rank, self.world)
+        loader = DataLoader(
+            self.dataset, batch_size=cfg.batch_size // self.world, sampler=sampler,
+            num_workers=self.config.data.workers, persistent_workers=self.config.data.workers > 0,
+        )  # fmt: skip
+        stop = _StopRequest()
+        self.bar = progress_bar(total=self.total, initial=progress.step, desc="train", unit="step",
+                                disable=not (self.show_progress and self.is_main))  # fmt: skip
+        last_checkpoint = time.monotonic()
+        window_start, window_samples = time.perf_counter(), 0
+        try:
+            for rainy, clean in loader:
+                rainy, clean = rainy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
+                outputs, loss = self.update(rainy, clean)
+                window_samples += rainy.shape[0] * self.world
+                self.bar.update()
+                if progress.step % cfg.log_every == 0 or progress.step == self.total:
+                    elapsed = time.perf_counter() - window_start
+                    pixels = window_samples * rainy.shape[-1] * rainy.shape[-2]
+                    record = {"step": progress.step, "loss": loss.item(), "lr": self.scheduler.get_last_lr()[0],
+                              "train_psnr_rgb": _psnr_rgb(outputs[-1], clean), "pixels_per_second": pixels / elapsed,
+                              **self.budget()}  # fmt: skip
+                    window_start, window_samples = time.perf_counter(), 0
+                    self.log(record)
+                    self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}")
+                if cfg.val_every and progress.step % cfg.val_every == 0 and progress.step < self.total:
+                    self.validate()
+                requested = torch.tensor(float(stop.signal is not None))
+                if self.world > 1:
+                    dist.all_reduce(requested, op=dist.ReduceOp.MAX)
+                if requested.item():
+                    progress.status = "interrupted"
+                    break
+                if time.monotonic() - last_checkpoint > cfg.checkpoint_minutes * 60:
+                    self.checkpoint()
+                    last_checkpoint = time.monotonic()
+            if progress.status == "finished":
+                self.validate()
+            self.checkpoint(final=True)
+            return self._summary(stop.signal)
+        finally:
+            stop.restore()
+            self.bar.close()
+            self.close()
+
+    def _summary(self, signal_number: int | None) -> dict[str, Any]:
+        fingerprints = _parameter_fingerprint(self.model)
+        identical = True
+        if self.world > 1:
+            gathered = [torch.zeros_like(fingerprints) for _ in range(self.world)]
+            dist.all_gather(gathered, fingerprints)
+            identical = all(torch.equal(g, gathered[0]) for g in gathered)
+        progress = self.progress
+        summary = {"status": progress.status, "step": progress.step, "total_steps": self.total,
+                   "best_val_psnr": progress.best, "skipped_steps": progress.skipped, "world_size": self.world,
+                   "ranks_identical": identical, "signal": signal_number, **self.budget()}  # fmt: skip
+        if self.is_main:
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def close(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def train(
     config: TrainingConfig, resume: bool = False, progress: bool = True, allow_changes: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -206,241 +518,4 @@ def train(
     A resume refuses (:class:`ConfigChangedError`) a config that differs from the saved one, except in
     :data:`RESUMABLE_CHANGES` and the keys named in ``allow_changes``.
     """
-    rank, world, local_rank = _distributed()
-    keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
-    device = _device(config.train.device, local_rank)
-    precision = resolve_precision(config.train.precision, device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    is_main = rank == 0
-    out_dir = Path(config.train.out_dir)
-    train_cfg = config.train
-
-    dataset, patches_per_epoch = _build_data(config)
-    total = train_cfg.steps or train_cfg.epochs * math.ceil(patches_per_epoch / train_cfg.batch_size)
-
-    torch.manual_seed(train_cfg.seed)  # the same initial weights on every process
-    model = create_model(config.model.variant, **config.model.overrides)
-    init_record = None
-    if config.model.init:
-        init_path = resolve_weights(config.model.init)
-        _, _, init_state, init_metadata = read_weights_file(init_path)
-        # Which file a fine-tune started from: a name's file may be replaced later (a newly shipped model).
-        init_record = {"step": 0, "init": config.model.init, "init_sha256": sha256_file(init_path),
-                       "init_step": init_metadata.get("step")}  # fmt: skip
-        load_state_dict_checked(model, init_state, source=f"model.init weights {config.model.init}")
-    elif get_variant(config.model.variant).arch == "sian":
-        release_init(model)
-    model.to(device).train()
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
-    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.precision == "fp16")
-    step, best = 0, -math.inf
-    # Training time summed over every resume, so a run spread over sessions reports its real budget.
-    wall_before, cpu_before = 0.0, 0.0
-    state = load_state(out_dir) if resume else None
-    if resume and state is None and is_main:
-        logger.info(f"no checkpoint in {out_dir}: starting a new run")
-    if state is not None:
-        changed = config_changes(state.get("config", {}), to_dict(config))
-        refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES and k not in allow_changes}
-        if refused:
-            lines = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
-            raise ConfigChangedError(
-                f"the config differs from the run saved in {out_dir}: {lines}. Resume with the saved config "
-                f"({out_dir / 'config.yaml'}), or allow the change with --allow-change KEY"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        step, best = int(state["step"]), float(state["best"])
-        wall_before, cpu_before = float(state.get("wall_seconds", 0.0)), float(state.get("cpu_seconds", 0.0))
-    elif is_main and not resume and (out_dir / "state.pt").exists():
-        raise FileExistsError(f"{out_dir} already holds a run: pass --resume to continue it, or pick another out_dir")
-    net = (
-        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if world > 1
-        else model
-    )
-
-    if is_main and out_dir.is_dir():  # temporary files of a run killed mid-write (SIGKILL skips cleanup)
-        for debris in out_dir.glob(".*.tmp*"):
-            debris.unlink(missing_ok=True)
-    val_set = build_validation_set(config.data) if is_main else None
-    writer = None
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(to_dict(config)), out_dir / "config.yaml")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(out_dir / "tb"), purge_step=step)
-        except ImportError:  # pragma: no cover - tensorboard is optional
-            writer = None
-    log_file = open(out_dir / "log.jsonl", "a") if is_main else None  # noqa: SIM115 (closed in finally)
-
-    wall_start, cpu_start = time.perf_counter(), time.process_time()
-
-    def budget() -> dict[str, float]:
-        return {"wall_seconds": wall_before + time.perf_counter() - wall_start,
-                "cpu_seconds": cpu_before + time.process_time() - cpu_start}  # fmt: skip
-
-    def log(record: dict[str, Any]) -> None:
-        if log_file is not None:
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-        if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
-                    writer.add_scalar(key, value, record["step"])
-
-    if init_record is not None and state is None:
-        log(init_record)
-    # Which precision ran from which step: a run resumed on other hardware may switch (train.precision=auto).
-    log({"step": step, "precision": precision.precision, "precision_reason": precision.reason})
-    if is_main:
-        logger.info(f"precision {precision.precision} ({precision.reason})")
-
-    def checkpoint(final: bool = False) -> None:
-        nonlocal good_state
-        good_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
-        if not is_main:
-            return
-        try:
-            write_checkpoint()
-        except OSError as exc:  # e.g. a full disk: the previous checkpoint is intact (atomic writes)
-            message = f"step {step}: could not write the checkpoint ({exc}); the previous one in {out_dir} is intact"
-            log({"step": step, "checkpoint_error": str(exc)})
-            if final:
-                raise CheckpointError(message) from exc
-            bar.write(message + "; training goes on and retries at the next interval")
-
-    def write_checkpoint() -> None:
-        arch = get_variant(config.model.variant).arch
-        save_weights(out_dir / "last.safetensors", model, arch, model.config, step=str(step))
-        save_state(out_dir, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "best": best, "rng": torch.get_rng_state(), "config": to_dict(config), **budget(),
-            "scaler": scaler.state_dict(),
-        })  # fmt: skip
-
-    def run_validation() -> None:
-        nonlocal best
-        if val_set is None or not is_main:
-            return
-        scores = validate(model, val_set, device)
-        log({"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
-             "val_stage_psnr": scores["val_stage_psnr"], **budget()})  # fmt: skip
-        if scores["val_psnr"] > best:
-            best = scores["val_psnr"]
-            save_weights(out_dir / "best.safetensors", model, get_variant(config.model.variant).arch,
-                         model.config, step=str(step), val_psnr=f"{best:.4f}")  # fmt: skip
-        bar.write(f"step {step}: val PSNR {scores['val_psnr']:.3f} dB (input {scores['val_input_psnr']:.3f}), "
-                  f"SSIM {scores['val_ssim']:.4f}")  # fmt: skip
-
-    sampler = StepSampler(step, total, train_cfg.batch_size, rank, world)
-    loader = DataLoader(
-        dataset, batch_size=train_cfg.batch_size // world, sampler=sampler, num_workers=config.data.workers,
-        persistent_workers=config.data.workers > 0,
-    )  # fmt: skip
-    stop = _StopRequest()
-    bar = progress_bar(total=total, initial=step, desc="train", unit="step", disable=not (progress and is_main))
-    last_checkpoint = time.monotonic()
-    skipped, consecutive_bad = 0, 0
-    # What "rollback" restores: the weights and optimizer state of the last checkpoint (or the start).
-    good_state = {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
-    status = "finished"
-    window_start, window_samples = time.perf_counter(), 0
-    try:
-        for rainy, clean in loader:
-            rainy, clean = rainy.to(device, non_blocking=True), clean.to(device, non_blocking=True)
-            outputs, loss = forward_loss(net, rainy, clean, train_cfg.loss, precision)
-            finite = torch.isfinite(loss.detach()).float()
-            if world > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            optimizer.zero_grad(set_to_none=True)
-            problem = None
-            if finite.item() != 1.0:
-                problem = "loss"
-            else:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                # The norm is needed anyway to catch inf/NaN gradients; max_norm inf leaves them unscaled.
-                norm = nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip or math.inf)
-                # Under fp16 an overflow is the scaler's business: it skips that update and lowers its scale.
-                if torch.isfinite(norm) or scaler.is_enabled():
-                    scaler.step(optimizer)
-                else:
-                    problem = "gradient"
-                scaler.update()
-            if problem is None:
-                consecutive_bad = 0
-            else:
-                skipped += 1
-                consecutive_bad += 1
-                bar.write(f"step {step + 1}: non-finite {problem}, update skipped (policy: {train_cfg.nonfinite})")
-                log({"step": step + 1, "nonfinite": problem, "policy": train_cfg.nonfinite})
-                if train_cfg.nonfinite == "stop" or consecutive_bad > train_cfg.max_nonfinite:
-                    raise NonFiniteLossError(
-                        f"non-finite {problem} at step {step + 1} ({consecutive_bad} in a row); the weights "
-                        f"were not updated and {out_dir / STATE_FILE} holds the last good checkpoint"
-                    )
-                if train_cfg.nonfinite == "rollback":
-                    model.load_state_dict(good_state["model"])
-                    optimizer.load_state_dict(good_state["optimizer"])
-            scheduler.step()
-            step += 1
-            window_samples += rainy.shape[0] * world
-            bar.update()
-            if step % train_cfg.log_every == 0 or step == total:
-                elapsed = time.perf_counter() - window_start
-                pixels = window_samples * rainy.shape[-1] * rainy.shape[-2]
-                psnr = _psnr_rgb(outputs[-1], clean)
-                record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                          "train_psnr_rgb": psnr, "pixels_per_second": pixels / elapsed, **budget()}  # fmt: skip
-                window_start, window_samples = time.perf_counter(), 0
-                log(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}")
-            if train_cfg.val_every and step % train_cfg.val_every == 0 and step < total:
-                run_validation()
-            requested = torch.tensor(float(stop.signal is not None))
-            if world > 1:
-                dist.all_reduce(requested, op=dist.ReduceOp.MAX)
-            if requested.item():
-                status = "interrupted"
-                break
-            if time.monotonic() - last_checkpoint > train_cfg.checkpoint_minutes * 60:
-                checkpoint()
-                last_checkpoint = time.monotonic()
-        if status == "finished":
-            run_validation()
-        checkpoint(final=True)
-        fingerprints = _parameter_fingerprint(model)
-        identical = True
-        if world > 1:
-            gathered = [torch.zeros_like(fingerprints) for _ in range(world)]
-            dist.all_gather(gathered, fingerprints)
-            identical = all(torch.equal(g, gathered[0]) for g in gathered)
-        summary = {"status": status, "step": step, "total_steps": total, "best_val_psnr": best,
-                   "skipped_steps": skipped, "world_size": world, "ranks_identical": identical,
-                   "signal": stop.signal, **budget()}  # fmt: skip
-        if is_main:
-            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
-    finally:
-        stop.restore()
-        bar.close()
-        if log_file is not None:
-            log_file.close()
-        if writer is not None:
-            writer.close()
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    return Trainer(config, resume, progress, allow_changes).fit()
