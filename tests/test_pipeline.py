@@ -122,3 +122,16 @@ def test_plan_outputs_never_overwrites_an_input_or_writes_one_file_twice(tmp_pat
     jobs, refused = plan_outputs([a, b, c], tmp_path, fmt="png")
     assert [s for s, _ in jobs] == [a] and [s for s, _ in refused] == [b, c]
     assert "also writes a.png" in refused[0][1] and "would replace an input" in refused[1][1]
+
+
+def test_one_device_rule_for_inference_and_training(monkeypatch):
+    """Issue 18: the device was chosen in two places (inference and the trainer) with two rules."""
+    from sian.inference import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="sees no CUDA device"):
+        resolve_device("cuda", index=1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", index=1) == torch.device("cuda", 1)  # a torchrun process's local rank
+    assert resolve_device("cuda:0", index=1) == torch.device("cuda", 0)  # a named GPU wins

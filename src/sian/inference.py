@@ -66,13 +66,20 @@ BYTES_PER_PIXEL = 2700
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when available, else CPU; asking for an absent CUDA is a clear error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(device: str | torch.device | None, index: int | None = None) -> torch.device:
+    """The device to run on, for inference and training alike.
+
+    ``None`` or ``"auto"`` means CUDA when available, else CPU; ``index`` picks the GPU (a torchrun
+    process's local rank) when none is named. Asking for an absent CUDA is a clear error.
+    """
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested, but this PyTorch build sees no CUDA device")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device} was requested, but this PyTorch build sees no CUDA device")
+        if device.index is None and index is not None:
+            device = torch.device("cuda", index)
     return device
 
 

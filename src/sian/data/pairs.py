@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io import IMAGE_EXTENSIONS
+from ..io import list_images
 
 __all__ = ["LAYOUTS", "DatasetLayoutError", "Pair", "PairSet", "detect_layout", "find_pairs"]
 
@@ -59,7 +59,7 @@ class PairSet:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return list_images(folder)
 
 
 def _natural_key(text: str) -> list:

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from ..data import Pair, find_pairs
-from ..io import IMAGE_EXTENSIONS, quantize, read_image, to_tensor
+from ..io import IMAGE_EXTENSIONS, list_images, quantize, read_image, to_tensor
 from ..synth import add_rain, sample_rain_params
 
 __all__ = [
@@ -64,7 +64,7 @@ def list_clean_images(folders: list[str], exclude: set[str] = frozenset(), min_s
         root = Path(folder)
         if not root.is_dir():
             raise FileNotFoundError(f"clean image folder not found: {root}")
-        files += sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem not in exclude)
+        files += [p for p in list_images(root, recursive=True) if p.stem not in exclude]
     if min_size:
         kept = []
         for path in files:

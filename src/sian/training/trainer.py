@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from .._allocator import keep_freed_memory
 from .._progress import progress_bar
 from ..hub import resolve_weights
+from ..inference import resolve_device
 from ..models import create_model, get_variant
 from ..precision import PrecisionChoice, autocast, resolve_precision
 from ..weights import load_state_dict_checked, read_weights_file, save_weights, sha256_file
@@ -153,16 +154,6 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda, but this PyTorch build sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 def _schedule(config: TrainingConfig, total: int):
     optim = config.optim
 
@@ -228,7 +219,7 @@ class Trainer:
         self.config, self.train_cfg = config, config.train
         self.rank, self.world, local_rank = _distributed()
         keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
-        self.device = _device(config.train.device, local_rank)
+        self.device = resolve_device(config.train.device, index=local_rank)
         self.precision = resolve_precision(config.train.precision, self.device)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
