@@ -64,3 +64,25 @@ def test_autocast_runs_convolutions_in_the_chosen_dtype_and_fp32_is_a_no_op():
         assert torch.nn.functional.conv2d(x, w).dtype == torch.bfloat16
     with autocast(resolve_precision("auto", CPU, features=AVX2_ONLY), CPU):
         assert torch.nn.functional.conv2d(x, w).dtype == torch.float32
+
+
+def test_derain_defaults_to_auto_and_picks_fp32_without_native_bf16(monkeypatch):
+    """Issue 16: the fast path by default, never a slow one by accident (features mocked)."""
+    import numpy as np
+
+    import sian
+    from sian.inference import Pipeline
+
+    model = sian.create_model("sian", channels=4, stages=2).eval()
+    monkeypatch.setattr(precision_module, "cpu_features", lambda: AVX2_ONLY)
+    assert Pipeline(model).precision.precision == "fp32"
+    monkeypatch.setattr(precision_module, "cpu_features", lambda: AMX)
+    pipeline = Pipeline(model)
+    assert pipeline.precision.precision == "bf16" and "AMX" in pipeline.describe()
+    calls = []
+    monkeypatch.setattr("sian.inference.autocast", lambda choice, device: calls.append(choice.precision)
+                        or torch.autocast(device.type, dtype=torch.bfloat16))  # fmt: skip
+    sian.derain(np.zeros((16, 20, 3), np.uint8), model=model)  # the Python API's default is auto too
+    assert calls == ["bf16"]
+    # Scores stay exact: validation and eval ask for fp32 whatever the CPU.
+    assert Pipeline(model, precision="fp32").precision.precision == "fp32"

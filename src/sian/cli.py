@@ -32,6 +32,7 @@ from .io import (
 )
 from .metrics import QUANTIZE_MODES, quantize
 from .models import get_variant, list_models
+from .precision import resolve_precision
 from .weights import WeightsError, read_weights_file
 
 app = typer.Typer(
@@ -138,7 +139,9 @@ def derain_command(
         int, typer.Option(help="Refuse larger images (decompression-bomb guard); 0: no limit.")
     ] = DEFAULT_MAX_PIXELS,
     backend: Annotated[str, typer.Option(help="torch, or onnx to run an exported --model FILE.onnx.")] = "torch",
-    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU).")
+    ] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite.
@@ -280,6 +283,7 @@ def serve_command(
     default_model: Annotated[str, typer.Option(help="Model used when a request names none.")] = DEFAULT_MODEL,
     max_upload_mb: Annotated[float, typer.Option(help="Refuse larger uploads (413).")] = 25.0,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (413).")] = 24_000_000,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where native, else fp32), fp32, bf16 or fp16.")] = "auto",
 ) -> None:
     """A local web page (drop a photo, compare before/after, download) and an HTTP API (POST /v1/derain)."""
     try:
@@ -288,9 +292,13 @@ def serve_command(
         from .serve import ServeConfig, create_app
     except ImportError as exc:
         raise _fail(f"sian serve needs the serve extra: pip install 'sian-derain[serve]' ({exc})") from None
-    config = ServeConfig(models=list(model or []), default_model=default_model,
+    if precision not in PRECISIONS:
+        raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    config = ServeConfig(models=list(model or []), default_model=default_model, precision=precision,
                          max_upload_bytes=int(max_upload_mb * 1024**2), max_pixels=max_pixels)  # fmt: skip
-    typer.echo(f"sian serve on http://{host}:{port}/  (API: POST /v1/derain, GET /v1/health)")
+    choice = resolve_precision(precision, resolve_device(None))
+    typer.echo(f"sian serve on http://{host}:{port}/  (API: POST /v1/derain, GET /v1/health); "
+               f"precision {choice.precision} ({choice.reason})")  # fmt: skip
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 

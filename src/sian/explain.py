@@ -87,7 +87,7 @@ def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None
         if getattr(level, "attention_conv", None) is not None:
             hooks.append(level.attention_conv.register_forward_hook(
                 lambda _m, _i, out, o=octave: captured["masks"].append((o, torch.sigmoid(out)))))  # fmt: skip
-    pipeline = Pipeline(model)
+    pipeline = Pipeline(model, precision="fp32")  # per-stage scores as `sian eval` computes them
     try:
         outputs = pipeline.stages(to_tensor(rainy))
     finally:

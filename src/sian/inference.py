@@ -121,8 +121,9 @@ class Pipeline:
         model: a loaded model (used as it is, on its own device), a registered weights name, a weight
             file, or an exported ONNX model (:class:`sian.export.OnnxModel`); ``None``: the default model.
         device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
-        precision: ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``auto`` (:mod:`sian.precision`): autocast of
-            the forward pass; results are float32. An ONNX model runs fp32 only.
+        precision: ``auto`` (bf16 where the hardware runs it natively, else fp32: :mod:`sian.precision`),
+            ``fp32``, ``bf16`` or ``fp16`` (CUDA): autocast of the forward pass; results are float32. An
+            ONNX model runs fp32. Benchmark scoring (``sian eval``, validation) asks for fp32.
         tile: derain in overlapping tiles of this size; ``None``: only images too large for ``memory_budget``.
         overlap: pixels shared (cross-faded) by neighbouring tiles.
         memory_budget: bytes of inference memory above which images are tiled automatically
@@ -135,7 +136,7 @@ class Pipeline:
         model: nn.Module | str | os.PathLike | None = None,
         *,
         device: str | torch.device | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         tile: int | None = None,
         overlap: int = DEFAULT_OVERLAP,
         memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
@@ -350,7 +351,7 @@ def derain(
     model: nn.Module | str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     quantization: Quantize = "round",
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> Any:
     """Derain one image (or a list): the same kind back, alpha, gray and 16-bit kept (:class:`Pipeline`).
 
@@ -361,7 +362,8 @@ def derain(
             weights name or a weight file (default: our shipped ``sian-synth-light``).
         device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
         quantization: how float outputs become integers.
-        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (:mod:`sian.precision`).
+        precision: ``auto`` (default: bf16 only where the hardware runs it natively), ``fp32``, ``bf16``
+            or ``fp16`` (:mod:`sian.precision`).
 
     Example:
         >>> from PIL import Image

@@ -41,6 +41,7 @@ class ServeConfig:
     max_upload_bytes: int = 25 * 1024**2
     max_pixels: int = 24_000_000
     tile: int | None = None
+    precision: str = "auto"  # sian.precision: bf16 where the hardware runs it natively, else fp32
 
 
 def available_models() -> list[str]:
@@ -80,7 +81,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             raise _Error(400, f"unknown model {name!r}; available: {', '.join(models)}")
         if name not in cache:
             try:
-                cache[name] = Pipeline(load_model(name), tile=config.tile)
+                cache[name] = Pipeline(load_model(name), tile=config.tile, precision=config.precision)
             except WeightsError as exc:
                 raise _Error(400, f"model {name!r} cannot be loaded: {exc}") from None
         return cache[name]

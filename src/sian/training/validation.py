@@ -77,7 +77,7 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict
     """Mean Y-PSNR/SSIM of the final stage, PSNR of every stage, and the rainy-input baseline."""
     was_training = model.training
     model.eval()
-    pipeline = Pipeline(model)  # fp32, whole images: validation scores what `sian eval` would
+    pipeline = Pipeline(model, precision="fp32")  # whole images in fp32: the score `sian eval` would give
     psnrs, ssims, inputs, stages = [], [], [], []
     for rainy, clean in zip(val.rainy, val.clean, strict=True):
         outputs = pipeline.stages(to_tensor(rainy))
