@@ -135,3 +135,52 @@ def test_one_device_rule_for_inference_and_training(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto", index=1) == torch.device("cuda", 1)  # a torchrun process's local rank
     assert resolve_device("cuda:0", index=1) == torch.device("cuda", 0)  # a named GPU wins
+
+
+class _Pointwise(torch.nn.Module):
+    """A flip-equivariant stand-in: any flip ensemble of it equals it."""
+
+    min_size = 1
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.8))
+
+    def forward(self, x, return_all=False):
+        out = x * self.scale + 0.01 * torch.arange(x.shape[-1], dtype=x.dtype)  # depends on the column
+        return [out] if return_all else out
+
+
+@pytest.mark.parametrize("tta", ["flip2", "flip4"])
+def test_flip_ensembles_flip_back_what_they_flip(tta):
+    x = torch.rand(1, 3, 9, 13)
+    plain = Pipeline(_Pointwise(), precision="fp32").tensor(x)
+    ensemble = Pipeline(_Pointwise(), precision="fp32", tta=tta).tensor(x)
+    # The column ramp is mirrored by a horizontal flip: flipped back and averaged it becomes symmetric.
+    ramp = 0.01 * torch.arange(13, dtype=x.dtype)
+    assert torch.allclose(ensemble, x * 0.8 + (ramp + ramp.flip(0)) / 2, atol=1e-6)
+    assert not torch.allclose(ensemble, plain)
+    with pytest.raises(ValueError, match="tta must be one of flip2, flip4"):
+        Pipeline(_Pointwise(), tta="rot8")
+
+
+def test_a_rotation_ensemble_loses_because_rain_has_a_direction():
+    """Issue 17: the x8 ensemble of super-resolution (90-degree rotations) is wrong for rain. Our shipped
+    model on the bundled example: a rotated input's streaks run sideways, and the model leaves them."""
+    from sian.demo import load_example
+    from sian.hub import load_model
+    from sian.io import to_tensor
+    from sian.metrics import psnr_y
+
+    rainy, clean = load_example()
+    rainy, clean = rainy[:192, 100:356], clean[:192, 100:356]
+    pipeline = Pipeline(load_model("sian-synth-light"), precision="fp32")
+    x = to_tensor(rainy)
+    plain = psnr_y(pipeline.quantize(pipeline.tensor(x)), clean)
+    turned = pipeline.tensor(torch.rot90(x, 1, (-2, -1)))
+    quarter = psnr_y(pipeline.quantize(torch.rot90(turned, -1, (-2, -1))), clean)
+    rotations = sum(torch.rot90(pipeline.tensor(torch.rot90(x, k, (-2, -1))), -k, (-2, -1)) for k in range(4)) / 4
+    rotated = psnr_y(pipeline.quantize(rotations), clean)
+    assert plain > psnr_y(rainy, clean) + 10  # the model works on upright rain (44.2 vs 28.1 dB)
+    assert quarter < psnr_y(rainy, clean) + 1  # ...and does nothing for sideways rain (28.0 dB)
+    assert rotated < plain - 5  # so averaging over rotations throws most of the gain away (33.7 dB)

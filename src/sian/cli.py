@@ -142,6 +142,9 @@ def derain_command(
     precision: Annotated[
         str, typer.Option(help="auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU).")
     ] = "auto",
+    tta: Annotated[
+        str | None, typer.Option(help="Self-ensemble: flip2 (image + mirror) or flip4 (+ vertical, both); slower.")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Derain images into OUTPUT; existing files are skipped unless --overwrite.
@@ -176,7 +179,7 @@ def derain_command(
     else:
         net = _load(model, device)
     try:
-        pipeline = Pipeline(net, precision=precision, tile=tile, overlap=tile_overlap,
+        pipeline = Pipeline(net, precision=precision, tile=tile, overlap=tile_overlap, tta=tta,
                             memory_budget=int(max_memory_gb * 1024**3), quantization=quantization)  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -335,6 +338,9 @@ def eval_command(
     tile: Annotated[int | None, typer.Option(help="Evaluate in tiles of this size (default: whole images).")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
+    tta: Annotated[
+        str | None, typer.Option(help="Self-ensemble: flip2 (image + mirror) or flip4 (+ vertical, both); slower.")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Mean Y-channel PSNR/SSIM of a model over a paired dataset, with the rainy-input baseline."""
@@ -364,7 +370,8 @@ def eval_command(
         bar.update()
 
     try:
-        evaluate(net, pairs, quantization, on_row=progress, tile=tile, overlap=tile_overlap, precision=precision)
+        evaluate(net, pairs, quantization, on_row=progress, tile=tile, overlap=tile_overlap, precision=precision,
+                 tta=tta)  # fmt: skip
     except (ImageReadError, ValueError) as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -379,7 +386,7 @@ def eval_command(
     device_name = str(next(net.parameters()).device)
     report.say(f"{summary.images} images, {summary.seconds_per_image:.2f} s per image on {device_name}")
     report.result({"model": model, "data": str(data), "layout": pairset.layout, "quantize": quantization,
-                   "precision": precision, "device": device_name, "summary": asdict(summary),
+                   "precision": precision, "tta": tta, "device": device_name, "summary": asdict(summary),
                    "images": [asdict(r) for r in rows]})  # fmt: skip
 
 

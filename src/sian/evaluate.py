@@ -48,6 +48,7 @@ def evaluate(
     tile: int | None = None,
     overlap: int = 64,
     precision: str = "fp32",
+    tta: str | None = None,
 ) -> list[EvalRow]:
     """Derain every pair's rainy image and score it (and the rainy input) against the clean one.
 
@@ -55,7 +56,7 @@ def evaluate(
     A :class:`~sian.inference.Pipeline` given as ``model`` is used as it is (its own tiling and precision).
     """
     pipeline = model if isinstance(model, Pipeline) else Pipeline(
-        model, precision=precision, tile=tile, overlap=overlap, memory_budget=None, quantization=quantization
+        model, precision=precision, tile=tile, overlap=overlap, memory_budget=None, quantization=quantization, tta=tta
     )  # fmt: skip
     rows = []
     for pair in pairs:

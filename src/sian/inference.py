@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_MODEL",
     "PRECISIONS",
+    "TTA_FLIPS",
     "FileOutcome",
     "Pipeline",
     "auto_tile",
@@ -59,6 +60,12 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
+
+# Self-ensembles: the flips (tensor dims) whose outputs are averaged, each flipped back.
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "flip2": ((), (-1,)),
+    "flip4": ((), (-1,), (-2,), (-2, -1)),
+}
 
 # Peak inference memory per pixel of a whole image (float32, CPU), from `sian bench` (2026-11-24:
 # SIAN 969 MB at 481x321, 3046 MB at 1280x720 -> 2.7 kB per extra pixel); PReNet needs less.
@@ -129,6 +136,10 @@ class Pipeline:
         memory_budget: bytes of inference memory above which images are tiled automatically
             (``None``: never tile unless ``tile`` is given; benchmark scores use whole images).
         quantization: ``round`` (half up) or ``floor``, for every integer result.
+        tta: self-ensemble: ``flip2`` averages the outputs for the image and its mirror image, ``flip4``
+            also the vertical and the double flip, each output flipped back (:data:`TTA_FLIPS`). Rotations
+            are not offered: rain streaks have a direction, and a model trained on near-vertical streaks
+            does not remove horizontal ones (``tests/test_pipeline.py`` pins it).
     """
 
     def __init__(
@@ -141,7 +152,11 @@ class Pipeline:
         overlap: int = DEFAULT_OVERLAP,
         memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
         quantization: Quantize = "round",
+        tta: str | None = None,
     ):
+        if tta is not None and tta not in TTA_FLIPS:
+            raise ValueError(f"tta must be one of {', '.join(TTA_FLIPS)} (or None), got {tta!r}")
+        self.tta = tta
         self.model = model if isinstance(model, nn.Module) else resolve_model(model, resolve_device(device))
         self.device = _model_device(self.model)
         self.precision = resolve_precision(precision, self.device)
@@ -159,8 +174,9 @@ class Pipeline:
         return int(getattr(self.model, "min_size", 1))
 
     def describe(self) -> str:
-        """One line for logs and ``--verbose``: model device, precision and why."""
-        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason})"
+        """One line for logs and ``--verbose``: model device, precision and why, self-ensemble."""
+        ensemble = f", {self.tta} self-ensemble" if self.tta else ""
+        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}"
 
     # -- tensors -------------------------------------------------------------------------------------------
 
@@ -184,10 +200,20 @@ class Pipeline:
         tile = self.tile
         if tile is None and self.memory_budget is not None:
             tile = auto_tile(rainy.shape[-2], rainy.shape[-1], self.memory_budget)
-        run = lambda batch: self._forward(batch, return_all=False)  # noqa: E731
+        run = self._ensemble if self.tta else lambda batch: self._forward(batch, return_all=False)
         if tile is None:
             return run(rainy)
         return tiled_apply(run, rainy.to(self.device), tile, self.overlap, align=self.min_size)
+
+    def _ensemble(self, batch: Tensor) -> Tensor:
+        """The mean of the model's outputs over the flips of :attr:`tta`, each flipped back."""
+        total = None
+        for dims in TTA_FLIPS[self.tta]:
+            flipped = batch.flip(dims) if dims else batch
+            out = self._forward(flipped, return_all=False)
+            out = out.flip(dims) if dims else out
+            total = out if total is None else total + out
+        return total / len(TTA_FLIPS[self.tta])
 
     @torch.inference_mode()
     def stages(self, rainy: Tensor) -> list[Tensor]:
@@ -352,6 +378,7 @@ def derain(
     device: str | torch.device | None = None,
     quantization: Quantize = "round",
     precision: str = "auto",
+    tta: str | None = None,
 ) -> Any:
     """Derain one image (or a list): the same kind back, alpha, gray and 16-bit kept (:class:`Pipeline`).
 
@@ -364,6 +391,7 @@ def derain(
         quantization: how float outputs become integers.
         precision: ``auto`` (default: bf16 only where the hardware runs it natively), ``fp32``, ``bf16``
             or ``fp16`` (:mod:`sian.precision`).
+        tta: ``flip2`` or ``flip4`` self-ensemble (:class:`Pipeline`).
 
     Example:
         >>> from PIL import Image
@@ -372,4 +400,4 @@ def derain(
         >>> derain(Image.fromarray(rainy[:64, :64]).convert("RGBA")).mode
         'RGBA'
     """
-    return Pipeline(model, device=device, quantization=quantization, precision=precision)(image)
+    return Pipeline(model, device=device, quantization=quantization, precision=precision, tta=tta)(image)
