@@ -191,3 +191,39 @@ def test_quiet_prints_nothing_but_errors(tmp_path, tiny_model):
                                  "--model", str(tiny_model)])  # fmt: skip
     assert result.exit_code == 1 and result.stdout == ""
     assert "bad.png" in result.stderr and (tmp_path / "out" / "a.png").is_file()
+
+
+def test_torchrun_splits_a_folder_writes_each_output_once_and_resumes(tmp_path, tiny_model):
+    """Issue 17: `torchrun --nproc_per_node=2 -m sian derain` on CPU (gloo) equals one process, byte for byte."""
+    import os
+    import subprocess
+    import sys
+
+    for i in range(5):
+        write_png(tmp_path / "in" / f"img{i}.png", i)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same threads per process in both runs
+
+    def derain(out, *extra, processes=2):
+        launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+                    if processes > 1 else [sys.executable])  # fmt: skip
+        args = [*launcher, "-m", "sian", "derain", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model),
+                "--precision", "fp32", "--json", str(tmp_path / f"{out.name}.json"), *extra]  # fmt: skip
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+
+    together = derain(tmp_path / "two")
+    assert together.returncode == 0, together.stderr
+    report = json.loads((tmp_path / "two.json").read_text())
+    outputs = [Path(w["output"]).name for w in report["written"]]
+    assert sorted(outputs) == [f"img{i}.png" for i in range(5)] and len(set(outputs)) == 5  # each exactly once
+    assert [len(r["written"]) for r in report["ranks"]] == [3, 2] and "rank 1: 2 written" in together.stdout
+    alone = derain(tmp_path / "one", processes=1)
+    assert alone.returncode == 0, alone.stderr
+    for name in outputs:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    # Interrupted job: missing outputs are made, existing ones skipped; a bad file on any rank fails the job.
+    (tmp_path / "two" / "img1.png").unlink()
+    (tmp_path / "in" / "img5.png").write_bytes(b"not an image")
+    again = derain(tmp_path / "two")
+    report = json.loads((tmp_path / "two.json").read_text())
+    assert again.returncode != 0 and [Path(w["output"]).name for w in report["written"]] == ["img1.png"]
+    assert len(report["skipped"]) == 4 and [Path(f["input"]).name for f in report["failed"]] == ["img5.png"]

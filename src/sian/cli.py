@@ -16,12 +16,13 @@ import torch
 import typer
 
 from ._atomic import atomic_path
+from ._dist import gather_outcomes, join_group, leave_group, placement
 from ._progress import progress_bar
 from .convert import import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, summarize, write_csv
 from .hub import WEIGHTS, download_weights, load_model, weights_dir
-from .inference import DEFAULT_MODEL, PRECISIONS, Pipeline, plan_outputs, resolve_device
+from .inference import DEFAULT_MODEL, PRECISIONS, Pipeline, plan_outputs, resolve_device, shard
 from .io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -94,9 +95,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(model: str, device: str | None):
+def _load(model: str, device: str | None, index: int | None = None):
     try:
-        dev = resolve_device(device)
+        dev = resolve_device(device, index=index)
         return load_model(model, device=dev)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -165,6 +166,8 @@ def derain_command(
     if output.exists() and not output.is_dir():
         raise _fail(f"--output {output} exists and is not a folder")
     jobs, failures = plan_outputs(files, output, suffix, fmt)
+    # Under torchrun every process takes its share of the files (rank r: jobs r, r + N, ...), on its own GPU.
+    where = placement()
     if backend == "onnx":
         if not model.lower().endswith(".onnx"):
             raise _fail(
@@ -177,18 +180,20 @@ def derain_command(
         except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
             raise _fail(f"cannot load {model} with onnxruntime: {exc}") from None
     else:
-        net = _load(model, device)
+        net = _load(model, device, index=where.local_rank)
     try:
         pipeline = Pipeline(net, precision=precision, tile=tile, overlap=tile_overlap, tta=tta,
                             memory_budget=int(max_memory_gb * 1024**3), quantization=quantization)  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    report = _Report(json_out)
+    join_group(where, pipeline.device)
+    report = _Report(json_out if where.is_main else None)
     log.debug(f"derain with {model}: {pipeline.describe()}")
-    written, skipped, notes = [], [], []
+    mine = shard(jobs, where.rank, where.world)
+    written, skipped, notes, mine_failed = [], [], [], []
     start = time.perf_counter()
-    bar = progress_bar(total=len(jobs), desc="derain", unit="img")
-    for outcome in pipeline.derain_files(jobs, overwrite=overwrite, max_pixels=max_pixels or None):
+    bar = progress_bar(total=len(mine), desc="derain", unit="img", disable=not where.is_main)
+    for outcome in pipeline.derain_files(mine, overwrite=overwrite, max_pixels=max_pixels or None):
         bar.update()
         if outcome.status == "written":
             written.append(outcome)
@@ -196,21 +201,35 @@ def derain_command(
         elif outcome.status == "skipped":
             skipped.append(outcome.target)
         else:
-            failures.append((outcome.source, outcome.error))
+            mine_failed.append((outcome.source, outcome.error))
     bar.close()
     seconds = time.perf_counter() - start
-    report.say(f"derained {len(written)} image(s) into {output} in {seconds:.1f} s with {model} "
-               f"({pipeline.describe()})")  # fmt: skip
-    for path, note in notes:
-        typer.secho(f"note: {path.name}: {note}", fg=typer.colors.YELLOW, err=True)
-    if skipped:
-        report.say(f"skipped {len(skipped)} existing output(s) (pass --overwrite to replace): "
-                   + ", ".join(p.name for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))  # fmt: skip
-    report.result({
-        "model": model, "precision": pipeline.precision.precision, "seconds": seconds,
+    ranks = gather_outcomes(where, {
+        "rank": where.rank, "seconds": seconds, "skipped": [str(p) for p in skipped],
         "written": [{"input": str(o.source), "output": str(o.target), "seconds": o.seconds, "notes": o.notes}
                     for o in written],
-        "skipped": [str(p) for p in skipped], "failed": [{"input": str(p), "error": e} for p, e in failures],
+        "failed": [{"input": str(p), "error": e} for p, e in mine_failed],
+    })  # fmt: skip
+    leave_group()
+    failures += [(Path(f["input"]), f["error"]) for r in ranks for f in r["failed"]]
+    if not where.is_main:  # rank 0 reports for all; every rank exits with the job's status
+        raise typer.Exit(1 if failures else 0)
+    n_written, skipped_all = sum(len(r["written"]) for r in ranks), [p for r in ranks for p in r["skipped"]]
+    report.say(f"derained {n_written} image(s) into {output} in {seconds:.1f} s with {model} "
+               f"({pipeline.describe()})")  # fmt: skip
+    if where.world > 1:
+        report.say("per process: " + ", ".join(f"rank {r['rank']}: {len(r['written'])} written, "
+                                                 f"{len(r['skipped'])} skipped, {len(r['failed'])} failed"
+                                                 for r in ranks))  # fmt: skip
+    for path, note in notes:
+        typer.secho(f"note: {path.name}: {note}", fg=typer.colors.YELLOW, err=True)
+    if skipped_all:
+        names = ", ".join(Path(p).name for p in skipped_all[:10]) + (" ..." if len(skipped_all) > 10 else "")
+        report.say(f"skipped {len(skipped_all)} existing output(s) (pass --overwrite to replace): {names}")
+    report.result({
+        "model": model, "precision": pipeline.precision.precision, "seconds": seconds, "processes": where.world,
+        "written": [w for r in ranks for w in r["written"]], "skipped": skipped_all,
+        "failed": [{"input": str(p), "error": e} for p, e in failures], "ranks": ranks,
     })  # fmt: skip
     _exit_on_failures(failures)
 

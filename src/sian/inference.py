@@ -57,6 +57,7 @@ __all__ = [
     "plan_outputs",
     "resolve_device",
     "resolve_model",
+    "shard",
 ]
 
 DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
@@ -320,6 +321,17 @@ def plan_outputs(
             taken.add(target)
             jobs.append((path, target))
     return jobs, refused
+
+
+def shard(jobs: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """Process ``rank``'s share of ``jobs`` among ``world`` processes: jobs ``rank, rank + world, ...``.
+    Every job goes to exactly one process, and a resumed run (same inputs) gives each the same share.
+
+    Example:
+        >>> shard(list("abcde"), 0, 2), shard(list("abcde"), 1, 2)
+        (['a', 'c', 'e'], ['b', 'd'])
+    """
+    return list(jobs[rank::world])
 
 
 def _prefetched(items: Sequence, load: Callable[[Any], Any]) -> Iterator[Any]:

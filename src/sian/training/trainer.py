@@ -19,7 +19,6 @@ import copy
 import json
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -35,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .._allocator import keep_freed_memory
+from .._dist import join_group, leave_group, placement
 from .._progress import progress_bar
 from ..hub import resolve_weights
 from ..inference import resolve_device
@@ -149,11 +149,6 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _distributed() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def _schedule(config: TrainingConfig, total: int):
     optim = config.optim
 
@@ -217,12 +212,12 @@ class Trainer:
         self, config: TrainingConfig, resume: bool = False, progress: bool = True, allow_changes: tuple[str, ...] = ()
     ):
         self.config, self.train_cfg = config, config.train
-        self.rank, self.world, local_rank = _distributed()
+        where = placement()
+        self.rank, self.world, local_rank = where.rank, where.world, where.local_rank
         keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
         self.device = resolve_device(config.train.device, index=local_rank)
         self.precision = resolve_precision(config.train.precision, self.device)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        join_group(where, self.device)
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.is_main = self.rank == 0
@@ -497,8 +492,8 @@ class Trainer:
             self.log_file.close()
         if self.writer is not None:
             self.writer.close()
-        if self.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        if self.world > 1:
+            leave_group()
 
 
 def train(
