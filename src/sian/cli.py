@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -22,11 +23,12 @@ from .convert import import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, summarize, write_csv
 from .hub import WEIGHTS, download_weights, load_model, weights_dir
-from .inference import DEFAULT_MODEL, PRECISIONS, Pipeline, plan_outputs, resolve_device, shard
+from .inference import DEFAULT_MODEL, PRECISIONS, FileOutcome, Pipeline, plan_outputs, resolve_device, shard
 from .io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
     expand_inputs,
+    is_video,
     read_image,
     to_tensor,
     write_image,
@@ -146,9 +148,12 @@ def derain_command(
     tta: Annotated[
         str | None, typer.Option(help="Self-ensemble: flip2 (image + mirror) or flip4 (+ vertical, both); slower.")
     ] = None,
+    video_crf: Annotated[
+        int, typer.Option(help="H.264 quality of derained videos: 17 visually lossless, 0 lossless.")
+    ] = 17,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
-    """Derain images into OUTPUT; existing files are skipped unless --overwrite.
+    """Derain images (and videos) into OUTPUT; existing files are skipped unless --overwrite.
 
     Grayscale, palette, RGBA (alpha kept), CMYK, 16-bit PNG/TIFF (kept 16-bit) and EXIF-rotated photos
     are handled; a file that cannot be read is reported and the batch goes on; exit status 1 if any failed.
@@ -192,9 +197,14 @@ def derain_command(
     mine = shard(jobs, where.rank, where.world)
     written, skipped, notes, mine_failed = [], [], [], []
     start = time.perf_counter()
-    bar = progress_bar(total=len(mine), desc="derain", unit="img", disable=not where.is_main)
-    for outcome in pipeline.derain_files(mine, overwrite=overwrite, max_pixels=max_pixels or None):
-        bar.update()
+    videos = [job for job in mine if is_video(job[0])]
+    images = [job for job in mine if not is_video(job[0])]
+    bar = progress_bar(total=len(images), desc="derain", unit="img", disable=not where.is_main or not images)
+    outcomes = pipeline.derain_files(images, overwrite=overwrite, max_pixels=max_pixels or None)
+    videos_done = (_derain_video(pipeline, s, t, overwrite, video_crf) for s, t in videos)
+    for outcome in itertools.chain(outcomes, videos_done):
+        if not is_video(outcome.source):
+            bar.update()
         if outcome.status == "written":
             written.append(outcome)
             notes += [(outcome.source, note) for note in outcome.notes]
@@ -232,6 +242,23 @@ def derain_command(
         "failed": [{"input": str(p), "error": e} for p, e in failures], "ranks": ranks,
     })  # fmt: skip
     _exit_on_failures(failures)
+
+
+def _derain_video(pipeline: Pipeline, source: Path, target: Path, overwrite: bool, crf: int) -> FileOutcome:
+    """One video through :func:`sian.video.derain_video`, as a :class:`FileOutcome`, with a frame counter."""
+    if target.exists() and not overwrite:
+        return FileOutcome(source, target, "skipped")
+    from .video import VideoError, derain_video
+
+    bar = progress_bar(desc=source.name, unit="frame")
+    try:
+        report = derain_video(source, target, pipeline, crf=crf, overwrite=overwrite, on_frames=bar.update)
+    except (VideoError, ValueError, OSError, RuntimeError) as exc:
+        return FileOutcome(source, target, "failed", str(exc))
+    finally:
+        bar.close()
+    note = f"{report.frames} frames at {float(report.rate):g} fps, {report.audio_streams} audio stream(s) copied"
+    return FileOutcome(source, target, "written", notes=[note], seconds=report.seconds)
 
 
 @app.command("demo")

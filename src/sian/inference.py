@@ -34,6 +34,7 @@ from .io import (
     Picture,
     Quantize,
     from_tensor,
+    is_video,
     picture_from_pil,
     quantize,
     read_picture,
@@ -303,16 +304,17 @@ class Pipeline:
 def plan_outputs(
     files: Sequence[Path], output: Path, suffix: str = "", fmt: str = "png"
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """``(source, target)`` jobs for deraining ``files`` into the folder ``output`` as ``STEM{suffix}.{fmt}``,
-    and the inputs refused with the reason: two inputs that would write one file, or an output that
-    would replace an input (an input is never overwritten).
+    """``(source, target)`` jobs for deraining ``files`` into the folder ``output`` as ``STEM{suffix}.{fmt}``
+    (a video keeps its container: ``STEM{suffix}.mp4``), and the inputs refused with the reason: two
+    inputs that would write one file, or an output that would replace an input (never overwritten).
     """
     jobs: list[tuple[Path, Path]] = []
     refused: list[tuple[Path, str]] = []
     inputs = {Path(f).resolve() for f in files}
     taken: set[Path] = set()
     for path in files:
-        target = (output / f"{path.stem}{suffix}.{fmt}").resolve()
+        extension = path.suffix.lower().lstrip(".") if is_video(path) else fmt
+        target = (output / f"{path.stem}{suffix}.{extension}").resolve()
         if target in taken:
             refused.append((path, f"another input also writes {target.name}; rename one or derain them separately"))
         elif target in inputs:

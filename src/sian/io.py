@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "QUANTIZE_MODES",
+    "VIDEO_EXTENSIONS",
     "ImageReadError",
     "ImageTooLargeError",
     "Picture",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_picture",
     "expand_inputs",
     "from_tensor",
+    "is_video",
     "list_images",
     "picture_from_pil",
     "quantize",
@@ -44,6 +46,7 @@ __all__ = [
 Quantize = Literal["round", "floor"]
 QUANTIZE_MODES: tuple[str, ...] = ("round", "floor")
 
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")  # derained by sian.video
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 # Refuse images above this many pixels unless the caller raises the limit: a small compressed file can
@@ -393,11 +396,17 @@ def from_tensor(image: Tensor) -> np.ndarray:
     return image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
 
 
-def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """The image files in ``folder`` (by extension), sorted; with ``recursive``, in its subfolders too."""
+def list_images(folder: str | os.PathLike, recursive: bool = False, videos: bool = False) -> list[Path]:
+    """The image files in ``folder`` (by extension), sorted; with ``recursive``, in its subfolders too;
+    with ``videos``, video files as well."""
     folder = Path(folder)
     candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    kinds = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
+    return sorted(p for p in candidates if p.is_file() and p.suffix.lower() in kinds)
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
@@ -406,7 +415,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = list_images(path)
+            found = list_images(path, videos=True)
         elif path.exists():
             found = [path]
         else:
