@@ -12,7 +12,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import torch
 import typer
 
@@ -294,9 +293,8 @@ def explain_command(
     overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
 ) -> None:
     """One PNG figure and one self-contained HTML page: input, every stage, rain layer, attention, DoG pyramid."""
-    from PIL import Image
 
-    from .explain import explain, render_figure, render_html
+    from .explain import explain, render_figure, render_html, shrink_to
 
     targets = [output / f"{image.stem}_explain.png", output / f"{image.stem}_explain.html"]
     existing = [t for t in targets if t.exists()]
@@ -309,12 +307,9 @@ def explain_command(
         raise _fail(str(exc)) from None
     if clean is not None and clean.shape != rainy.shape:
         raise _fail(f"--gt is {clean.shape[1]}x{clean.shape[0]} but the image is {rainy.shape[1]}x{rainy.shape[0]}")
-    scale = max_side / max(rainy.shape[:2])
-    if scale < 1:
-        size = (max(1, round(rainy.shape[1] * scale)), max(1, round(rainy.shape[0] * scale)))
-        rainy = np.asarray(Image.fromarray(rainy).resize(size, Image.Resampling.LANCZOS))
-        clean = None if clean is None else np.asarray(Image.fromarray(clean).resize(size, Image.Resampling.LANCZOS))
-        typer.echo(f"downscaled to {size[0]}x{size[1]} for the explanation (--max-side {max_side})")
+    rainy, clean, scaled = shrink_to(rainy, clean, max_side)
+    if scaled:
+        typer.echo(f"downscaled to {rainy.shape[1]}x{rainy.shape[0]} for the explanation (--max-side {max_side})")
     net = _load(model, "cpu")
     result = explain(net, rainy, clean)
     render_figure(result, targets[0])

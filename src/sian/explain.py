@@ -25,7 +25,7 @@ from .inference import Pipeline
 from .io import to_tensor
 from .metrics import quantize, score_y
 
-__all__ = ["Explanation", "Panel", "explain", "rain_layer", "render_figure", "render_html"]
+__all__ = ["Explanation", "Panel", "explain", "rain_layer", "render_figure", "render_html", "shrink_to"]
 
 
 @dataclass
@@ -64,6 +64,27 @@ def rain_layer(rainy: torch.Tensor, derained: torch.Tensor) -> np.ndarray:
     """
     rain = (rainy.float().cpu() - derained.float().cpu())[0].clamp(min=0).mean(0).numpy()
     return _normalise(rain)
+
+
+def shrink_to(rainy: np.ndarray, clean: np.ndarray | None, max_side: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Downscale (Lanczos) an image and its reference so the longest side is at most ``max_side``:
+    an explanation shows every stage and map of the image, which at full size would be tens of panels of
+    megapixels. Returns the images and whether they were scaled.
+
+    Example:
+        >>> small, _, scaled = shrink_to(np.zeros((300, 200, 3), np.uint8), None, 150)
+        >>> small.shape, scaled
+        ((150, 100, 3), True)
+    """
+    scale = max_side / max(rainy.shape[:2])
+    if scale >= 1:
+        return rainy, clean, False
+    size = (max(1, round(rainy.shape[1] * scale)), max(1, round(rainy.shape[0] * scale)))
+
+    def resize(image: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+    return resize(rainy), None if clean is None else resize(clean), True
 
 
 @torch.inference_mode()
