@@ -139,3 +139,18 @@ def test_page_in_headless_chromium_uploads_shows_and_downloads(tiny_weights, tmp
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_uploads_are_decoded_in_memory_never_written_to_disk(client, monkeypatch):
+    """Issue 18: every upload was written to a temporary file to be read back."""
+    import tempfile
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("the server touched the disk for an upload")
+
+    for name in ("TemporaryDirectory", "NamedTemporaryFile", "mkstemp", "mkdtemp"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    response = client.post("/v1/derain", files={"image": ("rain.png", png_bytes(), "image/png")})
+    assert response.status_code == 200, response.text
+    bad = client.post("/v1/derain", files={"image": ("notes.png", b"not an image at all", "image/png")})
+    assert bad.status_code == 415 and "notes.png" in bad.json()["error"]
