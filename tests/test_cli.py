@@ -227,3 +227,41 @@ def test_torchrun_splits_a_folder_writes_each_output_once_and_resumes(tmp_path, 
     report = json.loads((tmp_path / "two.json").read_text())
     assert again.returncode != 0 and [Path(w["output"]).name for w in report["written"]] == ["img1.png"]
     assert len(report["skipped"]) == 4 and [Path(f["input"]).name for f in report["failed"]] == ["img5.png"]
+
+
+@pytest.mark.parametrize("fault", ["disk_full_on_the_second_file", "folder_not_writable"])
+def test_write_failures_are_reported_per_file_and_leave_no_partial_file(tmp_path, tiny_model, monkeypatch, fault):
+    """Issue 19: a full disk mid-batch, or an output folder that cannot be written (simulated at the write
+    call: permission bits do not stop root) gives a clear error per file and no partial file."""
+    import errno
+
+    for i in range(3):
+        write_png(tmp_path / "in" / f"img{i}.png", i)
+    writes = []
+    real_write = Path.write_bytes
+
+    def faulty_write(self, data):
+        if not self.name.startswith(".img"):  # only the outputs' temporary files
+            return real_write(self, data)
+        writes.append(self.name)
+        if fault == "folder_not_writable":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        if len(writes) == 2:  # the disk fills while the second output is written
+            real_write(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", faulty_write)
+    result = runner.invoke(app, ["derain", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                 "--model", str(tiny_model), "--json", str(tmp_path / "report.json")])  # fmt: skip
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert result.exit_code == 1
+    if fault == "disk_full_on_the_second_file":
+        assert [Path(w["output"]).name for w in report["written"]] == ["img0.png", "img2.png"]
+        assert [Path(f["input"]).name for f in report["failed"]] == ["img1.png"]
+        assert "No space left on device" in report["failed"][0]["error"] and "img1.png" in result.output
+    else:
+        assert report["written"] == [] and len(report["failed"]) == 3
+        assert all("Permission denied" in f["error"] for f in report["failed"])
+    leftovers = sorted(p.name for p in (tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
+    assert leftovers == [Path(w["output"]).name for w in report["written"]]  # no temporary or partial file
