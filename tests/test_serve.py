@@ -154,3 +154,54 @@ def test_uploads_are_decoded_in_memory_never_written_to_disk(client, monkeypatch
     assert response.status_code == 200, response.text
     bad = client.post("/v1/derain", files={"image": ("notes.png", b"not an image at all", "image/png")})
     assert bad.status_code == 415 and "notes.png" in bad.json()["error"]
+
+
+def test_a_token_guards_the_api_in_constant_time_and_health_stays_open(tiny_weights, caplog):
+    """Issue 19: with a token every /v1/ request but health needs it; ids and one access line per request."""
+    import logging
+
+    config = ServeConfig(models=[tiny_weights], default_model=tiny_weights, token="s3cret")
+    client = TestClient(create_app(config))
+    upload = {"image": ("rain.png", png_bytes(), "image/png")}
+    assert client.get("/v1/health").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+        refused = client.post("/v1/derain", files=upload, headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert client.get("/v1/models").status_code == 401
+    with caplog.at_level(logging.INFO, logger="sian.serve.access"):
+        ok = client.post("/v1/derain", files=upload, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and len(ok.headers["x-request-id"]) == 12
+    line = next(r.getMessage() for r in caplog.records if r.name == "sian.serve.access")
+    fields = line.split()
+    assert fields[:4] == [ok.headers["x-request-id"], "POST", "/v1/derain", "200"]
+    assert fields[4] == str(len(ok.content)) and line.endswith(f"model={tiny_weights}")
+    assert "rain.png" not in line  # no upload content or names in the log
+
+
+def test_no_cors_unless_configured(tiny_weights):
+    origin = {"Origin": "https://elsewhere.example"}
+    plain = TestClient(create_app(ServeConfig(models=[tiny_weights], default_model=tiny_weights)))
+    assert "access-control-allow-origin" not in plain.get("/v1/models", headers=origin).headers
+    open_to = ServeConfig(models=[tiny_weights], default_model=tiny_weights, cors_origins=[origin["Origin"]])
+    allowed = TestClient(create_app(open_to)).get("/v1/models", headers=origin)
+    assert allowed.headers["access-control-allow-origin"] == origin["Origin"]
+
+
+def test_a_non_loopback_address_needs_a_token_or_an_explicit_no_auth(monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from sian.cli import app
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: started.append(kwargs["host"]))
+    monkeypatch.delenv("SIAN_TOKEN", raising=False)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert refused.exit_code == 2 and "--token" in refused.output and "--no-auth" in refused.output
+    assert started == []
+    open_to_all = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--no-auth"])
+    assert open_to_all.exit_code == 0 and "anyone who can reach 0.0.0.0" in open_to_all.output
+    assert runner.invoke(app, ["serve", "--host", "0.0.0.0"], env={"SIAN_TOKEN": "t"}).exit_code == 0
+    assert runner.invoke(app, ["serve"]).exit_code == 0  # loopback: no token needed
+    assert started == ["0.0.0.0", "0.0.0.0", "127.0.0.1"]

@@ -328,21 +328,43 @@ def serve_command(
     max_upload_mb: Annotated[float, typer.Option(help="Refuse larger uploads (413).")] = 25.0,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (413).")] = 24_000_000,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native, else fp32), fp32, bf16 or fp16.")] = "auto",
+    token: Annotated[
+        str | None, typer.Option(envvar="SIAN_TOKEN", help="Require 'Authorization: Bearer TOKEN' on the API.")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option(help="Serve a non-loopback address without a token (anyone may use it).")
+    ] = False,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="A browser origin allowed to call the API.")] = None,
 ) -> None:
     """A local web page (drop a photo, compare before/after, download) and an HTTP API (POST /v1/derain)."""
     try:
         import uvicorn
 
-        from .serve import ServeConfig, create_app
+        from .serve import ServeConfig, create_app, is_loopback
     except ImportError as exc:
         raise _fail(f"sian serve needs the serve extra: pip install 'sian-derain[serve]' ({exc})") from None
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    config = ServeConfig(models=list(model or []), default_model=default_model, precision=precision,
+    origins = list(cors_origin or [])
+    if not is_loopback(host) and not token and not no_auth:
+        raise _fail(f"--host {host} exposes the server beyond this machine: give a --token (or SIAN_TOKEN), "
+                    "or pass --no-auth to let anyone who can reach it use it")  # fmt: skip
+    config = ServeConfig(models=list(model or []), default_model=default_model, precision=precision, token=token,
+                         cors_origins=origins,
                          max_upload_bytes=int(max_upload_mb * 1024**2), max_pixels=max_pixels)  # fmt: skip
     choice = resolve_precision(precision, resolve_device(None))
     typer.echo(f"sian serve on http://{host}:{port}/  (API: POST /v1/derain, GET /v1/health); "
                f"precision {choice.precision} ({choice.reason})")  # fmt: skip
+    if token:
+        typer.echo(
+            f"the API needs 'Authorization: Bearer <token>'; open the page as http://{host}:{port}/#token=<token>"
+        )
+    elif not is_loopback(host):
+        typer.secho(f"warning: no token (--no-auth): anyone who can reach {host}:{port} can use this server",
+                    fg=typer.colors.YELLOW, err=True)  # fmt: skip
+    if origins:
+        typer.echo(f"CORS: browser pages from {', '.join(origins)} may call the API")
+    logging.getLogger("sian.serve.access").setLevel(logging.INFO)
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 

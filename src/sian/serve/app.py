@@ -3,16 +3,25 @@
 ``POST /v1/derain`` takes multipart form data: ``image`` (the file, required) and optionally ``model``
 (a name from ``/v1/models``) and ``format`` (``png``: the derained image as ``image/png``, the default;
 ``json``: the derained image and the rain layer as base64 PNGs plus timing). Errors are JSON
-``{"error": ...}`` with 400 (empty or missing upload, unknown model), 413 (too many bytes or pixels),
-415 (not an image) or 422 (a form without an ``image`` file field).
+``{"error": ...}`` with 400 (empty or missing upload, unknown model), 401 (no or a wrong token), 413 (too
+many bytes or pixels), 415 (not an image) or 422 (a form without an ``image`` file field).
+
+With ``ServeConfig.token`` set, every ``/v1/`` request but ``/v1/health`` needs ``Authorization: Bearer
+TOKEN`` (compared in constant time); the page takes the token from its address (``/#token=TOKEN``). No
+CORS headers unless ``cors_origins`` names origins. Every response carries an ``X-Request-Id``, and one
+access-log line per request (logger ``sian.serve.access``: id, method, path, status, bytes, duration,
+model) records no image content.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import io
+import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +38,27 @@ from ..inference import DEFAULT_MODEL, Pipeline
 from ..io import ImageReadError, ImageTooLargeError, encode_picture, quantize, read_picture
 from ..weights import WeightsError
 
-__all__ = ["ServeConfig", "create_app"]
+__all__ = ["ServeConfig", "create_app", "is_loopback"]
+
+access_log = logging.getLogger("sian.serve.access")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps the server to this machine (127.0.0.0/8, ::1, localhost).
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0"), is_loopback("::")
+        (True, True, False, False)
+    """
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 PAGE = Path(__file__).with_name("index.html")
 
@@ -42,6 +71,8 @@ class ServeConfig:
     max_pixels: int = 24_000_000
     tile: int | None = None
     precision: str = "auto"  # sian.precision: bf16 where the hardware runs it natively, else fp32
+    token: str | None = None  # required on /v1/ (but /v1/health) when set
+    cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API
 
 
 def available_models() -> list[str]:
@@ -51,6 +82,16 @@ def available_models() -> list[str]:
     if folder.is_dir():
         names += sorted(p.stem for p in folder.glob("*.safetensors") if p.stem not in names)
     return names
+
+
+def _logged(request: Request, response: Response, request_id: str, start: float) -> Response:
+    response.headers["X-Request-Id"] = request_id
+    access_log.info(
+        "%s %s %s %d %s bytes %.1f ms model=%s", request_id, request.method, request.url.path, response.status_code,
+        response.headers.get("content-length", "-"), 1000 * (time.perf_counter() - start),
+        response.headers.get("x-sian-model", "-"),
+    )  # fmt: skip
+    return response
 
 
 class _Error(Exception):
@@ -67,6 +108,27 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     cache: dict[str, Pipeline] = {}
     lock = threading.Lock()  # one inference at a time: the CPU is the bottleneck anyway
     app = FastAPI(title="sian", version=__version__, docs_url="/docs", redoc_url=None)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization"])  # fmt: skip
+
+    @app.middleware("http")
+    async def _guard_and_log(request: Request, call_next) -> Response:
+        request_id = uuid.uuid4().hex[:12]
+        start = time.perf_counter()
+        if config.token and request.url.path.startswith("/v1/") and request.url.path != "/v1/health":
+            offered = request.headers.get("authorization", "")
+            scheme, _, value = offered.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), config.token.encode()):
+                response: Response = JSONResponse(
+                    {"error": "this server needs a token: send 'Authorization: Bearer TOKEN'"}, status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )  # fmt: skip
+                return _logged(request, response, request_id, start)
+        response = await call_next(request)
+        return _logged(request, response, request_id, start)
 
     @app.exception_handler(_Error)
     async def _error(_request: Request, exc: _Error) -> JSONResponse:
