@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -194,7 +195,7 @@ def test_a_non_loopback_address_needs_a_token_or_an_explicit_no_auth(monkeypatch
     from sian.cli import app
 
     started = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: started.append(kwargs["host"]))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: started.append(server.config.host))
     monkeypatch.delenv("SIAN_TOKEN", raising=False)
     runner = CliRunner()
     refused = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
@@ -205,3 +206,119 @@ def test_a_non_loopback_address_needs_a_token_or_an_explicit_no_auth(monkeypatch
     assert runner.invoke(app, ["serve", "--host", "0.0.0.0"], env={"SIAN_TOKEN": "t"}).exit_code == 0
     assert runner.invoke(app, ["serve"]).exit_code == 0  # loopback: no token needed
     assert started == ["0.0.0.0", "0.0.0.0", "127.0.0.1"]
+
+
+class _Slow(torch.nn.Module):
+    """A stand-in model that takes a known time, so the queue fills predictably."""
+
+    min_size = 1
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, return_all=False):
+        time.sleep(self.seconds)
+        return x * self.weight
+
+
+def _serve_in_thread(config, monkeypatch, model):
+    import uvicorn
+
+    import sian.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "load_model", lambda name: model)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def test_admission_refuses_beyond_slots_and_queue_with_503_and_retry_after(monkeypatch):
+    """Issue 19: one slot and one queue place: of six simultaneous uploads two are served, four get 503
+    with Retry-After at once (their bodies are read and dropped, the connections close cleanly)."""
+    import concurrent.futures
+
+    import httpx
+
+    config = ServeConfig(models=["slow"], default_model="slow", slots=1, queue=1, queue_timeout=30)
+    server, url = _serve_in_thread(config, monkeypatch, _Slow(1.5))
+    try:
+
+        def post(_):
+            with httpx.Client(timeout=60) as client:
+                return client.post(f"{url}/v1/derain", files={"image": ("a.png", png_bytes(), "image/png")})
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(post, range(6)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [200, 200, 503, 503, 503, 503], codes
+        busy = [r for r in responses if r.status_code == 503]
+        assert all(int(r.headers["retry-after"]) >= 1 and "busy" in r.json()["error"] for r in busy)
+        assert httpx.get(f"{url}/v1/health").status_code == 200
+    finally:
+        server.should_exit = True
+
+
+def test_a_request_waiting_past_the_queue_timeout_gets_503(monkeypatch):
+    import concurrent.futures
+
+    import httpx
+
+    config = ServeConfig(models=["slow"], default_model="slow", slots=1, queue=2, queue_timeout=0.3)
+    server, url = _serve_in_thread(config, monkeypatch, _Slow(1.0))
+    try:
+
+        def post(_):
+            with httpx.Client(timeout=60) as client:
+                return client.post(f"{url}/v1/derain", files={"image": ("a.png", png_bytes(), "image/png")})
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first, second = pool.map(post, range(2))
+        assert sorted([first.status_code, second.status_code]) == [200, 503]
+        late = first if first.status_code == 503 else second
+        assert "waited 0.3 s" in late.json()["error"] and late.headers["retry-after"]
+    finally:
+        server.should_exit = True
+
+
+def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(tiny_weights, tmp_path):
+    """Issue 19: shutdown on SIGTERM lets the running derain answer, then the server exits 0."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "sian", "serve", "--port", str(port), "--model", tiny_weights,
+                               "--default-model", tiny_weights], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        big = png_bytes((700, 900, 3))  # long enough for the signal to arrive mid-derain
+        result = {}
+        worker = threading.Thread(target=lambda: result.update(response=httpx.post(
+            f"{url}/v1/derain", files={"image": ("big.png", big, "image/png")}, timeout=120)))  # fmt: skip
+        worker.start()
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        worker.join(timeout=120)
+        assert result["response"].status_code == 200
+        assert server.wait(timeout=60) == 0, server.stdout.read()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/v1/health", timeout=2)
+    finally:
+        if server.poll() is None:
+            server.kill()

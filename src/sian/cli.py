@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -335,6 +337,9 @@ def serve_command(
         bool, typer.Option(help="Serve a non-loopback address without a token (anyone may use it).")
     ] = False,
     cors_origin: Annotated[list[str] | None, typer.Option(help="A browser origin allowed to call the API.")] = None,
+    slots: Annotated[int, typer.Option(help="Derains run at once.")] = 1,
+    queue: Annotated[int, typer.Option(help="Uploads that may wait for a slot; beyond: 503 + Retry-After.")] = 4,
+    queue_timeout: Annotated[float, typer.Option(help="Seconds an upload may wait for a slot (then 503).")] = 60.0,
 ) -> None:
     """A local web page (drop a photo, compare before/after, download) and an HTTP API (POST /v1/derain)."""
     try:
@@ -350,7 +355,7 @@ def serve_command(
         raise _fail(f"--host {host} exposes the server beyond this machine: give a --token (or SIAN_TOKEN), "
                     "or pass --no-auth to let anyone who can reach it use it")  # fmt: skip
     config = ServeConfig(models=list(model or []), default_model=default_model, precision=precision, token=token,
-                         cors_origins=origins,
+                         cors_origins=origins, slots=slots, queue=queue, queue_timeout=queue_timeout,
                          max_upload_bytes=int(max_upload_mb * 1024**2), max_pixels=max_pixels)  # fmt: skip
     choice = resolve_precision(precision, resolve_device(None))
     typer.echo(f"sian serve on http://{host}:{port}/  (API: POST /v1/derain, GET /v1/health); "
@@ -365,7 +370,21 @@ def serve_command(
     if origins:
         typer.echo(f"CORS: browser pages from {', '.join(origins)} may call the API")
     logging.getLogger("sian.serve.access").setLevel(logging.INFO)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="warning"))
+    server.capture_signals = lambda: _graceful_exit(server)  # exit 0 after a clean shutdown
+    server.run()
+
+
+@contextlib.contextmanager
+def _graceful_exit(server):
+    """SIGTERM/SIGINT stop the server the way uvicorn does (requests in progress finish, new connections are
+    refused), but the process then exits 0: uvicorn's own handling re-raises the signal, killing it with it."""
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("export")

@@ -71,6 +71,11 @@ class ServeConfig:
     max_pixels: int = 24_000_000
     tile: int | None = None
     precision: str = "auto"  # sian.precision: bf16 where the hardware runs it natively, else fp32
+    # Admission: `slots` derains run at once, `queue` more uploads may wait for one (at most `queue_timeout`
+    # seconds); beyond that a derain request gets 503 + Retry-After before its body is read or decoded.
+    slots: int = 1
+    queue: int = 4
+    queue_timeout: float = 60.0
     token: str | None = None  # required on /v1/ (but /v1/health) when set
     cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API
 
@@ -95,9 +100,37 @@ def _logged(request: Request, response: Response, request_id: str, start: float)
 
 
 class _Error(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
+
+
+class _Admission:
+    """Counts derain requests admitted (running or queued) and estimates when to come back.
+
+    Touched only from the event loop (the middleware), so a plain counter is safe; the derain slots
+    themselves are a semaphore taken in the worker thread, with the queue timeout.
+    """
+
+    def __init__(self, slots: int, queue: int):
+        self.slots, self.limit, self.admitted = slots, slots + queue, 0
+        self.running = threading.BoundedSemaphore(slots)
+        self.mean_seconds = 1.0  # running mean of a derain, for Retry-After
+
+    def retry_after(self) -> str:
+        return str(max(1, round(self.mean_seconds * self.admitted / self.slots)))
+
+    def record(self, seconds: float) -> None:
+        self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * seconds
+
+
+async def _discard_body(request: Request, limit: int) -> None:
+    """Read and drop what the client sends (up to ``limit`` bytes), so a refusal closes the connection cleanly."""
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            break
 
 
 def create_app(config: ServeConfig | None = None) -> FastAPI:
@@ -106,7 +139,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     if config.default_model not in models:
         models = [config.default_model, *models]
     cache: dict[str, Pipeline] = {}
-    lock = threading.Lock()  # one inference at a time: the CPU is the bottleneck anyway
+    admission = _Admission(max(1, config.slots), max(0, config.queue))
     app = FastAPI(title="sian", version=__version__, docs_url="/docs", redoc_url=None)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -127,12 +160,26 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                     headers={"WWW-Authenticate": "Bearer"},
                 )  # fmt: skip
                 return _logged(request, response, request_id, start)
+        if request.method == "POST" and request.url.path == "/v1/derain":
+            if admission.admitted >= admission.limit:
+                await _discard_body(request, config.max_upload_bytes + 64 * 1024)
+                busy = JSONResponse(
+                    {"error": f"busy: {admission.admitted} requests running or queued; retry later"}, status_code=503,
+                    headers={"Retry-After": admission.retry_after()},
+                )  # fmt: skip
+                return _logged(request, busy, request_id, start)
+            admission.admitted += 1
+            try:
+                response = await call_next(request)
+            finally:
+                admission.admitted -= 1
+            return _logged(request, response, request_id, start)
         response = await call_next(request)
         return _logged(request, response, request_id, start)
 
     @app.exception_handler(_Error)
     async def _error(_request: Request, exc: _Error) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -190,19 +237,26 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         return await run_in_threadpool(_derain_bytes, data, filename, name, pipeline, answer)
 
     def _derain_bytes(data: bytes, filename: str, name: str, pipeline: Pipeline, answer: str) -> Response:
-        try:  # decoded from memory: an upload never touches the disk
-            picture = read_picture(data, max_pixels=config.max_pixels, name=filename)
-        except ImageTooLargeError as exc:
-            raise _Error(413, str(exc).replace("--max-pixels", "sian serve --max-pixels")) from None
-        except ImageReadError as exc:
-            raise _Error(415, str(exc)) from None
-        start = time.perf_counter()
+        # Decoding waits for a slot too: a queued request holds its upload's bytes, never a decoded image.
+        if not admission.running.acquire(timeout=config.queue_timeout):
+            raise _Error(503, f"busy: waited {config.queue_timeout:g} s for a free slot; retry later",
+                         {"Retry-After": admission.retry_after()})  # fmt: skip
         try:
-            with lock:
+            try:  # decoded from memory: an upload never touches the disk
+                picture = read_picture(data, max_pixels=config.max_pixels, name=filename)
+            except ImageTooLargeError as exc:
+                raise _Error(413, str(exc).replace("--max-pixels", "sian serve --max-pixels")) from None
+            except ImageReadError as exc:
+                raise _Error(415, str(exc)) from None
+            start = time.perf_counter()
+            try:
                 result, output = pipeline.picture(picture)
-        except RuntimeError as exc:  # NaN/inf from the model
-            raise _Error(500, str(exc)) from None
-        seconds = time.perf_counter() - start
+            except RuntimeError as exc:  # NaN/inf from the model
+                raise _Error(500, str(exc)) from None
+            seconds = time.perf_counter() - start
+            admission.record(seconds)
+        finally:
+            admission.running.release()
         png = encode_picture(result, "PNG")
         headers = {"X-Sian-Model": name, "X-Sian-Seconds": f"{seconds:.3f}"}
         if answer == "png":
