@@ -322,3 +322,17 @@ def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(t
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_load_of_thirty_clients_gets_only_200_4xx_or_503_and_memory_stays_bounded():
+    """Issue 19: 32 concurrent clients on 127.0.0.1 mixing valid, oversized, garbage, truncated and slow
+    uploads (bounded: 2 requests each, 120 s at most): no 500, no dropped connection, every 200 a correct
+    image, health answering during and after, and peak RSS under the stated bound."""
+    from sian.serve.loadtest import run_load_test
+
+    result = run_load_test(clients=32, rounds=2, time_limit=120)
+    assert result.problems == []
+    assert result.requests == 64 and set(result.statuses) <= {200, 400, 413, 415, 422, 503}
+    assert result.statuses[200] >= 1 and result.statuses[503] >= 1  # some served, the rest told to come back
+    assert result.health_during >= 1 and result.health_after
+    assert result.peak_rss_mb <= result.bound_mb

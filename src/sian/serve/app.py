@@ -211,6 +211,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     async def derain(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > config.max_upload_bytes + 64 * 1024:
+            # Read and drop a moderate excess so the client sees the answer, not a reset connection.
+            await _discard_body(request, 4 * config.max_upload_bytes + 1024**2)
             raise _Error(413, f"upload of {int(length):,} bytes exceeds the limit of {config.max_upload_bytes:,}")
         form = await request.form(max_part_size=config.max_upload_bytes + 1)
         upload = form.get("image")
