@@ -124,3 +124,59 @@ def test_a_mixture_draws_each_of_its_presets():
     assert kinds == {"RainParams", "ClassicRain"}
     with pytest.raises(ValueError, match="unknown rain preset"):
         sample_rain_params("light+drizzle", np.random.default_rng(1))
+
+
+@pytest.fixture
+def streak_bank(monkeypatch):
+    from conftest import shared_path
+
+    folder = shared_path("data", "streaks_garg_nayar")
+    monkeypatch.setenv("SIAN_STREAK_BANK", str(folder))
+    from sian.synth import streaks
+
+    streaks.streak_bank.cache_clear()
+    yield folder
+    streaks.streak_bank.cache_clear()
+
+
+def test_training_streak_rain_never_uses_a_held_out_streak_set(streak_bank):
+    """Issue 15: validation rain must be rain the model never saw, so no variant of a held-out set leaks."""
+    from sian.synth.streaks import held_out_sets
+
+    reserved = held_out_sets()
+    assert len(reserved) == 25 and reserved <= set(range(1, 166))
+    trained, validated = set(), set()
+    for seed in range(400):
+        for preset in ("streaks", "streaks-heavy", "light+streaks"):
+            params = sample_rain_params(preset, np.random.default_rng(seed))
+            trained |= {
+                int(layer.file.split("-")[0]) for layer in getattr(params, "layers", ()) if hasattr(layer, "file")
+            }
+        held = sample_rain_params("streaks", np.random.default_rng(seed), held_out=True)
+        validated |= {int(layer.file.split("-")[0]) for layer in held.layers}
+    assert trained.isdisjoint(reserved) and len(trained) > 100  # many training sets, none held out
+    assert validated <= reserved and len(validated) > 15
+
+
+def test_streak_rain_goes_from_one_sparse_layer_to_several_dense_ones(streak_bank):
+    clean = natural_like(size=(120, 160))
+    light = [synthesize(clean, "streaks-light", s) for s in range(6)]
+    heavy = [synthesize(clean, "streaks-heavy", s) for s in range(6)]
+    assert all(len(p.layers) == 1 for _, p in light if p.amount < 1 / 6)
+    assert all(len(p.layers) >= 3 for _, p in heavy)
+    assert np.mean([changed_share(r, clean) for r, _ in heavy]) > 3 * np.mean(
+        [changed_share(r, clean) for r, _ in light]
+    )
+    a, _ = synthesize(clean, "streaks", 5)
+    b, _ = synthesize(clean, "streaks", 5)
+    assert torch.equal(a, b) and (a >= clean - 1e-6).all()  # screen blend only brightens
+
+
+def test_a_missing_streak_bank_is_a_clear_error(monkeypatch, tmp_path):
+    from sian.synth import streaks
+
+    monkeypatch.setenv("SIAN_STREAK_BANK", str(tmp_path / "nowhere"))
+    streaks.streak_bank.cache_clear()
+    with pytest.raises(FileNotFoundError, match="SIAN_STREAK_BANK"):
+        sample_rain_params("streaks", np.random.default_rng(0))
+    streaks.streak_bank.cache_clear()

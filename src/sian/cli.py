@@ -556,8 +556,9 @@ def synth_command(
     preset: Annotated[
         str,
         typer.Option(
-            help="light (one streak family), heavy (layers + haze), classic (the Photoshop recipe), or a "
-            "mixture drawn per image such as light+classic."
+            help="light (one streak family), heavy (layers + haze), classic (the Photoshop recipe), streaks, "
+            "streaks-light, streaks-heavy (real streak layers from $SIAN_STREAK_BANK), or a mixture drawn per "
+            "image such as streaks+light+classic."
         ),
     ] = "light",
     seed: Annotated[int, typer.Option(help="Base seed; image i uses seed + i.")] = 0,

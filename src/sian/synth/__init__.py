@@ -12,11 +12,13 @@ from .rain import (
     streak_kernel,
     synthesize,
 )
+from .streaks import StreakBankRain
 
 __all__ = [
     "PRESETS",
     "ClassicRain",
     "RainParams",
+    "StreakBankRain",
     "StreakLayer",
     "add_rain",
     "is_preset",

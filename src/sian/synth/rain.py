@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ._fft import fft_convolve
 from .classic import ClassicRain, add_classic_rain, sample_classic_rain
+from .streaks import STREAK_PRESETS, StreakBankRain, add_streak_rain, sample_streak_rain
 
 __all__ = [
     "PRESETS",
@@ -52,7 +53,7 @@ __all__ = [
     "synthesize",
 ]
 
-PRESETS = ("light", "heavy", "classic")
+PRESETS = ("light", "heavy", "classic", *STREAK_PRESETS)  # streaks*: the real streak bank (sian.synth.streaks)
 
 
 @dataclass(frozen=True)
@@ -110,17 +111,23 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
 
-def sample_rain_params(preset: str, rng: np.random.Generator) -> RainParams | ClassicRain:
+def sample_rain_params(
+    preset: str, rng: np.random.Generator, held_out: bool = False
+) -> RainParams | ClassicRain | StreakBankRain:
     """Draw rain parameters from a preset's documented ranges (see the module docstring).
 
-    ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`. A mixture
-    such as ``"light+classic"`` draws one of its presets per image, uniformly.
+    ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`; ``streaks``,
+    ``streaks-light`` and ``streaks-heavy`` composite real streak layers (:mod:`sian.synth.streaks`),
+    from the bank's training sets, or with ``held_out`` from its validation sets only. A mixture such as
+    ``"light+classic"`` draws one of its presets per image, uniformly.
     """
     if not is_preset(preset):
         raise ValueError(f"unknown rain preset {preset!r}; expected one of {PRESETS} or a mixture like light+classic")
     if "+" in preset:
         parts = preset.split("+")
-        return sample_rain_params(parts[int(rng.integers(len(parts)))], rng)
+        return sample_rain_params(parts[int(rng.integers(len(parts)))], rng, held_out)
+    if preset in STREAK_PRESETS:
+        return sample_streak_rain(preset, rng, held_out)
     if preset == "classic":
         return sample_classic_rain(rng)
     if preset == "light":
@@ -177,6 +184,8 @@ def add_rain(clean: Tensor, params: RainParams | ClassicRain, rng: np.random.Gen
     """
     if isinstance(params, ClassicRain):
         return add_classic_rain(clean, params, rng)
+    if isinstance(params, StreakBankRain):
+        return add_streak_rain(clean, params)
     if clean.ndim != 3 or clean.shape[0] != 3:
         raise ValueError(f"expected a clean image (3, H, W), got shape {tuple(clean.shape)}")
     h, w = clean.shape[-2:]
@@ -190,7 +199,9 @@ def add_rain(clean: Tensor, params: RainParams | ClassicRain, rng: np.random.Gen
     return rainy.clamp(0.0, 1.0), rain
 
 
-def synthesize(clean: Tensor, preset: str, seed: int) -> tuple[Tensor, RainParams | ClassicRain]:
+def synthesize(
+    clean: Tensor, preset: str, seed: int, held_out: bool = False
+) -> tuple[Tensor, RainParams | ClassicRain | StreakBankRain]:
     """Rainy version of ``clean`` ``(3, H, W)`` for one ``seed``: the same seed gives the same image.
 
     Example:
@@ -201,5 +212,5 @@ def synthesize(clean: Tensor, preset: str, seed: int) -> tuple[Tensor, RainParam
         True
     """
     rng = np.random.default_rng(seed)
-    params = sample_rain_params(preset, rng)
+    params = sample_rain_params(preset, rng, held_out)
     return add_rain(clean, params, rng)[0], params

@@ -63,7 +63,8 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
         preset = data.val_preset or data.synth_preset
         for index, path in enumerate(files[: data.val_count or None]):
             image = _centre_crop(read_image(path), data.val_crop)
-            synthetic, _ = synthesize(to_tensor(image)[0], preset, seed=VAL_SEED_OFFSET + index)
+            # held_out: streak-bank rain comes from the validation streak sets only (never trained on).
+            synthetic, _ = synthesize(to_tensor(image)[0], preset, seed=VAL_SEED_OFFSET + index, held_out=True)
             names.append(path.stem)
             rainy.append(quantize(synthetic))
             clean.append(image)
