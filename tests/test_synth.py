@@ -180,3 +180,25 @@ def test_a_missing_streak_bank_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="SIAN_STREAK_BANK"):
         sample_rain_params("streaks", np.random.default_rng(0))
     streaks.streak_bank.cache_clear()
+
+
+def test_training_patches_carry_bank_streaks_placed_at_the_photo_size(streak_bank, tmp_path):
+    """Issue 15: streak layers are composited at the full image size before cropping, so a patch shows
+    streaks at the scale a photo has them."""
+    from PIL import Image
+
+    from sian.io import to_tensor
+    from sian.synth import add_rain
+    from sian.training.datasets import SyntheticPatches
+
+    photo = (natural_like(size=(200, 260)).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    data = SyntheticPatches([tmp_path / "photo.png"], 64, "streaks", hflip=False, seed=3)
+    rainy, clean = data[0]
+    rng = np.random.default_rng([3, 0])
+    rng.integers(1)
+    y, x = int(rng.integers(200 - 64 + 1)), int(rng.integers(260 - 64 + 1))
+    params = sample_rain_params("streaks", rng)
+    full, _ = add_rain(to_tensor(photo)[0], params, rng)
+    assert torch.equal(clean, to_tensor(photo[y : y + 64, x : x + 64])[0])
+    assert torch.allclose(rainy, full[:, y : y + 64, x : x + 64], atol=0.5 / 255 + 1e-6)

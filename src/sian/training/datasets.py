@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..data import Pair, find_pairs
 from ..io import IMAGE_EXTENSIONS, list_images, quantize, read_image, to_tensor
-from ..synth import add_rain, sample_rain_params
+from ..synth import StreakBankRain, add_rain, sample_rain_params
 
 __all__ = [
     "PairedPatches",
@@ -191,8 +191,13 @@ class SyntheticPatches(Dataset):
         clean = _cached_image(str(self.files[int(rng.integers(len(self.files)))]))
         h, w = clean.shape[:2]
         y, x = int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))
-        crop = to_tensor(clean[y : y + self.patch, x : x + self.patch])[0]
-        rainy, _ = add_rain(crop, sample_rain_params(self.preset, rng), rng)
+        window = (slice(y, y + self.patch), slice(x, x + self.patch))
+        crop = to_tensor(clean[window])[0]
+        params = sample_rain_params(self.preset, rng)
+        if isinstance(params, StreakBankRain):  # bank streaks are placed at the photo's size, then cropped
+            rainy = add_rain(to_tensor(clean)[0], params, rng)[0][:, window[0], window[1]]
+        else:
+            rainy, _ = add_rain(crop, params, rng)
         # Quantise like a saved rainy image, so training inputs look like real 8-bit inputs.
         rainy = to_tensor(quantize(rainy))[0]
         return _flip(rainy, crop, self.hflip and bool(rng.random() < 0.5))
