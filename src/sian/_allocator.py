@@ -8,8 +8,9 @@ keeps that memory in the process: a 4x120x120 SIAN training step ran 3.7% faster
 (``docs/benchmarks.md``), PReNet's unchanged. PyTorch's CPU tuning guide suggests jemalloc or tcmalloc
 for the same reason; those need ``LD_PRELOAD`` before start-up, this needs nothing.
 
-The cost is that the process's resident memory stays at its peak. Applied by ``sian train`` and
-``sian bench``; a no-op where the C library is not glibc.
+The cost is that the process's resident memory stays at its peak (it was reached anyway). Applied by
+training, by every :class:`~sian.inference.Pipeline` (``sian derain``, ``serve``, ``eval``, ...) and by
+``sian bench``, so the benchmark measures what the commands do; a no-op where the C library is not glibc.
 """
 
 from __future__ import annotations
