@@ -238,23 +238,29 @@ def _serve_in_thread(config, monkeypatch, model):
     return server, f"http://127.0.0.1:{port}"
 
 
+def _post_together(url: str, count: int) -> list:
+    """``count`` uploads sent at the same moment from as many threads."""
+    import concurrent.futures
+
+    import httpx
+
+    def post(_):
+        with httpx.Client(timeout=60) as client:
+            return client.post(f"{url}/v1/derain", files={"image": ("a.png", png_bytes(), "image/png")})
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(post, range(count)))
+
+
 def test_admission_refuses_beyond_slots_and_queue_with_503_and_retry_after(monkeypatch):
     """Issue 19: one slot and one queue place: of six simultaneous uploads two are served, four get 503
     with Retry-After at once (their bodies are read and dropped, the connections close cleanly)."""
-    import concurrent.futures
-
     import httpx
 
     config = ServeConfig(models=["slow"], default_model="slow", slots=1, queue=1, queue_timeout=30)
     server, url = _serve_in_thread(config, monkeypatch, _Slow(1.5))
     try:
-
-        def post(_):
-            with httpx.Client(timeout=60) as client:
-                return client.post(f"{url}/v1/derain", files={"image": ("a.png", png_bytes(), "image/png")})
-
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            responses = list(pool.map(post, range(6)))
+        responses = _post_together(url, 6)
         codes = sorted(r.status_code for r in responses)
         assert codes == [200, 200, 503, 503, 503, 503], codes
         busy = [r for r in responses if r.status_code == 503]
@@ -265,20 +271,10 @@ def test_admission_refuses_beyond_slots_and_queue_with_503_and_retry_after(monke
 
 
 def test_a_request_waiting_past_the_queue_timeout_gets_503(monkeypatch):
-    import concurrent.futures
-
-    import httpx
-
     config = ServeConfig(models=["slow"], default_model="slow", slots=1, queue=2, queue_timeout=0.3)
     server, url = _serve_in_thread(config, monkeypatch, _Slow(1.0))
     try:
-
-        def post(_):
-            with httpx.Client(timeout=60) as client:
-                return client.post(f"{url}/v1/derain", files={"image": ("a.png", png_bytes(), "image/png")})
-
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            first, second = pool.map(post, range(2))
+        first, second = _post_together(url, 2)
         assert sorted([first.status_code, second.status_code]) == [200, 503]
         late = first if first.status_code == 503 else second
         assert "waited 0.3 s" in late.json()["error"] and late.headers["retry-after"]
@@ -294,19 +290,15 @@ def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(t
 
     import httpx
 
+    from sian.serve.loadtest import wait_for_health
+
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "sian", "serve", "--port", str(port), "--model", tiny_weights,
                                "--default-model", tiny_weights], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_health(url, server)
         big = png_bytes((700, 900, 3))  # long enough for the signal to arrive mid-derain
         result = {}
         worker = threading.Thread(target=lambda: result.update(response=httpx.post(

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["LoadResult", "memory_bound", "run_load_test"]
+__all__ = ["LoadResult", "memory_bound", "run_load_test", "wait_for_health"]
 
 KINDS = ("valid", "valid", "oversized", "garbage", "truncated", "slow")  # the mix, one per request in turn
 
@@ -68,6 +68,21 @@ def _png(height: int, width: int, seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def wait_for_health(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    """Block until ``url``'s ``/v1/health`` answers 200 (a server process starting up), or raise."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    output = server.stderr.read() if server.poll() is not None and server.stderr else ""
+    raise RuntimeError(f"the server at {url} did not start: {output}")
 
 
 def _free_port() -> int:
@@ -152,15 +167,7 @@ def run_load_test(clients: int = 32, rounds: int = 3, slots: int = 1, queue: int
                    "--max-upload-mb", str(upload_mb), "--max-pixels", str(max_pixels)]  # fmt: skip
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError(f"the server did not start: {server.stderr.read() if server.poll() else ''}")
+            wait_for_health(url, server)
             warm = _one_request(url, "valid", 0, int(upload_mb * 1024**2))  # load the model once
             if warm[0] != 200:
                 raise RuntimeError(f"the server failed a valid request: {warm}")
