@@ -5,7 +5,9 @@ Writes two figures:
   rendered on Kodak24 images (needs ../shared; the figure contains third-party images, so it is
   written to the build folder, never committed);
 - docs/images/rain_layers.png: rain layers alone (white streaks on black) for a few seeds of each
-  preset (rows: light, heavy, classic), made from nothing but our renderer, so it can live in the repository.
+  formula preset (rows: light, heavy, classic), made from nothing but our renderer, so it can live in the repository;
+- docs/images/streaks_kodim16.png: streak-bank rain (streaks-light, streaks, streaks-heavy) over the bundled
+  clean example (Kodak's kodim16, free to redistribute), when the streak bank is found.
 
 Usage: python scripts/synth_examples.py [--shared ../shared] [--out build]
 """
@@ -18,9 +20,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sian.demo import load_example
 from sian.io import read_image, to_tensor
 from sian.metrics import quantize
-from sian.synth import PRESETS, add_rain, sample_rain_params, synthesize
+from sian.synth import add_rain, sample_rain_params, synthesize
+from sian.synth.streaks import STREAK_PRESETS
+
+FORMULA_PRESETS = ("light", "heavy", "classic")
 
 
 def row(images: list[np.ndarray], height: int = 240, gap: int = 4) -> np.ndarray:
@@ -45,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     layers = []
-    for preset in PRESETS:
+    for preset in FORMULA_PRESETS:
         panels = []
         for seed in range(4):
             rng = np.random.default_rng(seed)
@@ -54,7 +60,15 @@ def main() -> None:
         layers.append(row(panels, height=200))
     Path("docs/images").mkdir(parents=True, exist_ok=True)
     Image.fromarray(stack(layers)).save("docs/images/rain_layers.png")
-    print(f"wrote docs/images/rain_layers.png (rows: {', '.join(PRESETS)})")
+    print(f"wrote docs/images/rain_layers.png (rows: {', '.join(FORMULA_PRESETS)})")
+    try:
+        _, clean = load_example()
+        panels = [quantize(synthesize(to_tensor(clean)[0], preset, seed)[0])
+                  for preset in STREAK_PRESETS for seed in (0,)]  # fmt: skip
+        Image.fromarray(row([clean, *panels], height=250)).save("docs/images/streaks_kodim16.png")
+        print(f"wrote docs/images/streaks_kodim16.png (clean, then {', '.join(STREAK_PRESETS)})")
+    except FileNotFoundError as exc:
+        print(f"no streak bank ({exc}): skipping docs/images/streaks_kodim16.png")
 
     shared = Path(args.shared)
     if not shared.is_dir():
