@@ -172,7 +172,7 @@ def test_a_token_guards_the_api_in_constant_time_and_health_stays_open(tiny_weig
     with caplog.at_level(logging.INFO, logger="sian.serve.access"):
         ok = client.post("/v1/derain", files=upload, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and len(ok.headers["x-request-id"]) == 12
-    line = next(r.getMessage() for r in caplog.records if r.name == "sian.serve.access")
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith(ok.headers["x-request-id"]))
     fields = line.split()
     assert fields[:4] == [ok.headers["x-request-id"], "POST", "/v1/derain", "200"]
     assert fields[4] == str(len(ok.content)) and line.endswith(f"model={tiny_weights}")

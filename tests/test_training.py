@@ -90,7 +90,7 @@ def test_bad_configs_are_rejected_by_name(tmp_path):
         load_config(None, ["data.train_clean=[x]", "train.steps=3", "train.batch_size=many"])
     with pytest.raises(Exception, match="nonexistent_key"):
         load_config(None, ["data.train_clean=[x]", "train.nonexistent_key=1"])
-    with pytest.raises(ValueError, match=r"data\.val_preset must be one of light, heavy, classic or a mixture"):
+    with pytest.raises(ValueError, match=r"data\.val_preset must be one of light, heavy, classic, streaks.* or a mix"):
         load_config(None, ["data.train_clean=[x]", "train.steps=3", "data.val_preset=drizzle"])
 
 

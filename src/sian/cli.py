@@ -55,6 +55,18 @@ log = logging.getLogger("sian")
 JSON_HELP = "Write the results as JSON to this file, or '-' for stdout (human output then goes to stderr)."
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Log lines go to whatever ``sys.stderr`` is when they are written (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 @app.callback()
 def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")] = False,
@@ -62,7 +74,9 @@ def _main(
 ) -> None:
     """Single-image deraining with SIAN (Pang et al., arXiv 2006.05049) and the PReNet baseline."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("sian").setLevel(level)
     if quiet:
         os.environ["SIAN_NO_PROGRESS"] = "1"  # read by sian._progress
