@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -39,7 +40,19 @@ def join_group(where: Placement, device: torch.device) -> None:
 
 
 def leave_group() -> None:
-    if dist.is_initialized():
+    """Leave the process group together: a rank that tears gloo down while a peer is still closing its
+    side can abort at exit (SIGABRT, "terminate called without an active exception"), so wait for all first."""
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_world_size() > 1:
+            if dist.get_backend() == "gloo":  # bounded: a peer that died must not hang this one forever
+                dist.monitored_barrier(timeout=timedelta(seconds=120))
+            else:
+                dist.barrier()
+    except RuntimeError:
+        pass  # a peer is gone: nothing left to wait for
+    finally:
         dist.destroy_process_group()
 
 
