@@ -236,5 +236,6 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
     return "\n".join(lines) + "\n"
 
 
-def rows_to_json(rows: list[BenchRow], machine: dict) -> str:
-    return json.dumps({"machine": machine, "rows": [asdict(r) for r in rows]}, indent=2)
+def rows_to_dict(rows: list[BenchRow], machine: dict) -> dict:
+    """The machine description and every row, ready for JSON (``sian bench --json``)."""
+    return {"machine": machine, "rows": [asdict(r) for r in rows]}

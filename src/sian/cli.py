@@ -611,11 +611,11 @@ def synth_command(
             index += 1
     output.mkdir(parents=True, exist_ok=True)
     # One record per pair: a pair written again (--overwrite) replaces its old record instead of adding one.
-    log = output / "rain_params.jsonl"
+    params_file = output / "rain_params.jsonl"
     rewritten = {record["name"] for record in records}
-    kept = [line for line in (log.read_text().splitlines() if log.is_file() else [])
+    kept = [line for line in (params_file.read_text().splitlines() if params_file.is_file() else [])
             if line.strip() and json.loads(line).get("name") not in rewritten]  # fmt: skip
-    with atomic_path(log) as tmp:
+    with atomic_path(params_file) as tmp:
         tmp.write_text("".join(line + "\n" for line in [*kept, *(json.dumps(r) for r in records)]))
     typer.echo(
         f"wrote {len(records)} rainy/clean pair(s) to {output} (preset {preset}); parameters in rain_params.jsonl"
@@ -636,7 +636,7 @@ def bench_command(
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """Time SIAN against PReNet (inference at each size, training throughput) in one run."""
-    from .benchmark import rows_to_json, run_benchmark, to_markdown
+    from .benchmark import rows_to_dict, run_benchmark, to_markdown
 
     report = _Report(json_out)
 
@@ -657,7 +657,7 @@ def bench_command(
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(table)
-    report.result(json.loads(rows_to_json(rows, machine)))
+    report.result(rows_to_dict(rows, machine))
 
 
 @app.command("models")

@@ -230,11 +230,15 @@ class Pipeline:
 
     # -- images ----------------------------------------------------------------------------------------------
 
-    def picture(self, picture: Picture) -> tuple[Picture, Tensor]:
-        """Derain a :class:`Picture`: the result in the source's form (bit depth, gray, alpha) and the raw output."""
+    def _checked(self, picture: Picture) -> Tensor:
         output = self.tensor(picture.to_tensor())
         if not torch.isfinite(output).all():
             raise RuntimeError("the model produced NaN/inf values; nothing written")
+        return output
+
+    def picture(self, picture: Picture) -> tuple[Picture, Tensor]:
+        """Derain a :class:`Picture`: the result in the source's form (bit depth, gray, alpha) and the raw output."""
+        output = self._checked(picture)
         return to_picture(from_tensor(output), picture, self.quantization), output
 
     def __call__(self, images: Any) -> Any:
@@ -294,9 +298,7 @@ class Pipeline:
         try:
             if isinstance(picture, Exception):
                 raise picture
-            output = self.tensor(picture.to_tensor())
-            if not torch.isfinite(output).all():
-                raise RuntimeError("the model produced NaN/inf values; nothing written")
+            output = self._checked(picture)
             notes = write_picture(target, from_tensor(output), picture, overwrite, self.quantization)
         except (ValueError, OSError, RuntimeError, MemoryError) as exc:
             return FileOutcome(source, target, "failed", str(exc), seconds=time.perf_counter() - start)

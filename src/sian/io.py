@@ -310,15 +310,6 @@ def _format_of(path: str | os.PathLike) -> str:
     return fmt
 
 
-def _fit_to_format(picture: Picture, fmt: str) -> tuple[Picture, list[str]]:
-    """Drop an alpha channel that ``fmt`` cannot hold, with a note."""
-    notes = []
-    if picture.alpha is not None and fmt not in _ALPHA_FORMATS:
-        notes.append(f"alpha channel dropped: {fmt} has none (use --format png)")
-        picture = Picture(picture.rgb, None, picture.gray, picture.source_mode, picture.icc_profile)
-    return picture, notes
-
-
 def encode_picture(picture: Picture, fmt: str = "PNG") -> bytes:
     """The file bytes of an integer :class:`Picture` in Pillow format ``fmt`` (PNG, JPEG at quality 95, ...);
     16-bit PNG and TIFF stay 16-bit. The picture must already fit the format (see :func:`write_picture`)."""
@@ -359,10 +350,14 @@ def write_picture(
     """
     fmt = _format_of(path)
     like = like or Picture(np.zeros((1, 1, 3), np.uint8))
+    notes = []
     bits = like.bit_depth if fmt in _SIXTEEN_BIT_FORMATS else 8
-    picture, notes = _fit_to_format(to_picture(rgb, like, quantization, bits), fmt)
     if like.bit_depth == 16 and bits == 8:
-        notes.insert(0, f"16-bit source written as 8-bit: {fmt} holds 8 bits (use --format png or tif)")
+        notes.append(f"16-bit source written as 8-bit: {fmt} holds 8 bits (use --format png or tif)")
+    picture = to_picture(rgb, like, quantization, bits)
+    if picture.alpha is not None and fmt not in _ALPHA_FORMATS:
+        notes.append(f"alpha channel dropped: {fmt} has none (use --format png)")
+        picture = Picture(picture.rgb, None, picture.gray, picture.source_mode, picture.icc_profile)
     data = encode_picture(picture, fmt)
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)

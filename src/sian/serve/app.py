@@ -160,21 +160,19 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                     headers={"WWW-Authenticate": "Bearer"},
                 )  # fmt: skip
                 return _logged(request, response, request_id, start)
-        if request.method == "POST" and request.url.path == "/v1/derain":
-            if admission.admitted >= admission.limit:
-                await _discard_body(request, config.max_upload_bytes + 64 * 1024)
-                busy = JSONResponse(
-                    {"error": f"busy: {admission.admitted} requests running or queued; retry later"}, status_code=503,
-                    headers={"Retry-After": admission.retry_after()},
-                )  # fmt: skip
-                return _logged(request, busy, request_id, start)
-            admission.admitted += 1
-            try:
-                response = await call_next(request)
-            finally:
-                admission.admitted -= 1
-            return _logged(request, response, request_id, start)
-        response = await call_next(request)
+        derain = request.method == "POST" and request.url.path == "/v1/derain"
+        if derain and admission.admitted >= admission.limit:
+            await _discard_body(request, config.max_upload_bytes + 64 * 1024)
+            busy = JSONResponse(
+                {"error": f"busy: {admission.admitted} requests running or queued; retry later"}, status_code=503,
+                headers={"Retry-After": admission.retry_after()},
+            )  # fmt: skip
+            return _logged(request, busy, request_id, start)
+        admission.admitted += derain
+        try:
+            response = await call_next(request)
+        finally:
+            admission.admitted -= derain
         return _logged(request, response, request_id, start)
 
     @app.exception_handler(_Error)

@@ -28,6 +28,7 @@ __all__ = [
     "StepSampler",
     "SyntheticPatches",
     "list_clean_images",
+    "pairs_of",
     "read_exclusions",
     "read_pair_names",
     "split_holdout",
@@ -107,6 +108,11 @@ def read_pair_names(file: str | os.PathLike) -> list[str]:
     return [name for name in names if name]
 
 
+def pairs_of(roots: list[str]) -> list[Pair]:
+    """Every pair of every dataset folder in ``roots``, in order."""
+    return [pair for root in roots for pair in find_pairs(root).pairs]
+
+
 def split_pairs(pairs: list[Pair], names: list[str]) -> tuple[list[Pair], list[Pair]]:
     """Split ``pairs`` into ``(train, held_out)``: ``held_out`` are the ``names``, in that order.
 
@@ -134,7 +140,7 @@ class PairedPatches(Dataset):
         self, roots: list[str], patch: int, stride: int | None, hflip: bool, seed: int, held_out: list[str] = ()
     ):
         """``held_out``: names of pairs never to train on (:func:`split_pairs`; the validation pairs)."""
-        self.pairs, _ = split_pairs([pair for root in roots for pair in find_pairs(root).pairs], list(held_out))
+        self.pairs, _ = split_pairs(pairs_of(roots), list(held_out))
         self.patch, self.stride, self.hflip, self.seed = patch, stride, hflip, seed
         self.grid: list[tuple[int, int, int, bool]] = []
         if stride:

@@ -98,10 +98,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved, current)}`` for every config key whose value differs. A key the saved run predates
     counts as holding today's default there (so older checkpoints stay resumable)."""
-    defaults = _flatten(to_dict(TrainingConfig()))
-    old, new = _flatten(saved), _flatten(current)
-    return {key: (old.get(key, defaults.get(key)), value)
-            for key, value in new.items() if old.get(key, defaults.get(key)) != value}  # fmt: skip
+    old = _flatten(to_dict(TrainingConfig())) | _flatten(saved)  # keys the saved run predates: today's default
+    return {key: (old.get(key), value) for key, value in _flatten(current).items() if old.get(key) != value}
 
 
 class CheckpointError(OSError):

@@ -15,7 +15,7 @@ from ..io import read_image, to_tensor
 from ..metrics import psnr_y, quantize, score_y
 from ..synth import synthesize
 from .config import DataConfig
-from .datasets import list_clean_images, read_exclusions, read_pair_names, split_holdout, split_pairs
+from .datasets import list_clean_images, pairs_of, read_exclusions, read_pair_names, split_holdout, split_pairs
 
 __all__ = ["ValidationSet", "build_validation_set", "validate"]
 
@@ -46,8 +46,7 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
     names, rainy, clean = [], [], []
     if data.val_pairs or data.val_split:
         if data.val_split:
-            _, pairs = split_pairs([p for root in data.train_pairs for p in find_pairs(root).pairs],
-                                   read_pair_names(data.val_split))  # fmt: skip
+            _, pairs = split_pairs(pairs_of(data.train_pairs), read_pair_names(data.val_split))
         else:
             pairs = find_pairs(data.val_pairs).pairs
         for pair in pairs[: data.val_count or None]:
@@ -81,12 +80,12 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict
     pipeline = Pipeline(model, precision="fp32")  # whole images in fp32: the score `sian eval` would give
     psnrs, ssims, inputs, stages = [], [], [], []
     for rainy, clean in zip(val.rainy, val.clean, strict=True):
-        outputs = pipeline.stages(to_tensor(rainy))
-        psnr, ssim = score_y(pipeline.quantize(outputs[-1]), clean)
+        outputs = [pipeline.quantize(out) for out in pipeline.stages(to_tensor(rainy))]
+        psnr, ssim = score_y(outputs[-1], clean)
         psnrs.append(psnr)
         ssims.append(ssim)
         inputs.append(psnr_y(rainy, clean))
-        stages.append([psnr_y(pipeline.quantize(out), clean) for out in outputs])
+        stages.append([psnr_y(out, clean) for out in outputs])
     model.train(was_training)
     finite = [p for p in psnrs if math.isfinite(p)]
     return {
