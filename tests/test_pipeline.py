@@ -184,3 +184,45 @@ def test_a_rotation_ensemble_loses_because_rain_has_a_direction():
     assert plain > psnr_y(rainy, clean) + 10  # the model works on upright rain (44.2 vs 28.1 dB)
     assert quarter < psnr_y(rainy, clean) + 1  # ...and does nothing for sideways rain (28.0 dB)
     assert rotated < plain - 5  # so averaging over rotations throws most of the gain away (33.7 dB)
+
+
+def test_self_ensembles_share_passes_and_match_their_own_runs_bit_for_bit(tiny_model):
+    """`sian eval --tta none,flip2,flip4` scores three modes from four passes: each output must be exactly the
+    one a Pipeline with that single mode gives, or the shared run would report numbers nobody can reproduce."""
+    model = sian.load_model(tiny_model)
+    x = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(0))
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    shared = dict(Pipeline(model, precision="fp32").self_ensembles(x, ["flip4", None, "flip2"]))
+    assert len(calls) == 4 and list(shared) == [None, "flip2", "flip4"]
+    for mode, output in shared.items():
+        assert torch.equal(output, Pipeline(model, precision="fp32", tta=mode).tensor(x)), mode
+    assert not torch.equal(shared["flip2"], shared[None])  # a real model is not flip-equivariant
+    with pytest.raises(ValueError, match="whole images"):
+        next(Pipeline(model, precision="fp32", tile=16).self_ensembles(x, [None, "flip2"]))
+
+
+def test_eval_with_a_list_of_self_ensembles_reports_each_as_its_own_run(tmp_path, tiny_model):
+    write_inputs(tmp_path / "in")
+    (tmp_path / "clean").mkdir()
+    for index, name in enumerate(("rgb", "gray")):
+        Image.open(tmp_path / "in" / f"{name}.png").convert("RGB").save(tmp_path / "in" / f"{index}.png")
+        Image.fromarray(smooth_rgb(10 + index)).save(tmp_path / "clean" / f"{index}.png")
+    pairs = [Pair(str(i), tmp_path / "in" / f"{i}.png", tmp_path / "clean" / f"{i}.png") for i in range(2)]
+    data = tmp_path / "pairs.txt"
+    data.write_text("".join(f"{p.rainy} {p.clean}\n" for p in pairs))
+    result = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data", str(data), "--layout", "list",
+                                 "--tta", "none,flip2,flip4", "--csv", str(tmp_path / "scores.csv"),
+                                 "--json", str(tmp_path / "scores.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads((tmp_path / "scores.json").read_text())
+    for mode in ("none", "flip2", "flip4"):
+        alone = evaluate(sian.load_model(tiny_model), pairs, tta=None if mode == "none" else mode)
+        assert [(r["psnr"], r["ssim"]) for r in report["images"][mode]] == [(r.psnr, r.ssim) for r in alone]
+        assert (tmp_path / f"scores-{mode}.csv").is_file()
+    assert report["summaries"]["flip4"]["seconds_per_image"] > report["summaries"]["none"]["seconds_per_image"]
+    bad = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data", str(data), "--layout", "list",
+                              "--tta", "none,rot8"])  # fmt: skip
+    assert bad.exit_code != 0 and "rot8" in bad.output

@@ -22,9 +22,18 @@ from ._dist import gather_outcomes, join_group, leave_group, placement
 from ._progress import progress_bar
 from .convert import import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
-from .evaluate import evaluate, summarize, write_csv
+from .evaluate import evaluate, evaluate_self_ensembles, summarize, write_csv
 from .hub import WEIGHTS, download_weights, load_model, weights_dir
-from .inference import DEFAULT_MODEL, PRECISIONS, FileOutcome, Pipeline, plan_outputs, resolve_device, shard
+from .inference import (
+    DEFAULT_MODEL,
+    PRECISIONS,
+    TTA_FLIPS,
+    FileOutcome,
+    Pipeline,
+    plan_outputs,
+    resolve_device,
+    shard,
+)
 from .io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -435,7 +444,11 @@ def eval_command(
     tile_overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles.")] = 64,
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (GPU) or auto: autocast (sian.precision).")] = "fp32",
     tta: Annotated[
-        str | None, typer.Option(help="Self-ensemble: flip2 (image + mirror) or flip4 (+ vertical, both); slower.")
+        str | None,
+        typer.Option(
+            help="Self-ensemble: flip2 (image + mirror) or flip4 (+ vertical, both); slower. A list such "
+            "as none,flip2,flip4 scores each from the passes of the largest (whole images)."
+        ),
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
@@ -445,6 +458,14 @@ def eval_command(
         raise _fail(f"--quantize must be round or floor, got {quantization!r}")
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    modes = [m.strip() for m in tta.split(",")] if tta and "," in tta else None
+    tta = None if tta == "none" else tta
+    if modes is not None:
+        unknown = [m for m in modes if m != "none" and m not in TTA_FLIPS]
+        if unknown or len(set(modes)) != len(modes):
+            raise _fail(f"--tta list: each of none, {', '.join(TTA_FLIPS)} at most once, got {tta!r}")
+        if tile is not None:
+            raise _fail("--tta with a list scores whole images; give one --tta to combine it with --tile")
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -456,6 +477,9 @@ def eval_command(
     pairs = pairset.pairs[:limit] if limit else pairset.pairs
     net = _load(model, device)
     report.say(f"evaluating {model} on {len(pairs)} pairs of {data} (layout {pairset.layout}, quantize {quantization})")
+    if modes is not None:
+        return _eval_self_ensembles(net, pairs, modes, quantization, precision, csv, report,
+                                    {"model": model, "data": str(data), "layout": pairset.layout})  # fmt: skip
     bar = progress_bar(total=len(pairs), desc="eval", unit="img")
     rows = []
 
@@ -484,6 +508,41 @@ def eval_command(
     report.result({"model": model, "data": str(data), "layout": pairset.layout, "quantize": quantization,
                    "precision": precision, "tta": tta, "device": device_name, "summary": asdict(summary),
                    "images": [asdict(r) for r in rows]})  # fmt: skip
+
+
+def _eval_self_ensembles(net, pairs, modes, quantization, precision, csv, report, about) -> None:
+    """``sian eval --tta none,flip2,flip4``: one summary (and CSV) per self-ensemble, from shared passes."""
+    keys = {mode: None if mode == "none" else mode for mode in modes}
+    bar = progress_bar(total=len(pairs), desc="eval", unit="img")
+    largest = max(keys.values(), key=lambda m: len(TTA_FLIPS[m]) if m else 1)
+
+    def progress(mode, row) -> None:
+        if mode == largest:
+            bar.set_postfix_str(f"{row.name} {mode or 'none'} {row.psnr:.2f} dB")
+            bar.update()
+
+    try:
+        rows = evaluate_self_ensembles(net, pairs, list(keys.values()), quantization, on_row=progress,
+                                       precision=precision)  # fmt: skip
+    except (ImageReadError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        bar.close()
+    summaries = {mode: summarize(rows[key]) for mode, key in keys.items()}
+    device_name = str(next(net.parameters()).device)
+    first = next(iter(summaries.values()))
+    report.say(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}{'s / image':>11}")
+    report.say(f"{'input':8}{first.input_psnr:10.4f}{first.input_ssim:10.4f}")
+    for mode, summary in summaries.items():
+        report.say(f"{mode:8}{summary.psnr:10.4f}{summary.ssim:10.4f}{summary.seconds_per_image:11.2f}")
+    report.say(f"{first.images} images on {device_name}; each mode timed by the passes it needs")
+    if csv is not None:
+        for mode, key in keys.items():
+            path = write_csv(csv.with_name(f"{csv.stem}-{mode}{csv.suffix}"), rows[key])
+            report.say(f"per-image results ({mode}): {path}")
+    report.result({**about, "quantize": quantization, "precision": precision, "tta": modes, "device": device_name,
+                   "summaries": {mode: asdict(s) for mode, s in summaries.items()},
+                   "images": {mode: [asdict(r) for r in rows[key]] for mode, key in keys.items()}})  # fmt: skip
 
 
 @weights_app.command("list")

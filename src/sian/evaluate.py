@@ -6,10 +6,11 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from .data import Pair
@@ -17,7 +18,7 @@ from .inference import Pipeline
 from .io import read_image, to_tensor
 from .metrics import Quantize, score_y
 
-__all__ = ["EvalRow", "EvalSummary", "evaluate", "summarize", "write_csv"]
+__all__ = ["EvalRow", "EvalSummary", "evaluate", "evaluate_self_ensembles", "summarize", "write_csv"]
 
 
 @dataclass
@@ -59,10 +60,7 @@ def evaluate(
         model, precision=precision, tile=tile, overlap=overlap, memory_budget=None, quantization=quantization, tta=tta
     )  # fmt: skip
     rows = []
-    for pair in pairs:
-        rainy, clean = read_image(pair.rainy), read_image(pair.clean)
-        if rainy.shape != clean.shape:
-            raise ValueError(f"{pair.name}: rainy {rainy.shape} and clean {clean.shape} differ in size")
+    for pair, rainy, clean in _read_pairs(pairs):
         start = time.perf_counter()
         output = pipeline.quantize(pipeline.tensor(to_tensor(rainy)))
         seconds = time.perf_counter() - start
@@ -71,6 +69,45 @@ def evaluate(
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def evaluate_self_ensembles(
+    model: nn.Module,
+    pairs: Iterable[Pair],
+    modes: Sequence[str | None],
+    quantization: Quantize = "round",
+    on_row: Callable[[str | None, EvalRow], None] | None = None,
+    precision: str = "fp32",
+) -> dict[str | None, list[EvalRow]]:
+    """:func:`evaluate` under several self-ensembles (``None``, ``"flip2"``, ``"flip4"``) for the forward passes
+    of the largest (:meth:`~sian.inference.Pipeline.self_ensembles`), whole images.
+
+    Each mode's rows are the ones ``evaluate(model, pairs, tta=mode)`` gives, and each row's ``seconds`` is
+    that mode's own cost: the forward passes it needs plus its quantisation.
+    """
+    pipeline = Pipeline(model, precision=precision, memory_budget=None, quantization=quantization)
+    rows: dict[str | None, list[EvalRow]] = {mode: [] for mode in modes}
+    for pair, rainy, clean in _read_pairs(pairs):
+        input_scores, forward = score_y(rainy, clean), 0.0
+        clock = time.perf_counter()
+        for mode, tensor in pipeline.self_ensembles(to_tensor(rainy), modes):
+            forward += time.perf_counter() - clock
+            start = time.perf_counter()
+            output = pipeline.quantize(tensor)
+            row = EvalRow(pair.name, *score_y(output, clean), *input_scores, forward + time.perf_counter() - start)
+            rows[mode].append(row)
+            if on_row is not None:
+                on_row(mode, row)
+            clock = time.perf_counter()
+    return rows
+
+
+def _read_pairs(pairs: Iterable[Pair]) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
+    for pair in pairs:
+        rainy, clean = read_image(pair.rainy), read_image(pair.clean)
+        if rainy.shape != clean.shape:
+            raise ValueError(f"{pair.name}: rainy {rainy.shape} and clean {clean.shape} differ in size")
+        yield pair, rainy, clean
 
 
 def _mean(values: list[float]) -> float:

@@ -211,13 +211,47 @@ class Pipeline:
 
     def _ensemble(self, batch: Tensor) -> Tensor:
         """The mean of the model's outputs over the flips of :attr:`tta`, each flipped back."""
+        for _, out in self._ensembles(batch, (self.tta,)):
+            return out
+        raise AssertionError("unreachable: one mode yields one output")
+
+    @torch.inference_mode()
+    def self_ensembles(self, rainy: Tensor, modes: Sequence[str | None]) -> Iterator[tuple[str | None, Tensor]]:
+        """:meth:`tensor` under several self-ensembles at the cost of the largest (whole images only).
+
+        The flips of each mode are the first flips of the next (``None``, then ``flip2``, then ``flip4``), so
+        one forward pass per flip serves them all, and every output is bit-identical to its own run: the
+        running sum is the one :meth:`tensor` would form. Yields ``(mode, output)`` as soon as a mode's flips
+        are done, smallest first, so a caller can time what each mode costs on its own.
+
+        Example:
+            >>> import sian
+            >>> pipe = Pipeline(sian.create_model("sian", channels=4, stages=2).eval(), precision="fp32")
+            >>> [mode for mode, _ in pipe.self_ensembles(torch.rand(1, 3, 16, 16), [None, "flip4", "flip2"])]
+            [None, 'flip2', 'flip4']
+        """
+        for mode in modes:
+            if mode is not None and mode not in TTA_FLIPS:
+                raise ValueError(f"tta must be one of {', '.join(TTA_FLIPS)} (or None), got {mode!r}")
+        if self.tile is not None:
+            raise ValueError("self_ensembles runs whole images; use tensor() with one tta per Pipeline to tile")
+        yield from self._ensembles(rainy, modes)
+
+    def _ensembles(self, batch: Tensor, modes: Sequence[str | None]) -> Iterator[tuple[str | None, Tensor]]:
+        flips_of = {mode: TTA_FLIPS[mode] if mode else ((),) for mode in modes}
+        ordered = sorted(flips_of, key=lambda mode: len(flips_of[mode]))
+        longest = flips_of[ordered[-1]]
+        if any(longest[: len(flips)] != flips for flips in flips_of.values()):
+            raise ValueError(f"the flips of {ordered} are not prefixes of one another")
         total = None
-        for dims in TTA_FLIPS[self.tta]:
+        for count, dims in enumerate(longest, 1):
             flipped = batch.flip(dims) if dims else batch
             out = self._forward(flipped, return_all=False)
             out = out.flip(dims) if dims else out
             total = out if total is None else total + out
-        return total / len(TTA_FLIPS[self.tta])
+            for mode in ordered:
+                if len(flips_of[mode]) == count:
+                    yield mode, (total if mode is None else total / count)
 
     @torch.inference_mode()
     def stages(self, rainy: Tensor) -> list[Tensor]:
