@@ -89,15 +89,15 @@ class _KeepStages(torch.nn.Module):
 
 
 @torch.inference_mode()
-def evaluate_with_stages(model: torch.nn.Module, pairs) -> tuple[EvalSummary, list[float]]:
-    """`sian eval`'s numbers (final stage, round) plus the mean PSNR of every stage, in one pass."""
+def evaluate_with_stages(model: torch.nn.Module, pairs, quantization: str = "round") -> tuple[EvalSummary, list[float]]:
+    """`sian eval`'s numbers (final stage) plus the mean PSNR of every stage, in one pass."""
     keeper, clean_of, per_stage = _KeepStages(model), {pair.name: pair.clean for pair in pairs}, []
 
     def score_stages(row) -> None:
         clean = read_image(clean_of[row.name])
-        per_stage.append([psnr_y(quantize(output), clean) for output in keeper.stages])
+        per_stage.append([psnr_y(quantize(output, quantization), clean) for output in keeper.stages])
 
-    rows = evaluate(keeper, pairs, "round", on_row=score_stages)
+    rows = evaluate(keeper, pairs, quantization, on_row=score_stages)
     return summarize(rows), np.mean(per_stage, axis=0).tolist()
 
 

@@ -1,0 +1,287 @@
+"""Issue 14's results page, made by one command: docs/results-rain100l.md.
+
+    python scripts/results_rain100l.py [--limit N]
+
+On the real Rain100L test set (the report only: never used for training, tuning or selection):
+- Y-PSNR/SSIM of our Rain100L model (the shipped `sian-rain100l-ours`, or while its run goes on the run's
+  current best.safetensors, labelled so) next to our synthetic models and the authors' SIAN and PReNet
+  weights (imported from $SIAN_SHARED/weights into a temporary folder), with every stage's PSNR for the SIAN
+  models (the paper's Fig. 6);
+- the run's validation curve (20 held-out training pairs) against machine-hours and CPU-hours, with a
+  log-linear fit of the validation PSNR and what it says the targets would cost;
+- the self-ensembles of issue 17, from docs/results/self-ensemble/*.json (scripts/self_ensemble_rain100l.sh).
+
+Scores are cached by weight-file sha256 in docs/results/rain100l-models.csv, so a re-run evaluates only
+models whose weights changed (no timings here: they would come from different runs; docs/benchmarks.md and
+the self-ensemble runs time things side by side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from results_synth import AUTHORS, evaluate_with_stages  # scripts/ is on sys.path when this script runs
+
+from sian.convert import import_weights
+from sian.data import find_pairs
+from sian.evaluate import evaluate, summarize
+from sian.hub import WEIGHTS, load_model, resolve_weights
+from sian.weights import read_weights_file, sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+RUN = REPO / "checkpoints/sian-rain100l-ours"
+CACHE = DOCS / "results/rain100l-models.csv"
+SELF_ENSEMBLE = DOCS / "results/self-ensemble"
+OURS = "sian-rain100l-ours"
+SYNTH = ("sian-synth-light", "sian-synth-heavy")
+TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
+FIELDS = ["model", "label", "sha256", "quantize", "images", "psnr", "ssim", "input_psnr", "input_ssim",
+          "stage_psnr", "date", "machine"]  # fmt: skip
+
+
+def machine() -> str:
+    try:
+        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        name = next(line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or "unknown CPU"
+    return f"{os.cpu_count()} cores {name}, torch {torch.__version__}"
+
+
+def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str]]:
+    """name -> (weight file, quantisation of its release, label) for every model that is available."""
+    found = {}
+    if OURS in WEIGHTS and WEIGHTS[OURS].bundled:
+        found[OURS] = (resolve_weights(OURS), "round", "shipped")
+    elif (RUN / "best.safetensors").is_file():
+        step = read_weights_file(RUN / "best.safetensors")[3].get("step", "?")
+        found[OURS] = (RUN / "best.safetensors", "round", f"run in progress: its best so far, step {step}")
+    for name in SYNTH:
+        if name in WEIGHTS and WEIGHTS[name].bundled:
+            found[name] = (resolve_weights(name), "round", "shipped")
+    for name, (relative, quantization) in AUTHORS.items():
+        source = shared / "weights" / relative
+        if source.is_file():
+            found[name] = (import_weights(source, name, dest_dir=tmp), quantization, "authors' release")
+        else:
+            print(f"skipping {name}: {source} not found")
+    return found
+
+
+def read_cache() -> list[dict]:
+    if not CACHE.is_file():
+        return []
+    with open(CACHE) as f:
+        return list(csv.DictReader(f))
+
+
+def score(name: str, path: Path, quantization: str, label: str, pairs, cache: list[dict]) -> dict:
+    """The cached row of this exact weight file on these pairs, or a fresh evaluation appended to the cache."""
+    digest = sha256_file(path)
+    for row in cache:
+        if row["sha256"] == digest and int(row["images"]) == len(pairs) and row["quantize"] == quantization:
+            return {**row, "model": name, "label": label}
+    print(f"evaluating {name} ({label}) on {len(pairs)} Rain100L test pairs ...", flush=True)
+    model = load_model(path)
+    if hasattr(model, "scale_space"):  # SIAN: every stage's PSNR from the same pass, final stage as `sian eval`
+        summary, stages = evaluate_with_stages(model, pairs, quantization)
+    else:
+        summary, stages = summarize(evaluate(model, pairs, quantization)), []
+    row = {"model": name, "label": label, "sha256": digest, "quantize": quantization, "images": summary.images,
+           "psnr": f"{summary.psnr:.4f}", "ssim": f"{summary.ssim:.4f}", "input_psnr": f"{summary.input_psnr:.4f}",
+           "input_ssim": f"{summary.input_ssim:.4f}", "stage_psnr": json.dumps([round(s, 4) for s in stages]),
+           "date": datetime.date.today().isoformat(), "machine": machine()}  # fmt: skip
+    cache.append(row)
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in FIELDS} for r in cache)
+    return row
+
+
+def validation_curve() -> tuple[list[dict], dict | None]:
+    """The run's validation records and a log-linear fit of validation PSNR against machine-hours."""
+    log = RUN / "log.jsonl"
+    if not log.is_file():
+        return [], None
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    val = [r for r in records if "val_psnr" in r]
+    # The fit starts after the first machine-hour (warm-up and the steepest part of the curve) and uses the
+    # running best, which is what selection keeps.
+    points, best = [], -math.inf
+    for r in val:
+        best = max(best, r["val_psnr"])
+        if r["wall_seconds"] >= 3600:
+            points.append((r["wall_seconds"] / 3600, best))
+    if len(points) < 3:
+        return val, None
+    hours, psnr = np.array(points).T
+    slope, intercept = np.polyfit(np.log2(hours), psnr, 1)
+    return val, {"per_doubling": float(slope), "intercept": float(intercept), "points": len(points),
+                 "hours": (float(hours[0]), float(hours[-1]))}  # fmt: skip
+
+
+def hours_for(fit: dict, psnr: float) -> float:
+    return float(2 ** ((psnr - fit["intercept"]) / fit["per_doubling"])) if fit["per_doubling"] > 0 else math.inf
+
+
+def curve_figure(val: list[dict], fit: dict | None, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    hours = [r["wall_seconds"] / 3600 for r in val]
+    left.plot(hours, [r["val_psnr"] for r in val], "o-", ms=3, label="validation Y-PSNR")
+    left.axhline(val[0]["val_input_psnr"], color="grey", ls=":", label="rainy input")
+    if fit:
+        grid = np.geomspace(fit["hours"][0], max(30.0, hours[-1]), 50)
+        left.plot(grid, fit["intercept"] + fit["per_doubling"] * np.log2(grid), "--", label="log-linear fit")
+    left.set(xlabel="machine-hours (wall clock, 2 cores)", ylabel="Y-PSNR (dB)", title="held-out validation, 20 pairs")
+    right.plot([r["cpu_seconds"] / 3600 for r in val], [r["val_psnr"] for r in val], "o-", ms=3)
+    right.set(xlabel="CPU-hours (process CPU time)", ylabel="Y-PSNR (dB)", title="the same against CPU-hours")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def stage_figure(rows: list[dict], path: Path) -> None:
+    fig, axis = plt.subplots(figsize=(5.5, 3.6))
+    for row in rows:
+        values = json.loads(row["stage_psnr"])
+        axis.plot(range(1, len(values) + 1), values, "o-", label=row["model"])
+    axis.set(xlabel="stage", ylabel="Y-PSNR on Rain100L test (dB)", title="per-stage PSNR (cf. the paper's Fig. 6)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def self_ensemble_lines() -> list[str]:
+    lines = []
+    for path in sorted(SELF_ENSEMBLE.glob("*.json")):
+        report = json.loads(path.read_text())
+        summaries = report["summaries"]
+        plain = summaries["none"]
+        header = (SELF_ENSEMBLE / f"{path.stem}.txt").read_text().splitlines()[0].lstrip("# ")
+        for mode, s in summaries.items():
+            gain = s["psnr"] - plain["psnr"]
+            cost = s["seconds_per_image"] / plain["seconds_per_image"]
+            lines.append(f"| `{report['model']}` | {mode} | {s['images']} | {s['psnr']:.4f} | {s['ssim']:.4f} | "
+                         f"{gain:+.4f} | {s['seconds_per_image']:.2f} | {cost:.2f}x | {header} |")  # fmt: skip
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=0, help="only the first N test pairs (a quick look)")
+    args = parser.parse_args()
+    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+    torch.set_num_threads(os.cpu_count() or 1)
+    pairs = find_pairs(shared / "data/Rain100L_test").pairs[: args.limit or None]
+    cache = read_cache()
+    with tempfile.TemporaryDirectory() as tmp:
+        found = candidates(shared, Path(tmp))
+        rows = [score(name, path, quantization, label, pairs, cache)
+                for name, (path, quantization, label) in found.items()]  # fmt: skip
+    ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
+    (DOCS / "images").mkdir(parents=True, exist_ok=True)
+    val, fit = validation_curve()
+    if val:
+        curve_figure(val, fit, DOCS / "images/rain100l-curve.png")
+    staged = [r for r in rows if json.loads(r["stage_psnr"])]
+    if staged:
+        stage_figure(staged, DOCS / "images/rain100l-stage-psnr.png")
+
+    rainy = f"{float(rows[0]['input_psnr']):.2f} | {float(rows[0]['input_ssim']):.4f}"
+    table = ["| model | weights | Y-PSNR | Y-SSIM | measured |", "|---|---|---|---|---|"]
+    table.append(f"| rainy input | - | {rainy} | - |")
+    for r in rows:
+        table.append(f"| `{r['model']}` | {r['label']}, sha256 {r['sha256'][:12]} | {float(r['psnr']):.2f} | "
+                     f"{float(r['ssim']):.4f} | {r['date']}, {r['machine']} |")  # fmt: skip
+    stages = [f"| `{r['model']}` | " + " | ".join(f"{v:.2f}" for v in json.loads(r["stage_psnr"])) + " |"
+              for r in staged]  # fmt: skip
+    n_stages = max((len(json.loads(r["stage_psnr"])) for r in staged), default=0)
+
+    budget = []
+    if val:
+        last = json.loads((RUN / "log.jsonl").read_text().splitlines()[-1])
+        best = max(val, key=lambda r: r["val_psnr"])
+        budget.append(f"The run (`configs/rain100l-cpu.yaml`, from scratch on the 180 training pairs not held out) "
+                      f"stands at step {last['step']} after {last['wall_seconds'] / 3600:.2f} machine-hours "
+                      f"({last['cpu_seconds'] / 3600:.2f} CPU-hours); best validation {best['val_psnr']:.2f} dB at "
+                      f"step {best['step']} (rainy input {best['val_input_psnr']:.2f}).")  # fmt: skip
+    ours = next((r for r in rows if r["model"] == OURS), None)
+    if fit:
+        budget.append(f"Log-linear fit of the best validation PSNR over {fit['points']} validations from "
+                      f"{fit['hours'][0]:.1f} to {fit['hours'][1]:.1f} machine-hours: **{fit['per_doubling']:+.2f} dB "
+                      f"per doubling** of the budget.")  # fmt: skip
+        chosen = next((r for r in val if r["step"] == ours_step), None)
+        if ours and chosen:
+            offset = float(ours["psnr"]) - chosen["val_psnr"]
+            budget.append(f"On the selected checkpoint (step {ours_step}) the test set scores {offset:+.2f} dB against "
+                          "validation. If the fit held (an extrapolation; a log-linear curve does not saturate, so "
+                          "read these as lower bounds on the cost):")  # fmt: skip
+            for text, target in TARGETS.items():
+                budget.append(f"- {text} on test needs ~{target - offset:.2f} dB on validation: "
+                              f"~{hours_for(fit, target - offset):.0f} machine-hours in all.")  # fmt: skip
+    subset = f"the first {len(pairs)} of the 100 pairs" if args.limit else "all 100 pairs"
+    ensembles = self_ensemble_lines()
+    page = f"""# Rain100L: our own training against the authors' (issue 14)
+
+Made by `python scripts/results_rain100l.py` ({datetime.date.today().isoformat()}), on {subset} of the real
+Rain100L test set, which none of our models saw in training, tuning or checkpoint selection. Y-channel
+PSNR/SSIM per [protocol.md](protocol.md), whole images, fp32, each release's own quantisation. Scores are
+cached per weight file in [results/rain100l-models.csv](results/rain100l-models.csv) with the date and machine
+of their measurement. `sian-rain100l-ours` is selected on 20 held-out *training* pairs only
+(`configs/splits/rain100l-train-val20.txt`); its model card says how.
+
+{chr(10).join(table)}
+
+## Training budget and curve
+
+{chr(10).join(budget) if budget else "No run log found (checkpoints/sian-rain100l-ours/log.jsonl)."}
+
+![validation curve](images/rain100l-curve.png)
+
+## Per-stage PSNR (the paper's Fig. 6)
+
+| model | {" | ".join(f"stage {i + 1}" for i in range(n_stages))} |
+|---|{"---|" * n_stages}
+{chr(10).join(stages)}
+
+![per-stage PSNR](images/rain100l-stage-psnr.png)
+
+## Self-ensembles (issue 17)
+
+`bash scripts/self_ensemble_rain100l.sh`: one `sian eval --tta none,flip2,flip4` per model, all 100 images;
+four forward passes per image serve the three modes (each scored exactly as its own run), and each mode is
+timed by the passes it needs, in the same run, so the cost column is a same-run ratio.
+
+| model | self-ensemble | images | Y-PSNR | Y-SSIM | gain (dB) | s / image | cost | run |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(ensembles) if ensembles else "| (not run yet) |"}
+"""
+    (DOCS / "results-rain100l.md").write_text(page)
+    print(page)
+
+
+if __name__ == "__main__":
+    main()
