@@ -3,6 +3,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from conftest import shared_path
 from sian.inference import auto_tile, derain_tensor
@@ -12,13 +14,25 @@ from sian.models import SIAN
 from sian.tiling import blend_weights, tile_starts, tiled_apply
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(600, 256, 32), (257, 256, 64), (1000, 128, 16), (97, 40, 8)])
-def test_tiles_cover_the_image_with_aligned_origins_and_enough_overlap(length, tile, overlap):
-    tiles = tile_starts(length, tile, overlap, align=4)
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 5000), st.integers(2, 1200), st.floats(0, 0.99), st.sampled_from([1, 2, 4, 8]))
+def test_tiles_cover_the_image_with_aligned_origins_and_enough_overlap(length, tile, overlap_share, align):
+    overlap = int(overlap_share * tile)
+    assume(tile - overlap >= align)  # a grid coarser than the stride cannot keep the overlap
+    tiles = tile_starts(length, tile, overlap, align=align)
     assert tiles[0][0] == 0 and sum(tiles[-1]) == length
-    assert all(start % 4 == 0 and tile <= size < tile + 4 for start, size in tiles)
-    assert all(b[0] - a[0] <= tile - overlap for a, b in itertools.pairwise(tiles))
+    assert all(start % align == 0 and size < tile + align for start, size in tiles)
+    assert all(a[0] + a[1] - b[0] >= overlap for a, b in itertools.pairwise(tiles))
     assert tile_starts(100, 256, 32) == [(0, 100)]
+
+
+def test_large_tiles_are_spread_evenly_instead_of_wasting_a_tile_per_row():
+    """Issue 16: fixed 1024-pixel tiles with the last one pushed back to the border derained 1.75x the pixels
+    of a 4000x3000 photo (4 x 4 tiles, the last row and column almost repeating their neighbours); even: 1.16x."""
+    rows, columns = tile_starts(3000, 1024, 64, align=4), tile_starts(4000, 1024, 64, align=4)
+    derained = sum(h for _, h in rows) * sum(w for _, w in columns)
+    assert len(rows) * len(columns) == 20 and derained / 12e6 < 1.16
+    assert len({size for _, size in columns}) == 1  # equal tiles: no sliver, no near-duplicate
 
 
 def test_blend_weights_ramp_only_at_shared_edges():
