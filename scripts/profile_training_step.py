@@ -1,10 +1,12 @@
-"""Where a training step spends its time: torch.profiler over two 4x120x120 steps of one model.
+"""Where a training step (or an inference) spends its time: torch.profiler over two steps of one model.
 
-    python scripts/profile_training_step.py sian|prenet [THREADS] [cl]
+    python scripts/profile_training_step.py sian|prenet [THREADS] [cl|infer]
 
 Prints the mean step time over three steps (after two warm-up steps) and the operators sorted by their
-own CPU time; ``cl`` runs the model and inputs in channels_last. docs/benchmarks.md (issue 14) compares
-the share of the step spent outside convolutions in SIAN and PReNet with it. Pause any training first.
+own CPU time; ``cl`` runs the model and inputs in channels_last; ``infer`` profiles inference on one
+481x321 image instead, the way `sian bench` runs it (Pipeline: channels_last, no autograd).
+docs/benchmarks.md (issues 14 and 16) compares the share of the time spent outside convolutions in SIAN
+and PReNet with it. Pause any training first.
 """
 
 import sys
@@ -19,6 +21,7 @@ from sian.training.losses import stage_loss
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 name = sys.argv[1]
 channels_last = len(sys.argv) > 3 and sys.argv[3] == "cl"
+inference = len(sys.argv) > 3 and sys.argv[3] == "infer"
 torch.manual_seed(0)
 model = create_model(name).train()
 x, y = torch.rand(4, 3, 120, 120), torch.rand(4, 3, 120, 120)
@@ -34,6 +37,16 @@ def step() -> None:
     optimizer.step()
 
 
+if inference:
+    from sian.inference import Pipeline
+
+    pipeline = Pipeline(model.eval(), precision="fp32", memory_budget=None)
+    image = torch.rand(1, 3, 321, 481)
+
+    def step() -> None:  # the inference variant
+        pipeline.tensor(image)
+
+
 for _ in range(2):
     step()
 start = time.perf_counter()
@@ -46,7 +59,9 @@ with profile(activities=[ProfilerActivity.CPU]) as prof:
 table = prof.key_averages()
 total = sum(e.self_cpu_time_total for e in table)
 convolution = sum(
-    e.self_cpu_time_total for e in table if e.key in ("aten::convolution_backward", "aten::mkldnn_convolution")
+    e.self_cpu_time_total
+    for e in table
+    if e.key in ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_convolution")
 )
 print(f"outside convolutions: {100 * (1 - convolution / total):.0f}% of the step's own CPU time")
 print(table.table(sort_by="self_cpu_time_total", row_limit=25))

@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from results_synth import AUTHORS, evaluate_with_stages  # scripts/ is on sys.path when this script runs
+from self_ensemble_table import table_lines
 
 from sian.convert import import_weights
 from sian.data import find_pairs
@@ -47,7 +48,6 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 RUN = REPO / "checkpoints/sian-rain100l-ours"
 CACHE = DOCS / "results/rain100l-models.csv"
-SELF_ENSEMBLE = DOCS / "results/self-ensemble"
 OURS = "sian-rain100l-ours"
 SYNTH = ("sian-synth-light", "sian-synth-heavy")
 TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
@@ -174,21 +174,6 @@ def stage_figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def self_ensemble_lines() -> list[str]:
-    lines = []
-    for path in sorted(SELF_ENSEMBLE.glob("*.json")):
-        report = json.loads(path.read_text())
-        summaries = report["summaries"]
-        plain = summaries["none"]
-        header = (SELF_ENSEMBLE / f"{path.stem}.txt").read_text().splitlines()[0].lstrip("# ")
-        for mode, s in summaries.items():
-            gain = s["psnr"] - plain["psnr"]
-            cost = s["seconds_per_image"] / plain["seconds_per_image"]
-            lines.append(f"| `{report['model']}` | {mode} | {s['images']} | {s['psnr']:.4f} | {s['ssim']:.4f} | "
-                         f"{gain:+.4f} | {s['seconds_per_image']:.2f} | {cost:.2f}x | {header} |")  # fmt: skip
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="only the first N test pairs (a quick look)")
@@ -243,7 +228,7 @@ def main() -> None:
                 budget.append(f"- {text} on test needs ~{target - offset:.2f} dB on validation: "
                               f"~{hours_for(fit, target - offset):.0f} machine-hours in all.")  # fmt: skip
     subset = f"the first {len(pairs)} of the 100 pairs" if args.limit else "all 100 pairs"
-    ensembles = self_ensemble_lines()
+    ensembles = table_lines()
     page = f"""# Rain100L: our own training against the authors' (issue 14)
 
 Made by `python scripts/results_rain100l.py` ({datetime.date.today().isoformat()}), on {subset} of the real
@@ -275,9 +260,7 @@ of their measurement. `sian-rain100l-ours` is selected on 20 held-out *training*
 four forward passes per image serve the three modes (each scored exactly as its own run), and each mode is
 timed by the passes it needs, in the same run, so the cost column is a same-run ratio.
 
-| model | self-ensemble | images | Y-PSNR | Y-SSIM | gain (dB) | s / image | cost | run |
-|---|---|---|---|---|---|---|---|---|
-{chr(10).join(ensembles) if ensembles else "| (not run yet) |"}
+{chr(10).join(ensembles) if ensembles else "Not run yet."}
 """
     (DOCS / "results-rain100l.md").write_text(page)
     print(page)

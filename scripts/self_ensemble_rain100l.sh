@@ -22,3 +22,4 @@ for model in sian-rain100l "$default_model"; do
     } 2> >(tr '\r' '\n' | grep -v '^eval:' >&2) | tee "$out/$model.txt"
     mv "$out/$model.json.part" "$out/$model.json"
 done
+"${sian%/sian}/python" scripts/self_ensemble_table.py "$out" | tee "$out/summary.md"
