@@ -71,7 +71,7 @@ def test_no_seams_on_a_synthetic_image():
 
 def test_auto_tile_only_when_over_budget():
     assert auto_tile(321, 481) is None
-    assert auto_tile(3000, 4000) == 512
+    assert auto_tile(3000, 4000) == 768  # the default budget (2 GiB) allows the default tile
     assert auto_tile(3000, 4000, memory_budget=128 * 1024**2) == 192
 
 
