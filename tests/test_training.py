@@ -487,3 +487,38 @@ def test_resume_refuses_a_changed_config_unless_the_change_is_allowed(tmp_path):
     assert summary["status"] == "finished" and summary["step"] == 5
     result = run_cli(["train", str(EMPTY_CONFIG), *tiny_overrides(tmp_path, **{"train.steps": 6}), "--resume"])
     assert result.returncode == 2 and "--allow-change" in result.stderr and "train.steps: 5 -> 6" in result.stderr
+
+
+def test_a_mixture_of_pairs_and_clean_images_trains_on_both_and_validates_on_both(tmp_path):
+    """Issue 15: a general model learns from real pairs and synthetic rain at once, and is selected on both
+    held-out sets (the named validation pairs and held-out clean images with fixed rain)."""
+    from sian.training.datasets import MixedPatches
+    from sian.training.trainer import _build_data
+    from sian.training.validation import build_validation_set, validate
+
+    pairs = make_pair_folder(tmp_path / "pairs")
+    split = tmp_path / "val.txt"
+    split.write_text("norain-2\n")
+    overrides = tiny_overrides(tmp_path, **{
+        "data.val_clean": "[]", "data.train_pairs": f"[{pairs}]", "data.val_split": str(split),
+        "data.val_holdout": 1, "data.val_count": 0, "data.val_crop": 0, "data.pair_fraction": 0.25,
+    })  # fmt: skip
+    cfg = load_config(None, overrides)
+    dataset, epoch = _build_data(cfg)
+    assert isinstance(dataset, MixedPatches) and epoch is None
+    picks = [dataset.is_pair(i) for i in range(4000)]
+    assert 0.22 < np.mean(picks) < 0.28
+    first_pair, first_synthetic = picks.index(True), picks.index(False)
+    assert torch.equal(dataset[first_pair][0], dataset.pairs[first_pair][0])
+    assert torch.equal(dataset[first_synthetic][1], dataset.synthetic[first_synthetic][1])
+    assert "norain-2" not in [p.name for p in dataset.pairs.pairs] and len(dataset.synthetic.files) == 3
+    val = build_validation_set(cfg.data)
+    assert val.groups == ["pairs", "synthetic"] and val.names[0] == "norain-2"
+    assert val.names[1] not in {p.stem for p in dataset.synthetic.files}
+    torch.manual_seed(0)
+    scores = validate(create_model("sian", channels=4, stages=2), val, torch.device("cpu"))
+    assert scores["val_psnr"] == pytest.approx((scores["val_psnr_pairs"] + scores["val_psnr_synthetic"]) / 2)
+    with pytest.raises(ValueError, match="pair_fraction"):
+        load_config(None, [*overrides, "data.pair_fraction=1.0"])
+    with pytest.raises(ValueError, match="patch_stride"):
+        load_config(None, [*overrides, "data.patch_stride=16"])

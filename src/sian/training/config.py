@@ -35,6 +35,9 @@ class DataConfig:
     # Rain100 test backgrounds); matched by file stem.
     exclude: list[str] = field(default_factory=list)
     synth_preset: str = "light"  # a preset, or a mixture drawn per sample: "light+classic"
+    # With both train_pairs and train_clean: the share of samples that are real pairs, drawn per sample
+    # (the rest: synthetic rain on clean images).
+    pair_fraction: float = 0.5
     patch_size: int = 120
     # None: a random crop per sample. An integer: the paper's fixed grid of patches with this stride,
     # visited in a fresh random order each epoch.
@@ -162,6 +165,12 @@ def _validate(config: TrainingConfig) -> None:
         if value is not None and not is_preset(value):
             raise ValueError(f"data.{key} must be one of {', '.join(PRESETS)} or a mixture like light+classic, "
                              f"got {value!r}")  # fmt: skip
+    if config.data.train_pairs and config.data.train_clean:
+        if not 0 < config.data.pair_fraction < 1:
+            raise ValueError(f"data.pair_fraction must be in (0, 1) to mix pairs and clean images, "
+                             f"got {config.data.pair_fraction}")  # fmt: skip
+        if config.data.patch_stride:
+            raise ValueError("data.patch_stride (the paper's patch grid) is for pairs alone, not a mixture")
     if config.train.batch_size < 1 or config.data.patch_size < 16:
         raise ValueError("train.batch_size must be >= 1 and data.patch_size >= 16")
 

@@ -24,6 +24,7 @@ from ..io import IMAGE_EXTENSIONS, list_images, quantize, read_image, to_tensor
 from ..synth import StreakBankRain, add_rain, sample_rain_params
 
 __all__ = [
+    "MixedPatches",
     "PairedPatches",
     "StepSampler",
     "SyntheticPatches",
@@ -181,6 +182,25 @@ class PairedPatches(Dataset):
             flip = self.hflip and bool(rng.random() < 0.5)
         window = (slice(y, y + self.patch), slice(x, x + self.patch))
         return _flip(to_tensor(rainy[window])[0], to_tensor(clean[window])[0], flip)
+
+
+class MixedPatches(Dataset):
+    """Each sample a real pair (with probability ``pair_fraction``) or synthetic rain on a clean image.
+
+    The choice is a pure function of the sample index and seed, like the samples of both sources.
+    """
+
+    def __init__(self, pairs: PairedPatches, synthetic: SyntheticPatches, pair_fraction: float, seed: int):
+        self.pairs, self.synthetic, self.pair_fraction, self.seed = pairs, synthetic, pair_fraction, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def is_pair(self, index: int) -> bool:
+        return bool(np.random.default_rng([self.seed, index, 0x5EED]).random() < self.pair_fraction)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return (self.pairs if self.is_pair(index) else self.synthetic)[index]
 
 
 class SyntheticPatches(Dataset):

@@ -44,6 +44,7 @@ from ..weights import load_state_dict_checked, read_weights_file, save_weights, 
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
 from .datasets import (
+    MixedPatches,
     PairedPatches,
     StepSampler,
     SyntheticPatches,
@@ -162,16 +163,22 @@ def _schedule(config: TrainingConfig, total: int):
 
 
 def _build_data(config: TrainingConfig) -> tuple[torch.utils.data.Dataset, int | None]:
-    data = config.data
+    """The training samples (real pairs, synthetic rain on clean images, or a mixture of both) and the
+    number of patches in an epoch (the paper's patch grid), if there is one."""
+    data, seed = config.data, config.train.seed
+    pairs = synthetic = None
     if data.train_pairs:
         held_out = read_pair_names(data.val_split) if data.val_split else []
-        dataset = PairedPatches(
-            data.train_pairs, data.patch_size, data.patch_stride, data.hflip, config.train.seed, held_out
-        )
-        return dataset, (dataset.patches_per_epoch if data.patch_stride else None)
-    files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
-    files, _ = split_holdout(files, data.val_holdout)
-    return SyntheticPatches(files, data.patch_size, data.synth_preset, data.hflip, config.train.seed), None
+        pairs = PairedPatches(data.train_pairs, data.patch_size, data.patch_stride, data.hflip, seed, held_out)
+    if data.train_clean:
+        files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
+        files, _ = split_holdout(files, data.val_holdout)
+        synthetic = SyntheticPatches(files, data.patch_size, data.synth_preset, data.hflip, seed)
+    if pairs is not None and synthetic is not None:
+        return MixedPatches(pairs, synthetic, data.pair_fraction, seed), None
+    if pairs is not None:
+        return pairs, (pairs.patches_per_epoch if data.patch_stride else None)
+    return synthetic, None
 
 
 def _parameter_fingerprint(model: nn.Module) -> torch.Tensor:

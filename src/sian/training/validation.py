@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ class ValidationSet:
     names: list[str]
     rainy: list[np.ndarray]  # uint8 (H, W, 3)
     clean: list[np.ndarray]
+    groups: list[str] = field(default_factory=list)  # per image: "pairs" or "synthetic"
 
     def __len__(self) -> int:
         return len(self.names)
@@ -42,18 +43,29 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def build_validation_set(data: DataConfig) -> ValidationSet | None:
-    """The fixed validation images of a config, or ``None`` when it names none."""
-    names, rainy, clean = [], [], []
+    """The fixed validation images of a config, or ``None`` when it names none.
+
+    Real pairs (``val_pairs``, or ``val_split`` held out of ``train_pairs``), fixed synthetic rain on clean
+    images (``val_clean``, or ``val_holdout`` held out of ``train_clean``), or, for a mixture of both
+    training sources, both sets one after the other (the selection score is the mean over all images).
+    """
+    val = ValidationSet([], [], [])
+
+    def add(name: str, rainy: np.ndarray, clean: np.ndarray, group: str) -> None:
+        val.names.append(name)
+        val.rainy.append(rainy)
+        val.clean.append(clean)
+        val.groups.append(group)
+
     if data.val_pairs or data.val_split:
         if data.val_split:
             _, pairs = split_pairs(pairs_of(data.train_pairs), read_pair_names(data.val_split))
         else:
             pairs = find_pairs(data.val_pairs).pairs
         for pair in pairs[: data.val_count or None]:
-            names.append(pair.name)
-            rainy.append(_centre_crop(read_image(pair.rainy), data.val_crop))
-            clean.append(_centre_crop(read_image(pair.clean), data.val_crop))
-    elif data.val_clean or data.val_holdout:
+            rainy, clean = read_image(pair.rainy), read_image(pair.clean)
+            add(pair.name, _centre_crop(rainy, data.val_crop), _centre_crop(clean, data.val_crop), "pairs")
+    if data.val_clean or data.val_holdout:
         if data.val_holdout:
             pool = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
             _, files = split_holdout(pool, data.val_holdout)
@@ -64,12 +76,8 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
             image = _centre_crop(read_image(path), data.val_crop)
             # held_out: streak-bank rain comes from the validation streak sets only (never trained on).
             synthetic, _ = synthesize(to_tensor(image)[0], preset, seed=VAL_SEED_OFFSET + index, held_out=True)
-            names.append(path.stem)
-            rainy.append(quantize(synthetic))
-            clean.append(image)
-    else:
-        return None
-    return ValidationSet(names, rainy, clean)
+            add(path.stem, quantize(synthetic), image, "synthetic")
+    return val if val.names else None
 
 
 @torch.inference_mode()
@@ -87,10 +95,19 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict
         inputs.append(psnr_y(rainy, clean))
         stages.append([psnr_y(out, clean) for out in outputs])
     model.train(was_training)
-    finite = [p for p in psnrs if math.isfinite(p)]
-    return {
-        "val_psnr": float(np.mean(finite)) if finite else float("inf"),
+    result: dict[str, float | list[float]] = {
+        "val_psnr": _finite_mean(psnrs),
         "val_ssim": float(np.nanmean(ssims)),
         "val_input_psnr": float(np.mean(inputs)),
         "val_stage_psnr": [float(np.mean(s)) for s in zip(*stages, strict=True)],
     }
+    if len(set(val.groups)) > 1:  # a mixture: each source's own mean too
+        for group in sorted(set(val.groups)):
+            scores = [psnr for psnr, g in zip(psnrs, val.groups, strict=True) if g == group]
+            result[f"val_psnr_{group}"] = _finite_mean(scores)
+    return result
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("inf")
