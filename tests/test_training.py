@@ -50,7 +50,8 @@ def tiny_overrides(tmp_path: Path, out: str = "run", **extra) -> list[str]:
 
 def test_config_files_load_with_their_base_chain():
     for path in sorted((REPO / "configs").rglob("*.yaml")):
-        if path.name in ("cpu-quick.yaml", "sian-synth-light.yaml", "sian-synth-heavy.yaml"):
+        if path.name in ("cpu-quick.yaml", "sian-synth-light.yaml", "sian-synth-heavy.yaml", "sian-general.yaml",
+                         "sian-streaks-heavy.yaml"):  # fmt: skip
             cfg = load_config(path)
         else:  # the paper configs name no data: the user points them at theirs
             cfg = load_config(path, ["data.train_pairs=[somewhere]"])
@@ -522,3 +523,27 @@ def test_a_mixture_of_pairs_and_clean_images_trains_on_both_and_validates_on_bot
         load_config(None, [*overrides, "data.pair_fraction=1.0"])
     with pytest.raises(ValueError, match="patch_stride"):
         load_config(None, [*overrides, "data.patch_stride=16"])
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["sian-general", "sian-streaks-heavy"])
+def test_issue15_configs_keep_every_validation_background_out_of_training(name, monkeypatch):
+    """The general and heavy models train on BSDS500 photos; the backgrounds of issue 14's 20 validation pairs
+    are BSDS500 images too, and must not be trained on (configs/splits/rain100l-train-val20-bsds500.tsv)."""
+    from conftest import shared_path
+    from sian.training.trainer import _build_data
+    from sian.training.validation import build_validation_set
+
+    monkeypatch.setenv("SIAN_SHARED", str(shared_path()))
+    monkeypatch.chdir(REPO)
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    dataset, _ = _build_data(cfg)
+    synthetic = getattr(dataset, "synthetic", dataset)
+    trained = {path.stem for path in synthetic.files}
+    backgrounds = [line.split("\t")[1] for line in (REPO / "configs/splits/rain100l-train-val20-bsds500.tsv")
+                   .read_text().splitlines()[3:]]  # fmt: skip
+    assert len(backgrounds) == 20 and not trained & {Path(b).stem for b in backgrounds}
+    assert len(trained) > 400
+    val = build_validation_set(cfg.data)
+    assert set(val.names) & trained == set()
+    assert val.groups.count("synthetic") == 20 and val.groups.count("pairs") == (20 if name == "sian-general" else 0)
