@@ -35,7 +35,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from results_synth import AUTHORS, evaluate_with_stages  # scripts/ is on sys.path when this script runs
+from results_synth import (  # scripts/ is on sys.path when this script runs
+    AUTHORS,
+    evaluate_with_stages,
+    save_figure,
+    stage_figure,
+)
 from self_ensemble_table import table_lines
 
 from sian.convert import import_weights
@@ -153,25 +158,8 @@ def curve_figure(val: list[dict], fit: dict | None, path: Path) -> None:
     left.set(xlabel="machine-hours (wall clock, 2 cores)", ylabel="Y-PSNR (dB)", title="held-out validation, 20 pairs")
     right.plot([r["cpu_seconds"] / 3600 for r in val], [r["val_psnr"] for r in val], "o-", ms=3)
     right.set(xlabel="CPU-hours (process CPU time)", ylabel="Y-PSNR (dB)", title="the same against CPU-hours")
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
     left.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def stage_figure(rows: list[dict], path: Path) -> None:
-    fig, axis = plt.subplots(figsize=(5.5, 3.6))
-    for row in rows:
-        values = json.loads(row["stage_psnr"])
-        axis.plot(range(1, len(values) + 1), values, "o-", label=row["model"])
-    axis.set(xlabel="stage", ylabel="Y-PSNR on Rain100L test (dB)", title="per-stage PSNR (cf. the paper's Fig. 6)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, (left, right), path)
 
 
 def main() -> None:
@@ -193,7 +181,7 @@ def main() -> None:
         curve_figure(val, fit, DOCS / "images/rain100l-curve.png")
     staged = [r for r in rows if json.loads(r["stage_psnr"])]
     if staged:
-        stage_figure(staged, DOCS / "images/rain100l-stage-psnr.png")
+        stage_figure({r["model"]: json.loads(r["stage_psnr"]) for r in staged}, DOCS / "images/rain100l-stage-psnr.png")
 
     rainy = f"{float(rows[0]['input_psnr']):.2f} | {float(rows[0]['input_ssim']):.4f}"
     table = ["| model | weights | Y-PSNR | Y-SSIM | measured |", "|---|---|---|---|---|"]

@@ -121,13 +121,19 @@ def training_curves(path: Path) -> list[str]:
                          f"| {val[0]['val_input_psnr']:.2f} |")  # fmt: skip
     left.set(xlabel="step", ylabel="training loss (-SSIM summed over 6 stages)", title="training loss")
     right.set(xlabel="CPU-hours", ylabel="Y-PSNR (dB)", title="held-out synthetic validation")
-    for axis in (left, right):
+    save_figure(fig, (left, right), path, legend=True)
+    return lines
+
+
+def save_figure(fig, axes, path: Path, legend: bool = False) -> None:
+    """The figures' common finish: a light grid (and legend) on every axis, tight layout, 110 dpi PNG."""
+    for axis in axes:
         axis.grid(alpha=0.3)
-        axis.legend()
+        if legend:
+            axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return lines
 
 
 def stage_figure(stages: dict[str, list[float]], path: Path) -> None:
@@ -135,11 +141,7 @@ def stage_figure(stages: dict[str, list[float]], path: Path) -> None:
     for name, values in stages.items():
         axis.plot(range(1, len(values) + 1), values, "o-", label=name)
     axis.set(xlabel="stage", ylabel="Y-PSNR on Rain100L test (dB)", title="per-stage PSNR (cf. the paper's Fig. 6)")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, (axis,), path, legend=True)
 
 
 def real_rain_examples(models, shared: Path, out: Path, count: int = 4) -> Path | None:
