@@ -58,7 +58,8 @@ def one_per_scene(folder: Path, frames: int) -> list[Path]:
 def labelled(image: np.ndarray, text: str) -> np.ndarray:
     picture = Image.fromarray(image)
     draw = ImageDraw.Draw(picture)
-    draw.rectangle((0, 0, 7 * len(text) + 6, 14), fill=(0, 0, 0))
+    *_, right, bottom = draw.textbbox((3, 2), text)
+    draw.rectangle((0, 0, right + 3, bottom + 2), fill=(0, 0, 0))
     draw.text((3, 2), text, fill=(255, 255, 255))
     return np.asarray(picture)
 
