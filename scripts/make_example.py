@@ -18,7 +18,7 @@ from sian.io import read_image, to_tensor, write_image
 from sian.metrics import psnr_y, quantize, ssim_y
 from sian.synth import synthesize
 from sian.training import load_config
-from sian.training.datasets import list_clean_images, read_exclusions, split_holdout
+from sian.training.datasets import clean_split
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "kodim16"
@@ -30,8 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
     config = load_config(REPO / "configs/sian-synth-light.yaml")
-    pool = list_clean_images(config.data.train_clean, read_exclusions(config.data.exclude), config.data.patch_size)
-    _, held_out = split_holdout(pool, config.data.val_holdout)
+    _, held_out = clean_split(config.data)
     assert NAME in {p.stem for p in held_out}, f"{NAME} is not held out of sian-synth-light's training"
 
     clean = read_image(shared / "data/Kodak24" / f"{NAME}.png")

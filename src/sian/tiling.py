@@ -52,7 +52,7 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tu
         size = length - (tiles - 1) * stride  # every tile this size, the last one ending at the border
         if stride >= align and size < tile + align:
             even = [(i * stride, size) for i in range(tiles)]
-            return even if tiles * size <= sum(size for _, size in fixed) else fixed
+            return even if tiles * size <= sum(fixed_size for _, fixed_size in fixed) else fixed
     return fixed
 
 

@@ -22,12 +22,14 @@ from torch.utils.data import Dataset, Sampler
 from ..data import Pair, find_pairs
 from ..io import IMAGE_EXTENSIONS, list_images, quantize, read_image, to_tensor
 from ..synth import StreakBankRain, add_rain, sample_rain_params
+from .config import DataConfig
 
 __all__ = [
     "MixedPatches",
     "PairedPatches",
     "StepSampler",
     "SyntheticPatches",
+    "clean_split",
     "list_clean_images",
     "pairs_of",
     "read_exclusions",
@@ -93,6 +95,14 @@ def split_holdout(files: list[Path], count: int) -> tuple[list[Path], list[Path]
     order = np.random.default_rng(HOLDOUT_SEED).permutation(len(files))
     held = set(order[:count].tolist())
     return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+
+
+def clean_split(data: DataConfig) -> tuple[list[Path], list[Path]]:
+    """``(train, held_out)``: a config's clean training images (``data.train_clean`` minus ``data.exclude`` and
+    images smaller than a patch) with ``data.val_holdout`` of them held out by the fixed draw. Training and
+    validation both take them from here, so the held-out images can never drift into training."""
+    files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
+    return split_holdout(files, data.val_holdout)
 
 
 def read_pair_names(file: str | os.PathLike) -> list[str]:

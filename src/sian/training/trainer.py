@@ -48,10 +48,8 @@ from .datasets import (
     PairedPatches,
     StepSampler,
     SyntheticPatches,
-    list_clean_images,
-    read_exclusions,
+    clean_split,
     read_pair_names,
-    split_holdout,
 )
 from .losses import stage_loss
 from .validation import build_validation_set, validate
@@ -171,8 +169,7 @@ def _build_data(config: TrainingConfig) -> tuple[torch.utils.data.Dataset, int |
         held_out = read_pair_names(data.val_split) if data.val_split else []
         pairs = PairedPatches(data.train_pairs, data.patch_size, data.patch_stride, data.hflip, seed, held_out)
     if data.train_clean:
-        files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
-        files, _ = split_holdout(files, data.val_holdout)
+        files, _ = clean_split(data)
         synthetic = SyntheticPatches(files, data.patch_size, data.synth_preset, data.hflip, seed)
     if pairs is not None and synthetic is not None:
         return MixedPatches(pairs, synthetic, data.pair_fraction, seed), None

@@ -15,7 +15,7 @@ from ..io import read_image, to_tensor
 from ..metrics import psnr_y, quantize, score_y
 from ..synth import synthesize
 from .config import DataConfig
-from .datasets import list_clean_images, pairs_of, read_exclusions, read_pair_names, split_holdout, split_pairs
+from .datasets import clean_split, list_clean_images, pairs_of, read_exclusions, read_pair_names, split_pairs
 
 __all__ = ["ValidationSet", "build_validation_set", "validate"]
 
@@ -67,8 +67,7 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
             add(pair.name, _centre_crop(rainy, data.val_crop), _centre_crop(clean, data.val_crop), "pairs")
     if data.val_clean or data.val_holdout:
         if data.val_holdout:
-            pool = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
-            _, files = split_holdout(pool, data.val_holdout)
+            _, files = clean_split(data)
         else:
             files = list_clean_images(data.val_clean, read_exclusions(data.exclude))
         preset = data.val_preset or data.synth_preset
