@@ -15,35 +15,28 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
+from results_synth import import_authors, shared_folder  # scripts/ is on sys.path when this script runs
 
-from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model
 from sian.inference import Pipeline
 from sian.io import read_image
 
 REPO = Path(__file__).resolve().parents[1]
-AUTHORS = {"sian-rain100l": "sian_authors/rain100l.pth", "prenet-rain100l": "prenet_authors/Rain100L/PReNet6.pth"}
 RAIN_GAIN = 3.0
 
 
 def models(shared: Path, tmp: Path) -> dict[str, Pipeline]:
-    found = {name: load_model(name) for name, entry in WEIGHTS.items() if entry.bundled}
-    for name, relative in AUTHORS.items():
-        source = shared / "weights" / relative
-        if source.is_file():
-            found[name] = load_model(import_weights(source, name, dest_dir=tmp))
-        else:
-            print(f"skipping {name}: {source} not found")
-    quantization = {"prenet-rain100l": "floor"}  # each release's own rounding
-    return {name: Pipeline(model, precision="fp32", quantization=quantization.get(name, "round"))
-            for name, model in found.items()}  # fmt: skip
+    """Every shipped model of ours and the authors' weights, each with its release's own rounding."""
+    found = {name: (load_model(name), "round") for name, entry in WEIGHTS.items() if entry.bundled}
+    for name, (path, quantization, _) in import_authors(shared, tmp).items():
+        found[name] = (load_model(path), quantization)
+    return {name: Pipeline(model, precision="fp32", quantization=quantization)
+            for name, (model, quantization) in found.items()}  # fmt: skip
 
 
 def one_per_scene(folder: Path, frames: int) -> list[Path]:
@@ -80,11 +73,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8, help="how many frames (one per scene first)")
     parser.add_argument("--out", type=Path, default=REPO / "build/gallery-real-rain")
     args = parser.parse_args()
-    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+    shared = shared_folder()
     folder = shared / "data/real_rain_webcam/rainy_R"
     if not folder.is_dir():
         raise SystemExit(f"no webcam frames at {folder} (set SIAN_SHARED)")
-    torch.set_num_threads(os.cpu_count() or 1)
     args.out.mkdir(parents=True, exist_ok=True)
     entries = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,14 +36,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from results_synth import (  # scripts/ is on sys.path when this script runs
-    AUTHORS,
     evaluate_with_stages,
+    import_authors,
     save_figure,
+    shared_folder,
     stage_figure,
 )
 from self_ensemble_table import table_lines
 
-from sian.convert import import_weights
 from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
 from sian.hub import WEIGHTS, load_model, resolve_weights
@@ -69,8 +69,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores {name}, torch {torch.__version__}"
 
 
-def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str]]:
-    """name -> (weight file, quantisation of its release, label) for every model that is available."""
+def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str]]:
+    """name -> (weight file, quantisation of its release, label, sha256) for every model that is available.
+
+    The sha256 keys the score cache: of the file itself for ours, of the original checkpoint for the authors'
+    (an imported file's bytes differ from import to import: safetensors orders its metadata freely)."""
     found = {}
     if OURS in WEIGHTS and WEIGHTS[OURS].bundled:
         found[OURS] = (resolve_weights(OURS), "round", "shipped")
@@ -80,12 +83,9 @@ def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str]]:
     for name in SYNTH:
         if name in WEIGHTS and WEIGHTS[name].bundled:
             found[name] = (resolve_weights(name), "round", "shipped")
-    for name, (relative, quantization) in AUTHORS.items():
-        source = shared / "weights" / relative
-        if source.is_file():
-            found[name] = (import_weights(source, name, dest_dir=tmp), quantization, "authors' release")
-        else:
-            print(f"skipping {name}: {source} not found")
+    found = {name: (*entry, sha256_file(entry[0])) for name, entry in found.items()}
+    for name, (path, quantization, source) in import_authors(shared, tmp).items():
+        found[name] = (path, quantization, "authors' release", sha256_file(source))
     return found
 
 
@@ -96,9 +96,9 @@ def read_cache() -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def score(name: str, path: Path, quantization: str, label: str, pairs, cache: list[dict]) -> dict:
-    """The cached row of this exact weight file on these pairs, or a fresh evaluation appended to the cache."""
-    digest = sha256_file(path)
+def score(name: str, path: Path, quantization: str, label: str, digest: str, pairs, cache: list[dict]) -> dict:
+    """The cached row of these exact weights (``digest``) on these pairs, or a fresh evaluation appended to the
+    cache."""
     for row in cache:
         if row["sha256"] == digest and int(row["images"]) == len(pairs) and row["quantize"] == quantization:
             return {**row, "model": name, "label": label}
@@ -166,14 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="only the first N test pairs (a quick look)")
     args = parser.parse_args()
-    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
-    torch.set_num_threads(os.cpu_count() or 1)
+    shared = shared_folder()
     pairs = find_pairs(shared / "data/Rain100L_test").pairs[: args.limit or None]
     cache = read_cache()
     with tempfile.TemporaryDirectory() as tmp:
         found = candidates(shared, Path(tmp))
-        rows = [score(name, path, quantization, label, pairs, cache)
-                for name, (path, quantization, label) in found.items()]  # fmt: skip
+        rows = [score(name, *entry, pairs, cache) for name, entry in found.items()]
     ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
     val, fit = validation_curve()

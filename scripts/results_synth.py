@@ -59,19 +59,33 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}"
 
 
+def shared_folder() -> Path:
+    """``$SIAN_SHARED`` or ``../shared`` beside the checkout; the results scripts use every core."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    return Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+
+
+def import_authors(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, Path]]:
+    """name -> (imported weight file under ``tmp``, quantisation of its release, the original checkpoint) for
+    every authors' checkpoint of :data:`AUTHORS` found under ``shared``; the results scripts all start here."""
+    found = {}
+    for name, (relative, quantization) in AUTHORS.items():
+        source = shared / "weights" / relative
+        if source.is_file():
+            found[name] = (import_weights(source, name, dest_dir=tmp), quantization, source)
+        else:
+            print(f"skipping {name}: {source} not found")
+    return found
+
+
 def load_models(shared: Path, tmp: Path) -> dict[str, tuple[torch.nn.Module, str, str]]:
     """name -> (model, quantisation, sha256 of the weight file) for every model that is available."""
     models = {}
     for name in OURS:
         if name in WEIGHTS and WEIGHTS[name].bundled:
             models[name] = (load_model(name), "round", WEIGHTS[name].sha256)
-    for name, (relative, quantization) in AUTHORS.items():
-        source = shared / "weights" / relative
-        if source.is_file():
-            path = import_weights(source, name, dest_dir=tmp)
-            models[name] = (load_model(path), quantization, sha256_file(source))
-        else:
-            print(f"skipping {name}: {source} not found")
+    for name, (path, quantization, source) in import_authors(shared, tmp).items():
+        models[name] = (load_model(path), quantization, sha256_file(source))
     return models
 
 
@@ -169,8 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="only the first N test pairs (a quick look)")
     args = parser.parse_args()
-    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
-    torch.set_num_threads(os.cpu_count() or 1)
+    shared = shared_folder()
     pairs = find_pairs(shared / "data/Rain100L_test").pairs[: args.limit or None]
     date = datetime.date.today().isoformat()
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
