@@ -70,3 +70,25 @@ def test_cli_export_and_derain_with_the_onnx_backend(tiny, tmp_path):
     wrong = runner.invoke(app, ["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "x"), "--model",
                                 str(weights), "--backend", "onnx"])  # fmt: skip
     assert wrong.exit_code == 2 and "FILE.onnx" in wrong.output
+
+
+def test_self_ensemble_composes_with_onnx_tiling_and_precision(tiny):
+    """Issue 17: `--tta` is a Pipeline setting, so it must work the same whatever runs the passes."""
+    from sian.inference import Pipeline
+
+    model, _, onnx_path = tiny
+    x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(1))
+    reference = Pipeline(model, precision="fp32", tta="flip4").tensor(x)
+    assert not torch.allclose(reference, Pipeline(model, precision="fp32").tensor(x), atol=1e-3)
+    # ONNX: the exported graph under the same ensemble agrees to the graph's own tolerance.
+    on_onnx = Pipeline(OnnxModel(onnx_path), tta="flip4").tensor(x)
+    torch.testing.assert_close(on_onnx, reference, rtol=0, atol=1e-4)
+    # Tiling: every tile is ensembled, then tiles are cross-faded, as for a single pass.
+    tiled = Pipeline(model, precision="fp32", tta="flip4", tile=48, overlap=16).tensor(x)
+    tiled_plain = Pipeline(model, precision="fp32", tile=48, overlap=16).tensor(x)
+    assert tiled.shape == reference.shape
+    assert (tiled - reference).abs().mean() < 0.5 * (tiled_plain - reference).abs().mean()
+    # bf16 autocast: the ensemble of bf16 passes, close to the fp32 ensemble, returned in float32.
+    reduced = Pipeline(model, precision="bf16", tta="flip4").tensor(x)
+    assert reduced.dtype == torch.float32
+    torch.testing.assert_close(reduced, reference, rtol=0, atol=0.05)
