@@ -3,12 +3,12 @@
     python scripts/precision_cost.py [--model sian-rain100l] [--precision bf16] [--limit N] [--device cpu]
 
 Every image is derained in fp32 and then in the reduced precision, in turns (so that the time ratio is
-measured on the same image under the same load), and its row is appended to
-``docs/results/precision-<precision>[-<device>].csv`` at once: the run is resumable, and a later call
-continues with the images not yet in the CSV. The summary (mean Y-PSNR/SSIM of both, the cost, the
-largest per-image PSNR change, the time ratio, over the images done so far) is printed and written next
-to it as ``.txt``. Imports the authors' Rain100L SIAN from $SIAN_SHARED/weights when --model is
-sian-rain100l and it is not installed.
+measured on the same image under the same load), and its row, with the machine it ran on, is appended to
+``docs/results/precision/<model>-<precision>[-<device>].csv`` at once: the run is resumable, and a later
+call continues with the images not yet in that model's CSV. The summary (mean Y-PSNR/SSIM of both, the
+cost, the largest per-image PSNR change over the images done so far; the time ratio per machine, since a
+resumed run may have moved) is printed and written next to it as ``.txt``. Imports the authors' Rain100L
+SIAN from $SIAN_SHARED/weights when --model is sian-rain100l and it is not installed.
 
 On CPUs without native bf16 (no AVX512-BF16 or AMX; AVX2 only) oneDNN runs bf16 convolutions on a
 reference path about ten times slower than fp32: the cost in PSNR is still measured exactly, the time
@@ -21,7 +21,6 @@ import argparse
 import csv
 import datetime
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -31,10 +30,12 @@ from sian.convert import import_weights
 from sian.data import find_pairs
 from sian.evaluate import evaluate
 from sian.hub import load_model
+from sian.precision import describe_machine
 from sian.weights import WeightsNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
-FIELDS = ["name", "psnr_fp32", "ssim_fp32", "seconds_fp32", "psnr_reduced", "ssim_reduced", "seconds_reduced"]
+FIELDS = ["name", "psnr_fp32", "ssim_fp32", "seconds_fp32", "psnr_reduced", "ssim_reduced", "seconds_reduced",
+          "machine"]  # fmt: skip
 
 
 def _load(name: str, device: str, shared: Path, tmp: str) -> torch.nn.Module:
@@ -54,22 +55,26 @@ def _read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _summary(rows: list[dict], args: argparse.Namespace, total: int, device: str) -> list[str]:
-    def mean(key: str) -> float:
-        return sum(float(r[key]) for r in rows) / len(rows)
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(float(r[key]) for r in rows) / len(rows)
 
+
+def _summary(rows: list[dict], args: argparse.Namespace, total: int) -> list[str]:
     deltas = [float(r["psnr_fp32"]) - float(r["psnr_reduced"]) for r in rows]
-    ratio = mean("seconds_reduced") / mean("seconds_fp32")
-    return [
-        f"# {args.model} on {len(rows)} of {total} Rain100L test pairs, {datetime.date.today()}, {device}, "
-        f"torch {torch.__version__}",
-        f"fp32            {mean('psnr_fp32'):.4f} dB  {mean('ssim_fp32'):.4f}  {mean('seconds_fp32'):.2f} s/image",
-        f"{args.precision:<15} {mean('psnr_reduced'):.4f} dB  {mean('ssim_reduced'):.4f}  "
-        f"{mean('seconds_reduced'):.2f} s/image",
-        f"cost: {mean('psnr_fp32') - mean('psnr_reduced'):+.4f} dB mean PSNR (per image from {min(deltas):+.4f} "
-        f"to {max(deltas):+.4f} dB), {mean('ssim_fp32') - mean('ssim_reduced'):+.5f} SSIM; "
-        f"time ratio {args.precision}/fp32 {ratio:.2f}",
+    lines = [
+        f"# {args.model} on {len(rows)} of {total} Rain100L test pairs (summary of {datetime.date.today()})",
+        f"fp32            {_mean(rows, 'psnr_fp32'):.4f} dB  {_mean(rows, 'ssim_fp32'):.4f}",
+        f"{args.precision:<15} {_mean(rows, 'psnr_reduced'):.4f} dB  {_mean(rows, 'ssim_reduced'):.4f}",
+        f"cost: {_mean(rows, 'psnr_fp32') - _mean(rows, 'psnr_reduced'):+.4f} dB mean PSNR (per image from "
+        f"{min(deltas):+.4f} to {max(deltas):+.4f} dB), "
+        f"{_mean(rows, 'ssim_fp32') - _mean(rows, 'ssim_reduced'):+.5f} SSIM",
     ]
+    for machine in dict.fromkeys(r["machine"] for r in rows):  # times compare only within one machine
+        on = [r for r in rows if r["machine"] == machine]
+        fp32, reduced = _mean(on, "seconds_fp32"), _mean(on, "seconds_reduced")
+        lines.append(f"time on {machine} ({len(on)} images): fp32 {fp32:.2f} s/image, {args.precision} "
+                     f"{reduced:.2f} s/image, ratio {args.precision}/fp32 {reduced / fp32:.2f}")  # fmt: skip
+    return lines
 
 
 def main() -> None:
@@ -82,13 +87,12 @@ def main() -> None:
     shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
     pairs = find_pairs(shared / "data/Rain100L_test").pairs
     suffix = "" if args.device == "cpu" else f"-{args.device}"
-    out = REPO / f"docs/results/precision-{args.precision}{suffix}.csv"
+    out = REPO / f"docs/results/precision/{args.model}-{args.precision}{suffix}.csv"
     rows = _read_rows(out)
     done = {r["name"] for r in rows}
     todo = [p for p in pairs if p.name not in done][: max(0, args.limit - len(rows)) if args.limit else None]
     quantization = "floor" if args.model.startswith("prenet") else "round"
-    cpu = f"{os.cpu_count()} CPU cores {platform.machine()}"
-    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu
+    device = torch.cuda.get_device_name() if args.device == "cuda" else describe_machine()
     with tempfile.TemporaryDirectory() as tmp:
         model = _load(args.model, args.device, shared, tmp)
         for pair in todo:
@@ -96,7 +100,8 @@ def main() -> None:
             (reduced,) = evaluate(model, [pair], quantization, precision=args.precision)
             row = dict(name=pair.name, psnr_fp32=f"{full.psnr:.6f}", ssim_fp32=f"{full.ssim:.6f}",
                        seconds_fp32=f"{full.seconds:.3f}", psnr_reduced=f"{reduced.psnr:.6f}",
-                       ssim_reduced=f"{reduced.ssim:.6f}", seconds_reduced=f"{reduced.seconds:.3f}")  # fmt: skip
+                       ssim_reduced=f"{reduced.ssim:.6f}", seconds_reduced=f"{reduced.seconds:.3f}",
+                       machine=device)  # fmt: skip
             new_file = not out.exists()
             out.parent.mkdir(parents=True, exist_ok=True)
             with open(out, "a", newline="") as f:
@@ -108,7 +113,7 @@ def main() -> None:
             print(f"{pair.name}: fp32 {full.psnr:.4f} dB, {args.precision} {reduced.psnr:.4f} dB", flush=True)
     if not rows:
         raise SystemExit("no images evaluated")
-    lines = _summary(rows, args, len(pairs), device)
+    lines = _summary(rows, args, len(pairs))
     out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

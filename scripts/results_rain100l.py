@@ -23,9 +23,6 @@ import csv
 import datetime
 import json
 import math
-import os
-import platform
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -34,7 +31,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from results_synth import (  # scripts/ is on sys.path when this script runs
     evaluate_with_stages,
     import_authors,
@@ -47,6 +43,7 @@ from self_ensemble_table import table_lines
 from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
 from sian.hub import WEIGHTS, load_model, resolve_weights
+from sian.precision import describe_machine
 from sian.weights import read_weights_file, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,15 +55,6 @@ SYNTH = ("sian-synth-light", "sian-synth-heavy")
 TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
 FIELDS = ["model", "label", "sha256", "quantize", "images", "psnr", "ssim", "input_psnr", "input_ssim",
           "stage_psnr", "date", "machine"]  # fmt: skip
-
-
-def machine() -> str:
-    try:
-        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"{os.cpu_count()} cores {name}, torch {torch.__version__}"
 
 
 def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str]]:
@@ -111,7 +99,7 @@ def score(name: str, path: Path, quantization: str, label: str, digest: str, pai
     row = {"model": name, "label": label, "sha256": digest, "quantize": quantization, "images": summary.images,
            "psnr": f"{summary.psnr:.4f}", "ssim": f"{summary.ssim:.4f}", "input_psnr": f"{summary.input_psnr:.4f}",
            "input_ssim": f"{summary.input_ssim:.4f}", "stage_psnr": json.dumps([round(s, 4) for s in stages]),
-           "date": datetime.date.today().isoformat(), "machine": machine()}  # fmt: skip
+           "date": datetime.date.today().isoformat(), "machine": describe_machine()}  # fmt: skip
     cache.append(row)
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     with open(CACHE, "w", newline="") as f:

@@ -18,7 +18,6 @@ import csv
 import datetime
 import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from sian.hub import WEIGHTS, load_model
 from sian.inference import derain_tensor
 from sian.io import read_image, to_tensor
 from sian.metrics import psnr_y, quantize
+from sian.precision import describe_machine
 from sian.weights import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,10 +53,6 @@ REAL_RAIN_NOTE = (
     "frames are third-party images: rainy frames from `real_rain_webcam/rainy_R` (left), then each of our models\n"
     "and the authors' Rain100L model (column order in `build/results-synth/real-rain.txt`)."
 )
-
-
-def machine() -> str:
-    return f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}"
 
 
 def shared_folder() -> Path:
@@ -208,7 +204,7 @@ def main() -> None:
         for name, s in summaries.items():
             writer.writerow([name, models[name][2], models[name][1], s.images, f"{s.psnr:.4f}", f"{s.ssim:.4f}",
                              f"{s.input_psnr:.4f}", f"{s.input_ssim:.4f}", f"{s.seconds_per_image:.3f}", date,
-                             machine()])  # fmt: skip
+                             describe_machine()])  # fmt: skip
     curves = training_curves(DOCS / "images/synth-training-curve.png")
     if stages:
         stage_figure(stages, DOCS / "images/synth-stage-psnr.png")
@@ -229,7 +225,7 @@ def main() -> None:
     subset = f"the first {len(pairs)} of the 100 pairs" if args.limit else "all 100 pairs"
     page = f"""# Our own weights on real Rain100L
 
-Made by `python scripts/results_synth.py` on {date} ({machine()}), on {subset} of the real Rain100L
+Made by `python scripts/results_synth.py` on {date} ({describe_machine()}), on {subset} of the real Rain100L
 test set, which none of our models saw in training, tuning or checkpoint selection. Y-channel PSNR/SSIM per
 [protocol.md](protocol.md); every model timed in this one run, whole images (481x321), so read the seconds
 as ratios. The authors' weights were trained on Rain100L's own training pairs: they are the ceiling, not

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ._allocator import keep_freed_memory
 from .inference import derain_tensor
 from .models import create_model
-from .precision import cpu_features, resolve_precision
+from .precision import cpu_features, cpu_name, resolve_precision
 
 __all__ = ["BenchRow", "inference_workload", "measure_footprint", "run_benchmark", "training_workload", "turn_ratios"]
 
@@ -68,12 +68,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def inference_workload(model_name: str, width: int, height: int):
-    """A callable that derains one random ``width x height`` image the way ``sian derain`` does."""
+def inference_workload(model_name: str, width: int, height: int, precision: str = "fp32"):
+    """A callable that derains one random ``width x height`` image the way ``sian derain`` does, with the
+    forward pass in ``precision`` (autocast, :mod:`sian.precision`)."""
     torch.manual_seed(0)
     model = create_model(model_name).eval().to(memory_format=torch.channels_last)
     image = torch.rand(1, 3, height, width)
-    return lambda: derain_tensor(model, image, memory_budget=None)
+    return lambda: derain_tensor(model, image, memory_budget=None, precision=precision)
 
 
 def training_workload(model_name: str, batch: int, patch: int, precision: str = "fp32"):
@@ -150,15 +151,24 @@ def turn_ratios(a: BenchRow, b: BenchRow) -> dict[str, float]:
 def run_benchmark(
     sizes: list[tuple[int, int]], train_batch: int = 4, train_patch: int = 120, repeats: int = 5,
     models: tuple[str, ...] = ("sian", "prenet"), warmup: int = 1,
-    train_precisions: tuple[str, ...] = ("fp32", "bf16"),
+    train_precisions: tuple[str, ...] = ("fp32", "bf16"), infer_precisions: tuple[str, ...] = ("fp32",),
 ) -> tuple[list[BenchRow], dict]:  # fmt: skip
-    """Inference at every size and training throughput for every model (in each of ``train_precisions``),
-    timed in turns in this process; FLOPs and peak memory from one isolated run each. Returns the rows
-    and a machine description (CPU, its bf16 features, and what ``auto`` picks on it).
+    """Inference at every size (in each of ``infer_precisions``) and training throughput (in each of
+    ``train_precisions``) for every model, timed in turns in this process; FLOPs and peak memory from one
+    isolated run each. Returns the rows and a machine description (CPU, its bf16 features, and what ``auto``
+    picks on it).
+
+    ``auto`` among ``infer_precisions`` is resolved first (the rows say what ran, the machine says why), and
+    a precision is measured once however often it is named: ``fp32`` and ``auto`` on a CPU without native
+    bf16 give one row per model and size.
 
     Runs with the allocator setting of ``sian train`` (:mod:`sian._allocator`), for every row alike."""
     allocator = keep_freed_memory()
-    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h}, "fp32") for w, h in sizes]
+    cpu = torch.device("cpu")
+    auto = resolve_precision("auto", cpu)
+    infer = dict.fromkeys(auto.precision if p == "auto" else p for p in infer_precisions)
+    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h, "precision": p}, p)
+              for w, h in sizes for p in infer]  # fmt: skip
     pixels = train_batch * train_patch * train_patch
     for precision in train_precisions:
         groups.append(("training", f"{train_batch}x{train_patch}x{train_patch}", pixels,
@@ -172,11 +182,9 @@ def run_benchmark(
             seconds = statistics.median(times[name])
             rows.append(BenchRow(kind, name, size, precision, seconds, pixel_count / seconds / 1e6, gflops,
                                  gflops / seconds, peak, times[name]))  # fmt: skip
-    cpu = torch.device("cpu")
-    auto = resolve_precision("auto", cpu)
     machine = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -186,17 +194,6 @@ def run_benchmark(
         "auto_precision": f"{auto.precision} ({auto.reason})",
     }
     return rows, machine
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
@@ -228,11 +225,15 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
             lines.append(f"- {key[0]} {key[1]} {key[2]}: time ratio {a}/{b} = {r['median']:.2f} "
                          f"(median of {r['turns']} per-turn ratios, quartiles {r['q1']:.2f}-{r['q3']:.2f}; "
                          f"ratio of medians {median_ratio:.2f}; FLOP ratio {flop_ratio:.2f})")  # fmt: skip
-    for model in models:  # training speed-up of bf16 over fp32, same model, same run
-        by_precision = {r.precision: r for r in rows if r.kind == "training" and r.model == model}
-        if "fp32" in by_precision and "bf16" in by_precision:
-            speedup = by_precision["fp32"].seconds / by_precision["bf16"].seconds
-            lines.append(f"- training {model}: bf16 step rate {speedup:.2f}x fp32's (ratio of medians)")
+    # Speed-up of a reduced precision over fp32, same model, kind and size, same run (ratio of medians).
+    for kind, size in dict.fromkeys((r.kind, r.size) for r in rows):
+        for model in models:
+            by_precision = {r.precision: r for r in rows if (r.kind, r.size, r.model) == (kind, size, model)}
+            for reduced in ("bf16", "fp16"):
+                if "fp32" in by_precision and reduced in by_precision:
+                    speedup = by_precision["fp32"].seconds / by_precision[reduced].seconds
+                    what = "step rate" if kind == "training" else "image rate"
+                    lines.append(f"- {kind} {size} {model}: {reduced} {what} {speedup:.2f}x fp32's (ratio of medians)")
     return "\n".join(lines) + "\n"
 
 

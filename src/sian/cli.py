@@ -691,6 +691,13 @@ def bench_command(
     train_precision: Annotated[
         list[str] | None, typer.Option(help="Training rows in these precisions (repeatable; default fp32 and bf16).")
     ] = None,
+    precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inference rows in these precisions (repeatable; default fp32): fp32, bf16, or auto, "
+            "what 'sian derain' picks on this machine."
+        ),
+    ] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
@@ -707,10 +714,15 @@ def bench_command(
             raise _fail(f"--size must look like 481x321, got {item!r}") from None
         sizes.append((w, h))
     train_precisions = tuple(train_precision or ("fp32", "bf16"))
-    bad = [p for p in train_precisions if p not in ("fp32", "bf16")]
-    if bad:  # the benchmark runs on the CPU, where fp16 autocast is emulated
-        raise _fail(f"--train-precision takes fp32 or bf16, got {bad[0]!r}")
-    rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats, train_precisions=train_precisions)
+    infer_precisions = tuple(precision or ("fp32",))
+    # The benchmark runs on the CPU, where fp16 autocast is emulated.
+    for option, values, allowed in (("--train-precision", train_precisions, ("fp32", "bf16")),
+                                    ("--precision", infer_precisions, ("fp32", "bf16", "auto"))):  # fmt: skip
+        bad = [p for p in values if p not in allowed]
+        if bad:
+            raise _fail(f"{option} takes {' or '.join(allowed)}, got {bad[0]!r}")
+    rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats, train_precisions=train_precisions,
+                                  infer_precisions=infer_precisions)  # fmt: skip
     table = to_markdown(rows, machine)
     report.say(table)
     if markdown is not None:

@@ -24,12 +24,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "PrecisionChoice", "autocast", "cpu_features", "native_bf16", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "PrecisionChoice",
+    "autocast",
+    "cpu_features",
+    "cpu_name",
+    "describe_machine",
+    "native_bf16",
+    "resolve_precision",
+]
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -57,6 +68,27 @@ def cpu_features() -> dict[str, bool]:
                 flags = set(line.split(":", 1)[1].split())
                 break
     return {key: flag in flags for key, flag in _CPU_FLAGS.items()}
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it (for records only: features are never read from it)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_machine() -> str:
+    """One line for every recorded figure: CPU, cores, the features that decide precision, torch.
+
+    Example:
+        >>> "cores" in describe_machine() and "torch" in describe_machine()
+        True
+    """
+    features = cpu_features()
+    present = ", ".join(k for k, v in features.items() if v) or "none of " + ", ".join(features)
+    return f"{cpu_name()}, {os.cpu_count()} cores ({present}), torch {torch.__version__}"
 
 
 def native_bf16(device: torch.device, features: dict[str, bool] | None = None) -> tuple[bool, str]:
