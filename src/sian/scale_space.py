@@ -181,15 +181,20 @@ def dog_pyramid(
         >>> [tuple(d.shape) for d in dog_pyramid(torch.rand(1, 32, 97, 83))]
         [(1, 160, 97, 83), (1, 160, 48, 41), (1, 160, 24, 20)]
     """
-    kernels = gaussian_kernels(sift_sigmas(sigma, intervals), mode)
+    return _dog_stacks(x, gaussian_kernels(sift_sigmas(sigma, intervals), mode), octaves, mode)
+
+
+def _dog_stacks(
+    x: Tensor, kernels: list[Tensor], octaves: int, mode: KernelMode, reuse: list[Tensor] | None = None
+) -> list[Tensor]:
+    """The DoG stacks of :func:`dog_pyramid` and :class:`DoGPyramid`: concatenated differences of the whole
+    pyramid where autograd records them, else streamed into (reused) stacks (:func:`_streamed_dogs`)."""
     if torch.is_grad_enabled() and x.requires_grad:
-        return _dogs(gaussian_octaves(x, kernels, octaves, mode))
-    return _streamed_dogs(x, kernels, octaves, mode)
-
-
-def _dogs(pyramid: list[list[Tensor]]) -> list[Tensor]:
-    """The stacks of a pyramid's Gaussian images, as autograd records them."""
-    return [torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1) for images in pyramid]
+        return [
+            torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
+            for images in gaussian_octaves(x, kernels, octaves, mode)
+        ]
+    return _streamed_dogs(x, kernels, octaves, mode, reuse)
 
 
 def _streamed_dogs(
@@ -273,9 +278,7 @@ class DoGPyramid(nn.Module):
         stages): empty at first, it receives the stacks, which later calls of the same size write over.
         The returned stacks are then only valid until the next call.
         """
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _dogs(self.gaussian_octaves(x))
-        return _streamed_dogs(x, self.kernels, self.octaves, self.mode, reuse)
+        return _dog_stacks(x, self.kernels, self.octaves, self.mode, reuse)
 
     def extra_repr(self) -> str:
         return f"octaves={self.octaves}, intervals={self.intervals}, sigma={self.sigma}, mode={self.mode!r}"
