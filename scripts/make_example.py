@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from sian.data import shared_folder
 from sian.io import read_image, to_tensor, write_image
 from sian.metrics import psnr_y, quantize, ssim_y
 from sian.synth import synthesize
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+    shared = shared_folder(REPO.parent / "shared")
     config = load_config(REPO / "configs/sian-synth-light.yaml")
     _, held_out = clean_split(config.data)
     assert NAME in {p.stem for p in held_out}, f"{NAME} is not held out of sian-synth-light's training"

@@ -14,12 +14,12 @@ or the script stops and says so instead of guessing.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from sian.data import shared_folder
 from sian.io import list_images
 from sian.training.datasets import read_pair_names
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "configs/splits/rain100l-train-val20-bsds500.tsv")
     parser.add_argument("--max-diff", type=float, default=3.0, help="largest accepted mean abs difference")
     args = parser.parse_args()
-    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+    shared = shared_folder(REPO.parent / "shared")
     bsds = shared / "data/BSDS500"
     candidates = list_images(bsds, recursive=True)
     thumbs = np.stack([thumbnail(p) for p in candidates])

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
 from sian.convert import import_weights
-from sian.data import find_pairs
+from sian.data import find_pairs, shared_folder
 from sian.evaluate import evaluate
 from sian.hub import load_model
 from sian.precision import describe_machine
@@ -84,7 +83,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="stop after this many images in the CSV (0: all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    shared = Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+    shared = shared_folder(REPO.parent / "shared")
     pairs = find_pairs(shared / "data/Rain100L_test").pairs
     suffix = "" if args.device == "cpu" else f"-{args.device}"
     out = REPO / f"docs/results/precision/{args.model}-{args.precision}{suffix}.csv"

@@ -31,6 +31,7 @@ from PIL import Image
 
 from sian.convert import import_weights
 from sian.data import find_pairs
+from sian.data import shared_folder as sian_shared_folder
 from sian.evaluate import EvalSummary, evaluate, summarize
 from sian.hub import WEIGHTS, load_model
 from sian.inference import derain_tensor
@@ -58,7 +59,7 @@ REAL_RAIN_NOTE = (
 def shared_folder() -> Path:
     """``$SIAN_SHARED`` or ``../shared`` beside the checkout; the results scripts use every core."""
     torch.set_num_threads(os.cpu_count() or 1)
-    return Path(os.environ.get("SIAN_SHARED", REPO.parent / "shared"))
+    return sian_shared_folder(REPO.parent / "shared")
 
 
 def import_authors(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, Path]]:

@@ -13,13 +13,13 @@ Usage: python scripts/synth_examples.py [--shared ../shared] [--out build]
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from sian.data import shared_folder
 from sian.demo import load_example
 from sian.io import read_image, to_tensor
 from sian.metrics import quantize
@@ -46,7 +46,7 @@ def stack(rows: list[np.ndarray], gap: int = 4) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", default=os.environ.get("SIAN_SHARED", "../shared"))
+    parser.add_argument("--shared", default=shared_folder())
     parser.add_argument("--out", default="build")
     args = parser.parse_args()
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sian.data import DatasetLayoutError, detect_layout, find_pairs
+from sian.data import DatasetLayoutError, detect_layout, find_pairs, shared_folder
 
 
 def touch_image(path: Path, value: int = 0) -> Path:
@@ -81,3 +81,20 @@ def test_unknown_layouts_and_empty_sets_are_clear_errors(tmp_path):
         find_pairs(tmp_path, "generic")
     with pytest.raises(DatasetLayoutError, match="unknown layout"):
         find_pairs(tmp_path, "rain200")
+
+
+def test_shared_folder_prefers_the_environment_and_ignores_an_empty_value(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIAN_SHARED", str(tmp_path))
+    assert shared_folder("/elsewhere") == tmp_path
+    monkeypatch.setenv("SIAN_SHARED", "")  # an empty value once meant the working directory
+    assert shared_folder("/elsewhere") == Path("/elsewhere")
+    monkeypatch.delenv("SIAN_SHARED")
+    assert shared_folder() == Path("../shared")
+
+
+def test_the_streak_bank_is_found_through_the_shared_folder(monkeypatch, tmp_path):
+    from sian.synth.streaks import streak_bank_dir
+
+    monkeypatch.delenv("SIAN_STREAK_BANK", raising=False)
+    monkeypatch.setenv("SIAN_SHARED", str(tmp_path))
+    assert streak_bank_dir() == tmp_path / "data" / "streaks_garg_nayar"

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.shared import shared_folder
+
 __all__ = [
     "STREAK_PRESETS",
     "StreakBankRain",
@@ -80,8 +82,7 @@ def streak_bank_dir() -> Path:
     explicit = os.environ.get("SIAN_STREAK_BANK")
     if explicit:
         return Path(explicit)
-    shared = Path(os.environ.get("SIAN_SHARED", "../shared"))
-    return shared / "data" / "streaks_garg_nayar"
+    return shared_folder() / "data" / "streaks_garg_nayar"
 
 
 @functools.lru_cache(maxsize=1)
