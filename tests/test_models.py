@@ -27,6 +27,18 @@ def test_every_registered_model_runs_forward_and_backward(name, size):
     torch.testing.assert_close(last, outputs[-1].detach())
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_traces_into_one_graph_for_inference(name):
+    """torch.compile of a model must not fall back to eager: SIAN's streamed DoG stacks write into channel
+    slices (`out=`), which Dynamo cannot trace, so under compilation the scale space takes the concatenation."""
+    model = create_model(name).eval().to(memory_format=torch.channels_last)  # as the Pipeline runs it
+    with torch.inference_mode():
+        explanation = torch._dynamo.explain(model)(
+            torch.rand(1, 3, 20, 24).contiguous(memory_format=torch.channels_last)
+        )
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
 def test_ablation_variants_have_the_table_v_structure():
     assert get_variant("sian_baseline").config == {"stages": 1, "attention": False, "recurrent": False}
     baseline, lstm, full = (create_model(n) for n in ("sian_baseline", "sian_baseline_lstm", "sian"))

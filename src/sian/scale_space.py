@@ -189,7 +189,9 @@ def _dog_stacks(
 ) -> list[Tensor]:
     """The DoG stacks of :func:`dog_pyramid` and :class:`DoGPyramid`: concatenated differences of the whole
     pyramid where autograd records them, else streamed into (reused) stacks (:func:`_streamed_dogs`)."""
-    if torch.is_grad_enabled() and x.requires_grad:
+    # Under torch.compile too: Dynamo cannot trace the streamed path's writes into channel slices (`out=`),
+    # and inductor writes the differences of the concatenation straight into the stacks anyway.
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
         return [
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
             for images in gaussian_octaves(x, kernels, octaves, mode)
