@@ -1,10 +1,13 @@
-"""GFLOP/s of every convolution shape SIAN and PReNet run at 481x321 (fp32, channels_last, no autograd).
+"""GFLOP/s of every convolution shape SIAN and PReNet run at 481x321 (fp32, channels_last, no autograd),
+and the time of SIAN's DoG pyramid, the part of its inference that FLOPs do not count.
 
     python scripts/conv_efficiency.py [THREADS]
 
 Each shape is timed alone (median of 9 after two warm-ups) with random weights. A shape that runs well below
 the others spends its time on something other than multiply-adds; docs/benchmarks.md (issue 16) uses it
-to look for the part of SIAN's inference that its FLOP count does not explain. Pause any training first.
+to look for the part of SIAN's inference that its FLOP count does not explain: the last line times one
+stage's DoG pyramid (16 depthwise 3x3 blurs over three octaves and the 15 differences, as inference streams
+them) on a 32-channel 481x321 map. Pause any training first.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 
 from sian._allocator import keep_freed_memory
 from sian.precision import describe_machine
+from sian.scale_space import DoGPyramid
 
 # (input channels, output channels, resolution divisor, who runs it)
 SHAPES = [
@@ -63,6 +67,10 @@ def main() -> None:
             flops = 2 * cin * cout * 9 * x.shape[-2] * x.shape[-1]
             size = f"{x.shape[-1]}x{x.shape[-2]}"
             print(f"| {cin} -> {cout} | {size} | {1e3 * seconds:.2f} | {flops / seconds / 1e9:.0f} | {user} |")
+        features = torch.randn(1, 32, 321, 481).contiguous(memory_format=torch.channels_last)
+        pyramid, stacks = DoGPyramid(), []  # stacks reused between calls, as SIAN's stages do
+        seconds = median_seconds(functools.partial(pyramid, features, stacks))
+        print(f"\nDoG pyramid of one stage (32x321x481, release kernels): {1e3 * seconds:.1f} ms")
 
 
 if __name__ == "__main__":
