@@ -37,6 +37,7 @@ __all__ = [
     "autocast",
     "cpu_features",
     "cpu_name",
+    "describe_device",
     "describe_machine",
     "native_bf16",
     "resolve_precision",
@@ -89,6 +90,18 @@ def describe_machine() -> str:
     features = cpu_features()
     present = ", ".join(k for k, v in features.items() if v) or "none of " + ", ".join(features)
     return f"{cpu_name()}, {os.cpu_count()} cores ({present}), torch {torch.__version__}"
+
+
+def describe_device(device: torch.device) -> str:
+    """:func:`describe_machine` for a CPU, the GPU's name and torch for a CUDA device (training logs record it).
+
+    Example:
+        >>> describe_device(torch.device("cpu")) == describe_machine()
+        True
+    """
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return describe_machine()
 
 
 def native_bf16(device: torch.device, features: dict[str, bool] | None = None) -> tuple[bool, str]:

@@ -39,7 +39,7 @@ from .._progress import progress_bar
 from ..hub import resolve_weights
 from ..inference import resolve_device
 from ..models import create_model, get_variant
-from ..precision import PrecisionChoice, autocast, resolve_precision
+from ..precision import PrecisionChoice, autocast, describe_device, resolve_precision
 from ..weights import load_state_dict_checked, read_weights_file, save_weights, sha256_file
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
@@ -256,9 +256,10 @@ class Trainer:
         self._open_outputs()
         if init_record is not None and state is None:
             self.log(init_record)
-        # Which precision ran from which step: a run resumed on other hardware may switch (train.precision=auto).
+        # Which machine and precision ran from which step: a run resumed on other hardware (another CPU, a GPU
+        # lent for a session) runs at another speed and may switch precision (train.precision=auto).
         self.log({"step": self.progress.step, "precision": self.precision.precision,
-                  "precision_reason": self.precision.reason})  # fmt: skip
+                  "precision_reason": self.precision.reason, "machine": describe_device(self.device)})  # fmt: skip
         if self.is_main:
             logger.info(f"precision {self.precision.precision} ({self.precision.reason})")
         self.wall_start, self.cpu_start = time.perf_counter(), time.process_time()
