@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sian.precision as precision_module
-from sian.precision import PRECISIONS, autocast, cpu_features, native_bf16, resolve_precision
+from sian.precision import PRECISIONS, PrecisionChoice, autocast, cpu_features, native_bf16, resolve_precision
 
 CPU = torch.device("cpu")
 AVX2_ONLY = {"amx_bf16": False, "avx512_bf16": False, "avx512_f": False, "avx2": True}
@@ -64,6 +64,18 @@ def test_autocast_runs_convolutions_in_the_chosen_dtype_and_fp32_is_a_no_op():
         assert torch.nn.functional.conv2d(x, w).dtype == torch.bfloat16
     with autocast(resolve_precision("auto", CPU, features=AVX2_ONLY), CPU):
         assert torch.nn.functional.conv2d(x, w).dtype == torch.float32
+
+
+def test_fp32_on_cuda_means_ieee_float32_convolutions_not_tf32():
+    """cuDNN's default runs float32 convolutions in TF32: GPU "fp32" scores and training drifted from the CPU's.
+    The flag is only set and restored, so the check needs no GPU."""
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    with autocast(PrecisionChoice("fp32", "requested"), torch.device("cuda")):
+        assert conv.fp32_precision == "ieee"
+    assert conv.fp32_precision == before
+    with autocast("fp32", CPU):  # nothing to change on the CPU
+        assert conv.fp32_precision == before
 
 
 def test_derain_defaults_to_auto_and_picks_fp32_without_native_bf16(monkeypatch):

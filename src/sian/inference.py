@@ -192,10 +192,10 @@ class Pipeline:
             out = self._forward(padded, return_all)
             return [o[..., :height, :width] for o in out] if return_all else out[..., :height, :width]
         batch = batch.to(self.device, memory_format=torch.channels_last)
-        if self.precision.precision == "fp32":
-            return self.model(batch, return_all=return_all)
-        with autocast(self.precision, self.device):
+        with autocast(self.precision, self.device):  # fp32: IEEE float32 convolutions on CUDA too (no TF32)
             out = self.model(batch, return_all=return_all)
+        if self.precision.precision == "fp32":
+            return out
         return [o.float() for o in out] if return_all else out.float()
 
     @torch.inference_mode()

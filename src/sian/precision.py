@@ -26,6 +26,7 @@ import contextlib
 import functools
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ __all__ = [
     "cpu_name",
     "describe_device",
     "describe_machine",
+    "ieee_fp32",
     "native_bf16",
     "resolve_precision",
 ]
@@ -158,5 +160,35 @@ def autocast(choice: PrecisionChoice | str, device: torch.device) -> contextlib.
     if isinstance(choice, str):
         choice = resolve_precision(choice, device)
     if choice.precision == "fp32":
-        return contextlib.nullcontext()
+        return ieee_fp32(device)
     return torch.autocast(device.type, dtype=choice.dtype)
+
+
+@contextlib.contextmanager
+def ieee_fp32(device: torch.device) -> Iterator[None]:
+    """Float32 convolutions in IEEE float32 on CUDA, restored on exit (a no-op elsewhere).
+
+    cuDNN runs float32 convolutions in TF32 (a 10-bit mantissa) by default, so "fp32" on a GPU would score
+    benchmarks a little differently from the CPU, and train differently: ``fp32`` here means float32.
+
+    Example:
+        >>> with ieee_fp32(torch.device("cuda")):
+        ...     torch.backends.cudnn.conv.fp32_precision
+        'ieee'
+    """
+    if device.type != "cuda":
+        yield
+        return
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is None:  # torch < 2.9: only the older flag exists
+        saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = saved
+        return
+    saved, conv.fp32_precision = conv.fp32_precision, "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = saved

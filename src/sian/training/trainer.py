@@ -39,7 +39,7 @@ from .._progress import progress_bar
 from ..hub import resolve_weights
 from ..inference import resolve_device
 from ..models import create_model, get_variant
-from ..precision import PrecisionChoice, autocast, describe_device, resolve_precision
+from ..precision import PrecisionChoice, autocast, describe_device, ieee_fp32, resolve_precision
 from ..weights import load_state_dict_checked, read_weights_file, save_weights, sha256_file
 from .checkpoint import STATE_FILE, load_state, save_state
 from .config import TrainingConfig, to_dict
@@ -429,6 +429,10 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Run to ``total`` steps or a SIGINT/SIGTERM; returns the summary also written to ``summary.json``."""
+        with ieee_fp32(self.device):  # float32 means float32 on a GPU in backward passes too, not only under autocast
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         cfg, progress = self.train_cfg, self.progress
         sampler = StepSampler(progress.step, self.total, cfg.batch_size, self.rank, self.world)
         loader = DataLoader(
