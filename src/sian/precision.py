@@ -148,7 +148,7 @@ def resolve_precision(precision: str, device: torch.device, features: dict[str, 
 
 
 def autocast(choice: PrecisionChoice | str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context for ``choice`` on ``device`` (a no-op for fp32).
+    """The autocast context for ``choice`` on ``device``; for fp32, :func:`ieee_fp32` (no TF32 on CUDA).
 
     Example:
         >>> import torch
