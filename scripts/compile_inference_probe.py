@@ -11,6 +11,7 @@ torch.compile as an opt-in for the fp32 ratio; docs/benchmarks.md gives what thi
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import time
@@ -19,6 +20,7 @@ import torch
 import torch._inductor.config as inductor_config
 
 from sian._allocator import keep_freed_memory
+from sian.benchmark import interleaved_times
 from sian.models import create_model
 from sian.precision import describe_machine
 
@@ -39,13 +41,8 @@ def main() -> None:
             start = time.perf_counter()
             difference = (compiled(image) - model(image)).abs().max().item()
             print(f"{name}: compiled in {time.perf_counter() - start:.0f} s, max |compiled - eager| {difference:.1e}")
-            times = {"eager": [], "compiled": []}
-            for turn in range(turns):
-                order = [("eager", model), ("compiled", compiled)]
-                for label, run in order if turn % 2 == 0 else order[::-1]:
-                    start = time.perf_counter()
-                    run(image)
-                    times[label].append(time.perf_counter() - start)
+            runs = {"eager": functools.partial(model, image), "compiled": functools.partial(compiled, image)}
+            times = interleaved_times(runs, warmup=0, repeats=turns)
         medians[name] = {label: statistics.median(values) for label, values in times.items()}
         print(f"{name}: eager {medians[name]['eager']:.3f} s, compiled {medians[name]['compiled']:.3f} s")
     freezing = "with freezing" if inductor_config.freezing else "without freezing"

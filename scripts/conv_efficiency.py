@@ -15,12 +15,12 @@ from __future__ import annotations
 import functools
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 from sian._allocator import keep_freed_memory
+from sian.benchmark import interleaved_times
 from sian.precision import describe_machine
 from sian.scale_space import DoGPyramid
 
@@ -42,14 +42,8 @@ SHAPES = [
 ]
 
 
-def median_seconds(fn, repeats: int = 9) -> float:
-    fn(), fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(fn) -> float:
+    return statistics.median(interleaved_times({"run": fn}, warmup=2, repeats=9)["run"])
 
 
 def main() -> None:

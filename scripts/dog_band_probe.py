@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from sian._allocator import keep_freed_memory
+from sian.benchmark import interleaved_times
 from sian.models import create_model
 from sian.precision import describe_machine
 from sian.scale_space import DoGPyramid, _border, _memory_format, _stack_like, gaussian_blur
@@ -59,16 +59,8 @@ def banded_dogs(x: Tensor, kernels: list[Tensor], octaves: int, mode: str, reuse
 
 def alternate(runs: dict, turns: int) -> float:
     """Median per-turn ratio second/first of two callables timed in alternating order."""
-    (name_a, a), (name_b, b) = runs.items()
-    ratios = []
-    for turn in range(turns):
-        seconds = {}
-        for name, fn in [(name_a, a), (name_b, b)] if turn % 2 == 0 else [(name_b, b), (name_a, a)]:
-            start = time.perf_counter()
-            fn()
-            seconds[name] = time.perf_counter() - start
-        ratios.append(seconds[name_b] / seconds[name_a])
-    return statistics.median(ratios)
+    first, second = interleaved_times(runs, warmup=0, repeats=turns).values()
+    return statistics.median(b / a for a, b in zip(first, second, strict=True))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from sian.benchmark import BenchRow, _interleaved_times, run_benchmark, to_markdown, turn_ratios
+from sian.benchmark import BenchRow, interleaved_times, run_benchmark, to_markdown, turn_ratios
 
 
 def test_benchmark_reports_every_model_and_the_ratios():
@@ -40,7 +40,7 @@ def test_bench_refuses_a_precision_it_cannot_measure_on_the_cpu():
 def test_turns_reverse_their_order_so_neither_model_always_runs_second():
     calls = []
     workloads = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    times = _interleaved_times(workloads, warmup=1, repeats=4)
+    times = interleaved_times(workloads, warmup=1, repeats=4)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then 4 turns
     assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
 

@@ -29,7 +29,10 @@ from .inference import derain_tensor
 from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
 
-__all__ = ["BenchRow", "inference_workload", "measure_footprint", "run_benchmark", "training_workload", "turn_ratios"]
+__all__ = [
+    "BenchRow", "inference_workload", "interleaved_times", "measure_footprint", "run_benchmark", "training_workload",
+    "turn_ratios",
+]  # fmt: skip
 
 
 @dataclass
@@ -122,9 +125,10 @@ def _isolated_footprint(spec: dict) -> tuple[float, float]:
     return tuple(json.loads(line[len("BENCH ") :]))
 
 
-def _interleaved_times(workloads: dict[str, object], warmup: int, repeats: int) -> dict[str, list[float]]:
+def interleaved_times(workloads: dict[str, object], warmup: int, repeats: int) -> dict[str, list[float]]:
     """Seconds of every run of each workload, timed in turns whose order reverses every turn
-    (A, B, B, A, A, B, ...), so drift and cache warmth hit all alike."""
+    (A, B, B, A, A, B, ...), so drift and cache warmth hit all alike. `sian bench` and the probes in scripts/
+    time with it."""
     for fn in workloads.values():
         for _ in range(warmup):
             fn()
@@ -176,7 +180,7 @@ def run_benchmark(
     rows = []
     for kind, size, pixel_count, args, precision in groups:
         specs = {name: {"kind": kind, "model_name": name, **args} for name in models}
-        times = _interleaved_times({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
+        times = interleaved_times({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
         for name in models:
             gflops, peak = _isolated_footprint(specs[name])
             seconds = statistics.median(times[name])
