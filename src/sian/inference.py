@@ -194,9 +194,7 @@ class Pipeline:
         batch = batch.to(self.device, memory_format=torch.channels_last)
         with autocast(self.precision, self.device):  # fp32: IEEE float32 convolutions on CUDA too (no TF32)
             out = self.model(batch, return_all=return_all)
-        if self.precision.precision == "fp32":
-            return out
-        return [o.float() for o in out] if return_all else out.float()
+        return [o.float() for o in out] if return_all else out.float()  # float32 stays as it is, no copy
 
     @torch.inference_mode()
     def tensor(self, rainy: Tensor) -> Tensor:

@@ -179,16 +179,13 @@ def ieee_fp32(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is None:  # torch < 2.9: only the older flag exists
-        saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = saved
-        return
-    saved, conv.fp32_precision = conv.fp32_precision, "ieee"
+    conv = getattr(torch.backends.cudnn, "conv", None)  # torch >= 2.9; before it, only the older flag exists
+    owner, flag, value = (
+        (conv, "fp32_precision", "ieee") if conv is not None else (torch.backends.cudnn, "allow_tf32", False)
+    )
+    saved = getattr(owner, flag)
+    setattr(owner, flag, value)
     try:
         yield
     finally:
-        conv.fp32_precision = saved
+        setattr(owner, flag, saved)
