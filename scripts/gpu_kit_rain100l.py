@@ -49,8 +49,7 @@ def _decode(clean_bytes: bytes, rain_bytes: bytes) -> tuple[np.ndarray, np.ndarr
 
 
 def pack() -> None:
-    sys.path.insert(0, str(REPO / "src"))
-    from sian.data import shared_folder
+    from sian.data import shared_folder  # here only: unpacking, on the GPU machine, needs no sian
 
     source = shared_folder(REPO.parent / "shared") / "data" / "Rain100L_train"
     names = sorted(p.name for p in (source / "norain").glob("*.png"))
