@@ -223,7 +223,8 @@ def test_sigterm_mid_run_then_resume_continues_exactly(tmp_path):
 
 
 def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
-    settings = {"train.steps": 3, "data.val_clean": "[]"}
+    # Three validation images (an uneven share: rank 0 scores two, rank 1 one) at step 2 and at the end.
+    settings = {"train.steps": 4, "train.val_every": 2, "data.val_count": 3}
     overrides = tiny_overrides(tmp_path, **settings)
     train(load_config(None, tiny_overrides(tmp_path, out="single", **settings)), progress=False)
     result = subprocess.run(
@@ -237,6 +238,56 @@ def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     ddp, one = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "single"))
     for key in one:
         torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5)
+    # Validation is shared among the processes and gives the scores one process gives, logged once.
+    ddp_val, one_val = (
+        [json.loads(r) for r in (tmp_path / d / "log.jsonl").read_text().splitlines() if "val_psnr" in r]
+        for d in ("run", "single")
+    )
+    assert [r["step"] for r in ddp_val] == [r["step"] for r in one_val] == [2, 4]
+    for mine, theirs in zip(ddp_val, one_val, strict=True):
+        for key in ("val_psnr", "val_ssim", "val_input_psnr", "val_stage_psnr"):
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-4), key
+
+
+_SHARED_VALIDATION = """
+import json, sys
+import numpy as np, torch
+from sian._dist import join_group, leave_group, placement
+from sian.models import create_model
+from sian.training.validation import ValidationSet, validate
+
+where = placement()
+join_group(where, torch.device("cpu"))
+rng = np.random.default_rng(0)
+images = [rng.integers(0, 256, (20, 24 + 4 * i, 3), dtype=np.uint8) for i in range(3)]
+val = ValidationSet(["a", "b", "c"], images, [np.clip(im.astype(int) - 9, 0, 255).astype(np.uint8) for im in images])
+torch.manual_seed(0)
+model = create_model("sian", channels=4, stages=2)
+seen = []
+model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]))
+scores = validate(model, val, torch.device("cpu"), where if sys.argv[2] == "shared" else None)
+with open(f"{sys.argv[1]}/{sys.argv[2]}-{where.rank}.json", "w") as report:  # ranks share stdout
+    json.dump({"widths": seen, "scores": scores}, report)
+leave_group()
+"""
+
+
+def test_validation_is_shared_among_processes_and_scores_as_one(tmp_path):
+    script = tmp_path / "shared_validation.py"
+    script.write_text(_SHARED_VALIDATION)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path), "alone"], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    ranks = subprocess.run([*launch, str(script), str(tmp_path), "shared"], capture_output=True, text=True, timeout=300)
+    assert ranks.returncode == 0, ranks.stdout + ranks.stderr
+    alone = json.loads((tmp_path / "alone-0.json").read_text())
+    reports = [json.loads((tmp_path / f"shared-{rank}.json").read_text()) for rank in range(2)]
+    assert alone["widths"] == [24, 28, 32]
+    assert [r["widths"] for r in reports] == [[24, 32], [28]]  # each image once, every world-th per process
+    for report in reports:  # every process gets the one-process result
+        for key, value in alone["scores"].items():
+            assert report["scores"][key] == pytest.approx(value, abs=1e-6), key
 
 
 def test_model_init_fine_tunes_from_a_weights_file(tmp_path):

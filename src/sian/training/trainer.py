@@ -214,7 +214,7 @@ class Trainer:
         self, config: TrainingConfig, resume: bool = False, progress: bool = True, allow_changes: tuple[str, ...] = ()
     ):
         self.config, self.train_cfg = config, config.train
-        where = placement()
+        self.where = where = placement()
         self.rank, self.world, local_rank = where.rank, where.world, where.local_rank
         keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
         self.device = resolve_device(config.train.device, index=local_rank)
@@ -259,7 +259,8 @@ class Trainer:
         # Which machine and precision ran from which step: a run resumed on other hardware (another CPU, a GPU
         # lent for a session) runs at another speed and may switch precision (train.precision=auto).
         self.log({"step": self.progress.step, "precision": self.precision.precision,
-                  "precision_reason": self.precision.reason, "machine": describe_device(self.device)})  # fmt: skip
+                  "precision_reason": self.precision.reason, "machine": describe_device(self.device),
+                  "processes": self.world, "threads": torch.get_num_threads()})  # fmt: skip
         if self.is_main:
             logger.info(f"precision {self.precision.precision} ({self.precision.reason})")
         self.wall_start, self.cpu_start = time.perf_counter(), time.process_time()
@@ -304,7 +305,7 @@ class Trainer:
         self.progress.cpu_before = float(state.get("cpu_seconds", 0.0))
 
     def _open_outputs(self) -> None:
-        self.val_set = build_validation_set(self.config.data) if self.is_main else None
+        self.val_set = build_validation_set(self.config.data)  # every process scores its share (validate)
         self.writer = self.log_file = None
         if not self.is_main:
             return
@@ -324,9 +325,15 @@ class Trainer:
     # -- records -----------------------------------------------------------------------------------------------
 
     def budget(self) -> dict[str, float]:
-        """Training time summed over every resume, so a run spread over sessions reports its real budget."""
+        """Training time summed over every resume, so a run spread over sessions reports its real budget.
+
+        CPU time is summed over the processes of a torchrun job too (a collective: every rank calls this at
+        the same steps)."""
+        cpu = torch.tensor(time.process_time() - self.cpu_start, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(cpu)
         return {"wall_seconds": self.progress.wall_before + time.perf_counter() - self.wall_start,
-                "cpu_seconds": self.progress.cpu_before + time.process_time() - self.cpu_start}  # fmt: skip
+                "cpu_seconds": self.progress.cpu_before + float(cpu)}  # fmt: skip
 
     def log(self, record: dict[str, Any]) -> None:
         if self.log_file is not None:
@@ -345,10 +352,11 @@ class Trainer:
         """Remember the rollback point and (rank 0) write the checkpoint; a failed write is reported, and
         fatal only at the end of the run (the previous checkpoint stays intact either way)."""
         self.good_state = self._snapshot()
+        budget = self.budget()
         if not self.is_main:
             return
         try:
-            self._write_checkpoint()
+            self._write_checkpoint(budget)
         except OSError as exc:  # e.g. a full disk: the previous checkpoint is intact (atomic writes)
             step = self.progress.step
             message = (
@@ -359,25 +367,31 @@ class Trainer:
                 raise CheckpointError(message) from exc
             self.bar.write(message + "; training goes on and retries at the next interval")
 
-    def _write_checkpoint(self) -> None:
+    def _write_checkpoint(self, budget: dict[str, float]) -> None:
         step = self.progress.step
         save_weights(self.out_dir / "last.safetensors", self.model, self.arch, self.model.config, step=str(step))
         save_state(self.out_dir, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "step": step, "best": self.progress.best,
-            "rng": torch.get_rng_state(), "config": to_dict(self.config), **self.budget(),
+            "rng": torch.get_rng_state(), "config": to_dict(self.config), **budget,
             "scaler": self.scaler.state_dict(),
         })  # fmt: skip
 
     def validate(self) -> None:
-        if self.val_set is None or not self.is_main:
+        """Score the validation set (shared among the processes) and keep the best weights (rank 0)."""
+        if self.val_set is None:
             return
         step = self.progress.step
-        scores = validate(self.model, self.val_set, self.device)
-        self.log({"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
-                  "val_stage_psnr": scores["val_stage_psnr"], **self.budget()})  # fmt: skip
-        if scores["val_psnr"] > self.progress.best:
-            self.progress.best = scores["val_psnr"]
+        scores = validate(self.model, self.val_set, self.device, self.where)
+        record = {"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
+                  "val_stage_psnr": scores["val_stage_psnr"], **self.budget()}  # fmt: skip
+        improved = scores["val_psnr"] > self.progress.best
+        if improved:
+            self.progress.best = scores["val_psnr"]  # on every process: they all have the scores
+        if not self.is_main:
+            return
+        self.log(record)
+        if improved:
             save_weights(self.out_dir / "best.safetensors", self.model, self.arch, self.model.config,
                          step=str(step), val_psnr=f"{self.progress.best:.4f}")  # fmt: skip
         self.bar.write(f"step {step}: val PSNR {scores['val_psnr']:.3f} dB (input {scores['val_input_psnr']:.3f}), "
@@ -461,13 +475,16 @@ class Trainer:
                     self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}")
                 if cfg.val_every and progress.step % cfg.val_every == 0 and progress.step < self.total:
                     self.validate()
-                requested = torch.tensor(float(stop.signal is not None))
+                # Every process stops, and checkpoints (a rollback point), at the same step: decided together.
+                due = time.monotonic() - last_checkpoint > cfg.checkpoint_minutes * 60
+                # (on the device: NCCL reduces GPU tensors only)
+                requested = torch.tensor([float(stop.signal is not None), float(due)], device=self.device)
                 if self.world > 1:
                     dist.all_reduce(requested, op=dist.ReduceOp.MAX)
-                if requested.item():
+                if requested[0].item():
                     progress.status = "interrupted"
                     break
-                if time.monotonic() - last_checkpoint > cfg.checkpoint_minutes * 60:
+                if requested[1].item():
                     self.checkpoint()
                     last_checkpoint = time.monotonic()
             if progress.status == "finished":

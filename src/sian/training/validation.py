@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._dist import Placement, gather_outcomes
 from ..data import find_pairs
 from ..inference import Pipeline
 from ..io import read_image, to_tensor
@@ -80,20 +82,27 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
 
 
 @torch.inference_mode()
-def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict[str, float | list[float]]:
-    """Mean Y-PSNR/SSIM of the final stage, PSNR of every stage, and the rainy-input baseline."""
+def validate(
+    model: nn.Module, val: ValidationSet, device: torch.device, where: Placement | None = None
+) -> dict[str, float | list[float]]:
+    """Mean Y-PSNR/SSIM of the final stage, PSNR of every stage, and the rainy-input baseline.
+
+    ``where``: this process's place in a torchrun job. Each process then scores every ``world``-th image
+    and all receive the same result, averaged over the images in their order, as one process would.
+    """
+    where = where or Placement(0, 1, 0)
     was_training = model.training
     model.eval()
     pipeline = Pipeline(model, precision="fp32")  # whole images in fp32: the score `sian eval` would give
-    psnrs, ssims, inputs, stages = [], [], [], []
-    for rainy, clean in zip(val.rainy, val.clean, strict=True):
-        outputs = [pipeline.quantize(out) for out in pipeline.stages(to_tensor(rainy))]
+    mine = {}
+    for index in range(where.rank, len(val), where.world):
+        outputs = [pipeline.quantize(out) for out in pipeline.stages(to_tensor(val.rainy[index]))]
+        clean = val.clean[index]
         psnr, ssim = score_y(outputs[-1], clean)
-        psnrs.append(psnr)
-        ssims.append(ssim)
-        inputs.append(psnr_y(rainy, clean))
-        stages.append([psnr_y(out, clean) for out in outputs])
+        mine[index] = (psnr, ssim, psnr_y(val.rainy[index], clean), [psnr_y(out, clean) for out in outputs])
     model.train(was_training)
+    scored = {index: scores for part in gather_outcomes(where, mine) for index, scores in part.items()}
+    psnrs, ssims, inputs, stages = zip(*(scored[index] for index in range(len(val))), strict=True)
     result: dict[str, float | list[float]] = {
         "val_psnr": _finite_mean(psnrs),
         "val_ssim": float(np.nanmean(ssims)),
@@ -107,6 +116,6 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device) -> dict
     return result
 
 
-def _finite_mean(values: list[float]) -> float:
+def _finite_mean(values: Sequence[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("inf")
