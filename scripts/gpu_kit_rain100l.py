@@ -9,7 +9,7 @@ rainy - clean (mod 256; Rain100L's streaks are added, so it is mostly zeros): ab
 travel in two calls. Every image is checked after packing to decode to exactly its original pixels, and
 unpacking writes PNGs with those pixels under the original names. ``pack`` also downloads the wheels the
 GPU image lacks (kornia, kornia_rs, omegaconf, pypng; Python 3.12). The calls are in
-scripts/gpu_train_rain100l.sh and docs/training.md.
+scripts/gpu_train_rain100l.sh (header) and README.md ("Our own weights").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 # On a CPU with two or more cores the run is two torchrun processes of half the cores each, one half of every
 # batch each (the same global batch, samples and gradient as one process: sian.training.datasets.StepSampler):
 # on the 2-core AMD EPYC of 2026-11-26 that stepped 4% faster than one process of two threads
-# (docs/training.md). SIAN_PROCS=1 runs one process.
+# (docs/benchmarks.md, scripts/processes_vs_threads.sh). SIAN_PROCS=1 runs one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="checkpoints/sian-rain100l-ours"

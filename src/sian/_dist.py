@@ -36,6 +36,10 @@ def placement() -> Placement:
 def join_group(where: Placement, device: torch.device) -> None:
     """Join the job's process group (once), when there is more than one process."""
     if where.world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            # NCCL's object collectives (all_gather_object: validation, derain's summary) use the current
+            # device: without this every rank would use GPU 0.
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
