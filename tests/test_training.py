@@ -493,7 +493,8 @@ def test_train_precision_bf16_trains_in_bf16_with_fp32_weights_and_is_logged(tmp
     weights = read_weights_file(tmp_path / "run/last.safetensors")[2]
     assert all(t.dtype == torch.float32 for t in weights.values())
     first = json.loads((tmp_path / "run/log.jsonl").read_text().splitlines()[0])
-    assert first == {"step": 0, "precision": "bf16", "precision_reason": "requested", "machine": describe_machine()}
+    assert first == {"step": 0, "precision": "bf16", "precision_reason": "requested", "machine": describe_machine(),
+                     "processes": 1, "threads": 1}  # fmt: skip
     with pytest.raises(ValueError, match=r"train\.precision must be one of"):
         load_config(None, tiny_overrides(tmp_path, **{"train.precision": "half"}))
 
