@@ -3,7 +3,9 @@
 Run it with ``sian train CONFIG.yaml [key=value ...]``; under ``torchrun --nproc_per_node=N`` the same
 command trains with DDP (gloo on CPU, NCCL on GPU). ``train.batch_size`` is the *global* batch: each
 of the N processes takes ``batch_size / N`` samples of every step, and DDP averages the gradients, so
-the result equals one process training on the whole batch.
+the result equals one process training on the whole batch. Validation is shared the same way (each
+process scores every N-th image; all receive the one-process scores), CPU time in the log is the sum over
+the processes, and stopping and checkpointing are decided together, at the same step on every process.
 
 Output folder (``train.out_dir``), written by rank 0 only:
 
