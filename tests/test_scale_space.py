@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sian import _native, scale_space
 from sian.scale_space import DoGPyramid, dog_pyramid, gaussian_blur, gaussian_kernels, sift_sigmas
 
 DOCUMENTED_SIGMAS = [1.5199, 1.2263, 1.5450, 1.9466, 2.4525, 3.0900]
@@ -139,9 +140,10 @@ def test_reuse_is_ignored_when_a_gradient_is_needed():
 
 @pytest.mark.parametrize("mode", ["release", "full"])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_inference_stacks_equal_the_autograd_ones_bit_for_bit(mode, layout):
+def test_inference_stacks_equal_the_autograd_ones_bit_for_bit(mode, layout, monkeypatch):
     """Without autograd the stacks are computed octave by octave, two Gaussians alive at a time (less memory
     for large tiles); the numbers must be exactly those of the path training differentiates."""
+    monkeypatch.setattr(scale_space, "dog_library", lambda: None)  # the PyTorch path (the fused one: below)
     x = torch.rand(2, 4, 21, 26).contiguous(memory_format=layout)
     with torch.no_grad():
         streamed = DoGPyramid(mode=mode)(x)
@@ -149,3 +151,78 @@ def test_inference_stacks_equal_the_autograd_ones_bit_for_bit(mode, layout):
     for a, b in zip(streamed, recorded, strict=True):
         assert a.is_contiguous(memory_format=layout)
         assert torch.equal(a, b.detach())
+
+
+@pytest.fixture
+def fused():
+    """The compiled DoG kernel (sian/_native/dog.c); skipped where this machine cannot build it."""
+    library = _native.dog_library()
+    if library is None:
+        pytest.skip("the fused DoG kernel could not be built here (no C compiler, or SIAN_NATIVE=0)")
+    return library
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("shape", "octaves"),
+    [((1, 32, 161, 240), 3), ((3, 5, 37, 29), 3), ((2, 4, 4, 4), 3), ((1, 3, 4, 7), 3), ((1, 2, 5, 1), 1),
+     ((1, 2, 1, 5), 1), ((2, 3, 1, 1), 1), ((1, 2, 40, 9), 2)],
+)  # fmt: skip
+def test_fused_kernel_gives_the_pytorch_stacks(fused, shape, octaves, threads, monkeypatch):
+    """Every octave, size (odd, one pixel wide, bands of rows per thread) and batch: the PyTorch path's numbers
+    to float rounding, in a channels_last stack like its own."""
+    x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = DoGPyramid(octaves=octaves)(x)
+            monkeypatch.setattr(scale_space, "dog_library", lambda: None)
+            expected = DoGPyramid(octaves=octaves)(x)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape and a.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_fused_kernel_serves_only_what_it_computes(fused, monkeypatch):
+    calls = []
+    monkeypatch.setattr(scale_space, "_fused_dogs", lambda *args, **kwargs: calls.append(1) or [])
+    x = torch.rand(1, 4, 12, 12)
+    with torch.no_grad():
+        DoGPyramid()(x.contiguous(memory_format=torch.channels_last))
+        assert len(calls) == 1
+        DoGPyramid()(x)  # NCHW
+        DoGPyramid(mode="full")(x.contiguous(memory_format=torch.channels_last))  # wide, replicate-padded blurs
+        DoGPyramid()(x.double().contiguous(memory_format=torch.channels_last))
+    DoGPyramid()(x.contiguous(memory_format=torch.channels_last).requires_grad_())  # autograd records
+    assert len(calls) == 1
+
+
+def test_fused_kernel_reuses_the_stacks(fused):
+    x = torch.rand(1, 4, 20, 18).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        reuse: list[torch.Tensor] = []
+        first = DoGPyramid()(x, reuse)
+        again = DoGPyramid()(x * 2, reuse)
+    assert [t.data_ptr() for t in again] == [t.data_ptr() for t in first]
+    torch.testing.assert_close(again[0], DoGPyramid()(x * 2)[0])
+
+
+def test_without_a_compiler_or_when_turned_off_the_pytorch_path_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIAN_CACHE", str(tmp_path))
+    try:
+        _native.dog_library.cache_clear()
+        monkeypatch.setenv("SIAN_NATIVE", "0")
+        assert _native.dog_library() is None
+        _native.dog_library.cache_clear()
+        monkeypatch.delenv("SIAN_NATIVE")
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+        assert _native.dog_library() is None and not list(tmp_path.rglob("*.so"))
+        x = torch.rand(1, 4, 12, 12).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            stacks = DoGPyramid()(x)
+        assert [s.shape[1] for s in stacks] == [20, 20, 20]
+    finally:
+        _native.dog_library.cache_clear()

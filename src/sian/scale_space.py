@@ -20,14 +20,19 @@ replicate padding both commute with that split.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from kornia.filters import get_gaussian_kernel1d
 from torch import Tensor, nn
+
+from ._native import dog_library
 
 KernelMode = Literal["release", "full"]
 KERNEL_MODES: tuple[str, ...] = ("release", "full")
@@ -196,7 +201,66 @@ def _dog_stacks(
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
             for images in gaussian_octaves(x, kernels, octaves, mode)
         ]
+    if _fusable(x, kernels, mode) and (library := dog_library()) is not None:
+        return _fused_dogs(library, x, kernels, octaves, reuse)
     return _streamed_dogs(x, kernels, octaves, mode, reuse)
+
+
+def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
+    """Whether the compiled kernel (sian/_native/dog.c) serves this call: the release's 3x3 zero-padded blurs
+    of a channels_last float32 map on the CPU."""
+    return (
+        mode == "release" and x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 4
+        and x.is_contiguous(memory_format=torch.channels_last) and all(k.numel() == 3 for k in kernels)
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def _row_workers(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sian-dog")
+
+
+def _fused_dogs(
+    library: ctypes.CDLL, x: Tensor, kernels: list[Tensor], octaves: int, reuse: list[Tensor] | None = None
+) -> list[Tensor]:
+    """The stacks of :func:`_streamed_dogs` from the compiled fused kernel, bands of rows shared among as many
+    threads as PyTorch uses (the kernel runs without the GIL).
+
+    The 2-D kernels are the ones :func:`gaussian_blur` convolves with (outer product in float32); later octaves
+    start from their seed itself (an identity kernel in place of the pre-blur). The same numbers to float
+    rounding (summation order); tests/test_scale_space.py compares the two paths.
+    """
+    threads = torch.get_num_threads()
+    planes = [(k.float()[:, None] * k.float()[None, :]).reshape(9) for k in kernels]
+    identity = torch.zeros(9)
+    identity[4] = 1.0
+    levels, intervals = len(kernels), len(kernels) - 3
+    first, later = torch.stack(planes).contiguous(), torch.stack([identity, *planes[1:]]).contiguous()
+    batch, channels = x.shape[:2]
+    source, stacks = x, []
+    for octave in range(octaves):
+        h, w = source.shape[-2:]
+        stack = _stack_like(source, levels - 1, reuse[octave] if reuse and len(reuse) == octaves else None)
+        seed = None
+        if octave + 1 < octaves:
+            seed = torch.empty((batch, channels, h // 2, w // 2), memory_format=torch.channels_last)
+        weights = first if octave == 0 else later
+        chunks = max(1, min(threads, h // 16))  # bands of rows; each recomputes a few rows above and below
+        calls = []
+        for image in range(batch):
+            for band in range(chunks):
+                calls.append((
+                    source[image].data_ptr(), h, w, channels, weights.data_ptr(), levels, intervals,
+                    h * band // chunks, h * (band + 1) // chunks, stack[image].data_ptr(),
+                    None if seed is None else seed[image].data_ptr(),
+                ))  # fmt: skip
+        if any(status != 0 for status in _row_workers(threads).map(lambda a: library.sian_dog_rows(*a), calls)):
+            raise MemoryError("the fused DoG kernel could not allocate its row buffers")
+        stacks.append(stack)
+        source = seed
+    if reuse is not None:
+        reuse[:] = stacks
+    return stacks
 
 
 def _streamed_dogs(
