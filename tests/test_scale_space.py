@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from sian import _native, scale_space
 from sian.scale_space import DoGPyramid, dog_pyramid, gaussian_blur, gaussian_kernels, sift_sigmas
@@ -197,7 +198,9 @@ def test_fused_kernel_serves_only_what_it_computes(fused, monkeypatch):
         DoGPyramid(mode="full")(x.contiguous(memory_format=torch.channels_last))  # wide, replicate-padded blurs
         DoGPyramid()(x.double().contiguous(memory_format=torch.channels_last))
     DoGPyramid()(x.contiguous(memory_format=torch.channels_last).requires_grad_())  # autograd records
-    assert len(calls) == 1
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:  # a dispatch mode must see every operation
+        DoGPyramid()(x.contiguous(memory_format=torch.channels_last))
+    assert len(calls) == 1 and flops.get_total_flops() > 0
 
 
 def test_fused_kernel_reuses_the_stacks(fused):

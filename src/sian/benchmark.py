@@ -25,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._allocator import keep_freed_memory
+from ._native import dog_library
 from .inference import derain_tensor
 from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
@@ -196,8 +197,16 @@ def run_benchmark(
         "cpu_features": cpu_features(),
         "allocator_keeps_freed_memory": allocator,
         "auto_precision": f"{auto.precision} ({auto.reason})",
+        "fused_dog": dog_library() is not None,
     }
     return rows, machine
+
+
+_DOG_PATHS = {
+    True: "the fused compiled kernel (sian/_native/dog.c).",
+    False: "PyTorch operations (no C compiler, or SIAN_NATIVE=0).",
+    None: "not recorded.",
+}
 
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
@@ -210,6 +219,8 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
         f"CPU features: {', '.join(k for k, v in features.items() if v) or 'none of note'}"
         f" (absent: {', '.join(k for k, v in features.items() if not v) or 'none'}); "
         f"`--precision auto` picks {machine.get('auto_precision', '?')}.",
+        "",
+        f"SIAN's DoG pyramid (inference): {_DOG_PATHS[machine.get('fused_dog')]}",
         "",
         "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |",
         "|---|---|---|---|---|---|---|---|---|",

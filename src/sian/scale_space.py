@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import get_gaussian_kernel1d
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
 from ._native import dog_library
 
@@ -208,10 +209,14 @@ def _dog_stacks(
 
 def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
     """Whether the compiled kernel (sian/_native/dog.c) serves this call: the release's 3x3 zero-padded blurs
-    of a channels_last float32 map on the CPU."""
+    of a channels_last float32 map on the CPU, and a plain tensor that no one is recording. A tracer (ONNX, JIT),
+    a fake tensor or a dispatch mode (torch's FLOP counter) must see the PyTorch operations: the kernel works
+    on raw memory, invisible to them."""
     return (
-        mode == "release" and x.device.type == "cpu" and x.dtype == torch.float32 and x.ndim == 4
-        and x.is_contiguous(memory_format=torch.channels_last) and all(k.numel() == 3 for k in kernels)
+        mode == "release" and type(x) is Tensor and x.device.type == "cpu" and x.dtype == torch.float32
+        and x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and all(k.numel() == 3 for k in kernels)
+        and not torch.jit.is_tracing() and _len_torch_dispatch_stack() == 0
+        and torch._C._len_torch_function_stack() == 0
     )  # fmt: skip
 
 
