@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 static void blur_row(const float *restrict a, const float *restrict b, const float *restrict c,
                      const float *k, float *restrict out, int64_t W, int64_t C) {
@@ -59,6 +62,21 @@ int sian_dog_rows(const float *x, int64_t H, int64_t W, int64_t C, const float *
             if (l >= 1) {
                 const float *prev = RING(l - 1, r);
                 float *dst = stack + r * W * depth * C + (l - 1) * C;
+#if defined(__AVX__)
+                /* Streaming stores: the 100 MB stack is read back by the attention convolution from memory anyway
+                 * (it outgrows the cache), so skip reading each line in before overwriting it (~10-40% here). */
+                int streamed = 0;
+                if (C % 8 == 0 && ((uintptr_t)dst % 32) == 0) {
+                    streamed = 1;
+                    for (int64_t w = 0; w < W; ++w) {
+                        const float *p = out + w * C, *q = prev + w * C;
+                        float *d = dst + w * depth * C;
+                        for (int64_t c = 0; c < C; c += 8)
+                            _mm256_stream_ps(d + c, _mm256_sub_ps(_mm256_loadu_ps(p + c), _mm256_loadu_ps(q + c)));
+                    }
+                }
+                if (!streamed)
+#endif
                 for (int64_t w = 0; w < W; ++w) {
                     const float *p = out + w * C, *q = prev + w * C;
                     float *d = dst + w * depth * C;
@@ -82,5 +100,8 @@ int sian_dog_rows(const float *x, int64_t H, int64_t W, int64_t C, const float *
 #undef INPUT
 #undef RING
     free(ring);
+#if defined(__AVX__)
+    _mm_sfence();  /* the streamed stores reach memory before the caller reads the stack */
+#endif
     return 0;
 }
