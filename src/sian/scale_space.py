@@ -21,10 +21,8 @@ replicate padding both commute with that split.
 from __future__ import annotations
 
 import ctypes
-import functools
 import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
@@ -220,22 +218,15 @@ def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
     )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=4)
-def _row_workers(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sian-dog")
-
-
 def _fused_dogs(
     library: ctypes.CDLL, x: Tensor, kernels: list[Tensor], octaves: int, reuse: list[Tensor] | None = None
 ) -> list[Tensor]:
-    """The stacks of :func:`_streamed_dogs` from the compiled fused kernel, bands of rows shared among as many
-    threads as PyTorch uses (the kernel runs without the GIL).
+    """The stacks of :func:`_streamed_dogs` from the compiled fused kernel (on PyTorch's OpenMP threads).
 
     The 2-D kernels are the ones :func:`gaussian_blur` convolves with (outer product in float32); later octaves
     start from their seed itself (an identity kernel in place of the pre-blur). The same numbers to float
     rounding (summation order); tests/test_scale_space.py compares the two paths.
     """
-    threads = torch.get_num_threads()
     planes = [(k.float()[:, None] * k.float()[None, :]).reshape(9) for k in kernels]
     identity = torch.zeros(9)
     identity[4] = 1.0
@@ -250,16 +241,11 @@ def _fused_dogs(
         if octave + 1 < octaves:
             seed = torch.empty((batch, channels, h // 2, w // 2), memory_format=torch.channels_last)
         weights = first if octave == 0 else later
-        chunks = max(1, min(threads, h // 16))  # bands of rows; each recomputes a few rows above and below
-        calls = []
-        for image in range(batch):
-            for band in range(chunks):
-                calls.append((
-                    source[image].data_ptr(), h, w, channels, weights.data_ptr(), levels, intervals,
-                    h * band // chunks, h * (band + 1) // chunks, stack[image].data_ptr(),
-                    None if seed is None else seed[image].data_ptr(),
-                ))  # fmt: skip
-        if any(status != 0 for status in _row_workers(threads).map(lambda a: library.sian_dog_rows(*a), calls)):
+        status = library.sian_dog_octave(
+            source.data_ptr(), batch, h, w, channels, weights.data_ptr(), levels, intervals, stack.data_ptr(),
+            None if seed is None else seed.data_ptr(),
+        )  # fmt: skip
+        if status != 0:
             raise MemoryError("the fused DoG kernel could not allocate its row buffers")
         stacks.append(stack)
         source = seed

@@ -1,11 +1,11 @@
 """Compiled kernels, built on first use with the system's C compiler and cached; ``None`` where they cannot be.
 
 There is one: the fused DoG octave of ``dog.c`` (see its header for why it is written by hand). It is
-compiled with ``-O3 -march=native`` into ``$SIAN_CACHE`` (default ``~/.cache/sian``) under a name that
-hashes the source, the compiler and this CPU's model and flags, so a cache shared by different machines
-never runs code built for another CPU. Building takes about a second; without a compiler, or with
-``SIAN_NATIVE=0``, callers use their PyTorch path (:func:`sian.scale_space.dog_pyramid` gives the same
-numbers either way, to float rounding).
+compiled with ``-O3 -march=native -fopenmp`` (its threads are PyTorch's own OpenMP threads) into
+``$SIAN_CACHE`` (default ``~/.cache/sian``) under a name that hashes the source, the compiler and this CPU's
+model and flags, so a cache shared by different machines never runs code built for another CPU. Building
+takes about a second; without a C compiler with OpenMP, or with ``SIAN_NATIVE=0``, callers use their
+PyTorch path (:func:`sian.scale_space.dog_pyramid` gives the same numbers either way, to float rounding).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["dog_library", "native_enabled"]
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("dog.c")
-FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-std=c11", "-fopenmp", "-shared", "-fPIC")
 
 
 def native_enabled() -> bool:
@@ -49,7 +49,7 @@ def _cpu_signature() -> str:
 
 @functools.lru_cache(maxsize=1)
 def dog_library() -> ctypes.CDLL | None:
-    """The compiled DoG kernel (``sian_dog_rows``), built once per source, compiler and CPU; or ``None``."""
+    """The compiled DoG kernel (``sian_dog_octave``), built once per source, compiler and CPU; or ``None``."""
     if not native_enabled():
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -75,8 +75,8 @@ def dog_library() -> ctypes.CDLL | None:
         logger.debug(f"could not build or load {path.name} ({exc}; {detail.decode(errors='replace')[-500:]}): "
                      "the DoG pyramid runs as PyTorch operations")  # fmt: skip
         return None
-    function = library.sian_dog_rows
-    function.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 4,
+    function = library.sian_dog_octave
+    function.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_void_p, *[ctypes.c_int64] * 2,
                          ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
     function.restype = ctypes.c_int
     return library

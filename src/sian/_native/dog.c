@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
@@ -34,13 +35,13 @@ static void blur_row(const float *restrict a, const float *restrict b, const flo
         out[x] = k0 * a[x - C] + k1 * a[x] + k3 * b[x - C] + k4 * b[x] + k6 * c[x - C] + k7 * c[x];
 }
 
-/* Rows [s0, s1) of one octave of one image.
+/* Rows [s0, s1) of one octave of one image (sian_dog_octave shares the rows of a batch among threads).
  * x: the octave's input (H, W, C); kernels: L 3x3 kernels (row-major), image l = blur(image l-1, kernel l)
  *   with image -1 = x (an identity kernel 0 makes image 0 the input itself);
  * stack: (H, W, (L-1) * C), difference l = image l+1 - image l in channels [l*C, (l+1)*C);
  * seed: NULL, or (H/2, W/2, C) receiving the 2x2 max-pool of image `seed_level` (rows of [s0, s1) only).
  * Returns 0, or -1 if the ring buffers could not be allocated. */
-int sian_dog_rows(const float *x, int64_t H, int64_t W, int64_t C, const float *kernels, int64_t L,
+static int dog_rows(const float *x, int64_t H, int64_t W, int64_t C, const float *kernels, int64_t L,
                   int64_t seed_level, int64_t s0, int64_t s1, float *stack, float *seed) {
     const int64_t n = W * C, depth = L - 1, Hs = H / 2, Ws = W / 2;
     float *ring = malloc(sizeof(float) * (size_t)(L * 3 + 1) * (size_t)n);
@@ -104,4 +105,24 @@ int sian_dog_rows(const float *x, int64_t H, int64_t W, int64_t C, const float *
     _mm_sfence();  /* the streamed stores reach memory before the caller reads the stack */
 #endif
     return 0;
+}
+
+/* One octave of a batch of B maps: (B, H, W, C) in, stacks (B, H, W, (L-1) C) and seeds (B, H/2, W/2, C) out.
+ * The rows are shared among OpenMP's threads in bands. Built with -fopenmp, this library uses the OpenMP
+ * runtime PyTorch has already loaded (the same libgomp.so.1), so its threads are the ones PyTorch's
+ * operations run on, and just as many (torch.set_num_threads sets both): no second pool competes for the
+ * cores. Returns 0, or -1 if a band could not allocate its ring buffers. */
+int sian_dog_octave(const float *x, int64_t B, int64_t H, int64_t W, int64_t C, const float *kernels, int64_t L,
+                    int64_t seed_level, float *stack, float *seed) {
+    const int64_t threads = omp_get_max_threads();
+    int64_t bands = H / 16 < threads ? H / 16 : threads;  /* each band recomputes a few rows at its edges */
+    if (bands < 1) bands = 1;
+    const int64_t in_size = H * W * C, stack_size = H * W * (L - 1) * C, seed_size = (H / 2) * (W / 2) * C;
+    int failed = 0;
+#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed)
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t band = 0; band < bands; ++band)
+            failed |= dog_rows(x + b * in_size, H, W, C, kernels, L, seed_level, H * band / bands,
+                               H * (band + 1) / bands, stack + b * stack_size, seed ? seed + b * seed_size : NULL);
+    return failed ? -1 : 0;
 }
