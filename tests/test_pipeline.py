@@ -226,3 +226,14 @@ def test_eval_with_a_list_of_self_ensembles_reports_each_as_its_own_run(tmp_path
     bad = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data", str(data), "--layout", "list",
                               "--tta", "none,rot8"])  # fmt: skip
     assert bad.exit_code != 0 and "rot8" in bad.output
+
+
+def test_describe_says_which_dog_path_runs(monkeypatch):
+    from sian import inference
+
+    sian_pipeline = Pipeline(create_model("sian", channels=4, stages=1).eval(), precision="fp32")
+    monkeypatch.setattr(inference, "dog_library", lambda: None)
+    assert sian_pipeline.describe().endswith("DoG pyramid: PyTorch operations")
+    monkeypatch.setattr(inference, "dog_library", lambda: object())
+    assert sian_pipeline.describe().endswith("DoG pyramid: fused kernel")
+    assert "DoG" not in Pipeline(create_model("prenet", channels=4, stages=1).eval(), precision="fp32").describe()

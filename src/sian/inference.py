@@ -29,6 +29,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ._allocator import keep_freed_memory
+from ._native import dog_library
 from .hub import load_model
 from .io import (
     DEFAULT_MAX_PIXELS,
@@ -178,9 +179,15 @@ class Pipeline:
         return int(getattr(self.model, "min_size", 1))
 
     def describe(self) -> str:
-        """One line for logs and ``--verbose``: model device, precision and why, self-ensemble."""
+        """One line for logs and ``--verbose``: model device, precision and why, self-ensemble, and for a SIAN
+        whose DoG pyramid runs as the compiled fused kernel (sian/_native), that."""
         ensemble = f", {self.tta} self-ensemble" if self.tta else ""
-        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}"
+        fused = ""
+        pyramid = getattr(self.model, "scale_space", None)
+        if pyramid is not None and self.device.type == "cpu" and self.precision.precision == "fp32":
+            fusable = pyramid.mode == "release" and dog_library() is not None
+            fused = ", DoG pyramid: fused kernel" if fusable else ", DoG pyramid: PyTorch operations"
+        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}{fused}"
 
     # -- tensors -------------------------------------------------------------------------------------------
 
