@@ -243,7 +243,7 @@ def _fused_dogs(
         weights = first if octave == 0 else later
         status = library.sian_dog_octave(
             source.data_ptr(), batch, h, w, channels, weights.data_ptr(), levels, intervals, stack.data_ptr(),
-            None if seed is None else seed.data_ptr(),
+            None if seed is None else seed.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
         if status != 0:
             raise MemoryError("the fused DoG kernel could not allocate its row buffers")

@@ -77,6 +77,6 @@ def dog_library() -> ctypes.CDLL | None:
         return None
     function = library.sian_dog_octave
     function.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_void_p, *[ctypes.c_int64] * 2,
-                         ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
     function.restype = ctypes.c_int
     return library

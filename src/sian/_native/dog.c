@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <omp.h>
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
@@ -110,16 +109,16 @@ static int dog_rows(const float *x, int64_t H, int64_t W, int64_t C, const float
 /* One octave of a batch of B maps: (B, H, W, C) in, stacks (B, H, W, (L-1) C) and seeds (B, H/2, W/2, C) out.
  * The rows are shared among OpenMP's threads in bands. Built with -fopenmp, this library uses the OpenMP
  * runtime PyTorch has already loaded (the same libgomp.so.1), so its threads are the ones PyTorch's
- * operations run on, and just as many (torch.set_num_threads sets both): no second pool competes for the
- * cores. Returns 0, or -1 if a band could not allocate its ring buffers. */
+ * operations run on: no second pool competes for the cores. `threads` is torch.get_num_threads() (OpenMP's
+ * own setting is per calling thread). Returns 0, or -1 if a band could not allocate its ring buffers. */
 int sian_dog_octave(const float *x, int64_t B, int64_t H, int64_t W, int64_t C, const float *kernels, int64_t L,
-                    int64_t seed_level, float *stack, float *seed) {
-    const int64_t threads = omp_get_max_threads();
+                    int64_t seed_level, float *stack, float *seed, int64_t threads) {
+    if (threads < 1) threads = 1;
     int64_t bands = H / 16 < threads ? H / 16 : threads;  /* each band recomputes a few rows at its edges */
     if (bands < 1) bands = 1;
     const int64_t in_size = H * W * C, stack_size = H * W * (L - 1) * C, seed_size = (H / 2) * (W / 2) * C;
     int failed = 0;
-#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed)
+#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed) num_threads((int)threads)
     for (int64_t b = 0; b < B; ++b)
         for (int64_t band = 0; band < bands; ++band)
             failed |= dog_rows(x + b * in_size, H, W, C, kernels, L, seed_level, H * band / bands,
