@@ -229,11 +229,11 @@ def test_eval_with_a_list_of_self_ensembles_reports_each_as_its_own_run(tmp_path
 
 
 def test_describe_says_which_dog_path_runs(monkeypatch):
-    from sian import inference
+    from sian import scale_space
 
     sian_pipeline = Pipeline(create_model("sian", channels=4, stages=1).eval(), precision="fp32")
-    monkeypatch.setattr(inference, "dog_library", lambda: None)
+    monkeypatch.setattr(scale_space, "dog_library", lambda: None)
     assert sian_pipeline.describe().endswith("DoG pyramid: PyTorch operations")
-    monkeypatch.setattr(inference, "dog_library", lambda: object())
+    monkeypatch.setattr(scale_space, "dog_library", lambda: object())
     assert sian_pipeline.describe().endswith("DoG pyramid: fused kernel")
     assert "DoG" not in Pipeline(create_model("prenet", channels=4, stages=1).eval(), precision="fp32").describe()

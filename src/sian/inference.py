@@ -29,7 +29,6 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ._allocator import keep_freed_memory
-from ._native import dog_library
 from .hub import load_model
 from .io import (
     DEFAULT_MAX_PIXELS,
@@ -45,6 +44,7 @@ from .io import (
     write_picture,
 )
 from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
+from .scale_space import fused_kernel_serves
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tiled_apply
 
 __all__ = [
@@ -185,7 +185,7 @@ class Pipeline:
         fused = ""
         pyramid = getattr(self.model, "scale_space", None)
         if pyramid is not None and self.device.type == "cpu" and self.precision.precision == "fp32":
-            fusable = pyramid.mode == "release" and dog_library() is not None
+            fusable = fused_kernel_serves(pyramid.mode, self.device, torch.float32)
             fused = ", DoG pyramid: fused kernel" if fusable else ", DoG pyramid: PyTorch operations"
         return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}{fused}"
 

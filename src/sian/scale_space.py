@@ -40,6 +40,7 @@ __all__ = [
     "KERNEL_MODES",
     "DoGPyramid",
     "dog_pyramid",
+    "fused_kernel_serves",
     "gaussian_blur",
     "gaussian_kernels",
     "gaussian_octaves",
@@ -200,21 +201,30 @@ def _dog_stacks(
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
             for images in gaussian_octaves(x, kernels, octaves, mode)
         ]
-    if _fusable(x, kernels, mode) and (library := dog_library()) is not None:
-        return _fused_dogs(library, x, kernels, octaves, reuse)
+    if _fusable(x, kernels, mode):
+        return _fused_dogs(dog_library(), x, kernels, octaves, reuse)
     return _streamed_dogs(x, kernels, octaves, mode, reuse)
 
 
+def fused_kernel_serves(mode: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the compiled kernel (sian/_native/dog.c) computes the inference stacks of this kernel mode, device
+    and dtype: the release's 3x3 zero-padded blurs of float32 maps on a CPU, where the kernel could be built.
+
+    Example:
+        >>> fused_kernel_serves("full", torch.device("cpu"), torch.float32)
+        False
+    """
+    return mode == "release" and device.type == "cpu" and dtype == torch.float32 and dog_library() is not None
+
+
 def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
-    """Whether the compiled kernel (sian/_native/dog.c) serves this call: the release's 3x3 zero-padded blurs
-    of a channels_last float32 map on the CPU, and a plain tensor that no one is recording. A tracer (ONNX, JIT),
-    a fake tensor or a dispatch mode (torch's FLOP counter) must see the PyTorch operations: the kernel works
-    on raw memory, invisible to them."""
+    """Whether the compiled kernel serves this call (:func:`fused_kernel_serves`) for a channels_last map that is
+    a plain tensor no one is recording. A tracer (ONNX, JIT), a fake tensor or a dispatch mode (torch's FLOP
+    counter) must see the PyTorch operations: the kernel works on raw memory, invisible to them."""
     return (
-        mode == "release" and type(x) is Tensor and x.device.type == "cpu" and x.dtype == torch.float32
-        and x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and all(k.numel() == 3 for k in kernels)
-        and not torch.jit.is_tracing() and _len_torch_dispatch_stack() == 0
-        and torch._C._len_torch_function_stack() == 0
+        type(x) is Tensor and x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        and all(k.numel() == 3 for k in kernels) and not torch.jit.is_tracing() and _len_torch_dispatch_stack() == 0
+        and torch._C._len_torch_function_stack() == 0 and fused_kernel_serves(mode, x.device, x.dtype)
     )  # fmt: skip
 
 
