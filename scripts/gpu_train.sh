@@ -12,6 +12,8 @@
 #   one call per part, carry ["build/gpu/partK"] (the last also "build/gpu/wheels"), command "true";
 #   the last part's call runs the training instead, e.g. with timeout_s 600:
 #     bash scripts/gpu_train.sh 540 configs/rain100l-cpu.yaml configs/sian-general.yaml configs/sian-streaks-heavy.yaml
+#   (the Rain100L run alone needs only the first parts, which hold Rain100L_train and nothing else: pack
+#   prints both plans). A 15-minute lease: ~1 min to start, ~10 s per call, then the training calls.
 # Back here: for f in FILES_AT/*.tar; do tar -xf "$f" -C checkpoints; done, then resume on the CPU as usual.
 # Measured on an H200 (2026-11-26): the Rain100L run at 15-19 steps/s with validation (a 2-core CPU: 0.39).
 set -euo pipefail

@@ -53,8 +53,23 @@ def test_every_file_unpacks_exactly_and_pairs_to_their_pixels(shared_data, tmp_p
             assert unpacked[name] == blob, name
 
 
-def test_a_missing_part_is_an_error_not_a_smaller_dataset(shared_data, tmp_path):
+def _holdings(part: Path) -> set[str]:
+    return {p.relative_to(part).parts[0] for p in part.rglob("*") if p.is_file() and p.name != "counts.json"}
+
+
+def test_a_dataset_split_over_a_missing_part_is_an_error_not_a_smaller_dataset(shared_data, tmp_path):
     kit.pack(shared_data, tmp_path / "kit", part_bytes=4000, wheels=False)
-    parts = sorted((tmp_path / "kit").glob("part*"))
+    parts = sorted((tmp_path / "kit").glob("part*"), key=lambda p: int(p.name[4:]))
+    # The first part past part1 that shares a dataset with another part: leaving it behind splits that dataset.
+    split = next(p for p in parts[1:] if any(_holdings(p) & _holdings(q) for q in parts if q != p))
     with pytest.raises(SystemExit, match="incomplete kit"):
-        kit.unpack(tmp_path / "there", parts[:-1])
+        kit.unpack(tmp_path / "there", [p for p in parts if p != split])
+
+
+def test_whole_datasets_may_stay_behind(shared_data, tmp_path, capsys):
+    kit.pack(shared_data, tmp_path / "kit", part_bytes=4000, wheels=False)
+    parts = sorted((tmp_path / "kit").glob("part*"), key=lambda p: int(p.name[4:]))
+    only_pairs = [p for p in parts if _holdings(p) <= {kit.PAIRS}]  # the parts that hold Rain100L alone
+    kit.unpack(tmp_path / "there", only_pairs)
+    assert "not carried" in capsys.readouterr().out
+    assert len(list((tmp_path / "there" / "data" / kit.PAIRS / "rain").iterdir())) == 2
