@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from summarize_log import read_curve  # scripts/ is on sys.path when this script runs
 
 from sian.synth import rain as rain_module
 from sian.training import load_config
@@ -173,7 +174,11 @@ def training_section(name, records, record, train_config, step, selection, resum
     data, optim, train = train_config.data, train_config.optim, train_config.train
     last = [r for r in records if "cpu_seconds" in r][-1]
     precisions = sorted({r["precision"] for r in records if "precision" in r}) or ["fp32"]
-    machine_hours, cpu_hours = last["wall_seconds"] / 3600, last["cpu_seconds"] / 3600
+    machines = sorted({r["machine"] for r in records if "machine" in r}) or ["x86-64 CPUs"]
+    # CPU-equivalent hours (steps on a lent GPU at the run's CPU rate; scripts/summarize_log.py).
+    curve, _ = read_curve(str(REPO / "checkpoints" / name / "log.jsonl"))
+    hours = {r["step"]: r["hours"] for r in curve}
+    machine_hours, cpu_hours = curve[-1]["hours"] if curve else last["wall_seconds"] / 3600, last["cpu_seconds"] / 3600
     return f"""## Training
 - Loss: negative SSIM summed over the 6 stages (the paper's). Adam lr {optim.lr:g}, betas {list(optim.betas)},
   {optim.schedule} schedule over {train.steps} steps with {optim.warmup_steps} warm-up steps,
@@ -182,8 +187,10 @@ def training_section(name, records, record, train_config, step, selection, resum
 - Selected checkpoint: step {step} of {train.steps} ({selection}).
 - The run went on to step {last["step"]} ({machine_hours:.2f} machine-hours, {cpu_hours:.2f} CPU-hours); its log
   holds every validation.
-- Budget to this checkpoint: {record["wall_seconds"] / 3600:.2f} machine-hours (wall clock with the 2-core machine
-  given to training) = {record["cpu_seconds"] / 3600:.2f} CPU-hours of the training process, x86-64 CPUs.
+- Budget to this checkpoint: {hours.get(step, record["wall_seconds"] / 3600):.2f} machine-hours (wall clock with a
+  2-core machine given to training, steps on a lent GPU counted at the run's CPU rate;
+  {record["wall_seconds"] / 3600:.2f} wall-clock) = {record["cpu_seconds"] / 3600:.2f} CPU-hours of the training
+  processes. Machines: {"; ".join(machines)}.
 - Config: `configs/{name if name.startswith("sian-synth") else "rain100l-cpu"}.yaml`; log:
   `checkpoints/{name}/log.jsonl`; resume: `{resume}`."""
 
