@@ -17,30 +17,48 @@ import argparse
 import json
 
 
-def read_curve(path: str) -> tuple[list[dict], float]:
-    """Validation records, each with ``hours`` (CPU-equivalent) and ``wall_hours``; and the CPU steps/hour."""
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    # First pass: the run's CPU rate, from the progress records logged on a CPU.
-    on_gpu, cpu_steps, cpu_seconds = False, 0, 0.0
-    previous_step, previous_wall = 0, 0.0
-    deltas = []  # (record index, steps, seconds, on_gpu)
+def _steps_by_machine(records: list[dict]) -> list[tuple[int, int, float, str]]:
+    """(record index, steps, wall seconds, machine) since the previous timed record, for every timed record."""
+    machine, previous_step, previous_wall = "a CPU (before the log named machines)", 0, 0.0
+    deltas = []
     for index, record in enumerate(records):
         if "precision" in record:  # a start or a resume: the machine from here on
-            on_gpu = "NVIDIA" in record.get("machine", "") or "cuda" in record.get("machine", "")
-            continue
-        if "wall_seconds" not in record:
-            continue
-        steps, seconds = record["step"] - previous_step, record["wall_seconds"] - previous_wall
-        previous_step, previous_wall = record["step"], record["wall_seconds"]
-        deltas.append((index, steps, seconds, on_gpu))
-        if not on_gpu:
-            cpu_steps, cpu_seconds = cpu_steps + steps, cpu_seconds + seconds
+            machine = record.get("machine", machine)
+        elif "wall_seconds" in record:
+            deltas.append((index, record["step"] - previous_step, record["wall_seconds"] - previous_wall, machine))
+            previous_step, previous_wall = record["step"], record["wall_seconds"]
+    return deltas
+
+
+def _is_gpu(machine: str) -> bool:
+    return "NVIDIA" in machine or "cuda" in machine
+
+
+def read_records(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def throughput(records: list[dict]) -> dict[str, tuple[int, float]]:
+    """Steps and wall-clock hours per machine (validation and checkpoints included: what a run gets)."""
+    table: dict[str, tuple[int, float]] = {}
+    for _, steps, seconds, machine in _steps_by_machine(records):
+        done, hours = table.get(machine, (0, 0.0))
+        table[machine] = (done + steps, hours + seconds / 3600)
+    return table
+
+
+def read_curve(path: str) -> tuple[list[dict], float]:
+    """Validation records, each with ``hours`` (CPU-equivalent) and ``wall_hours``; and the CPU steps/hour."""
+    records = read_records(path)
+    deltas = _steps_by_machine(records)
+    cpu_steps = sum(steps for _, steps, _, machine in deltas if not _is_gpu(machine))
+    cpu_seconds = sum(seconds for _, _, seconds, machine in deltas if not _is_gpu(machine))
     cpu_rate = cpu_steps / (cpu_seconds / 3600) if cpu_seconds > 0 else float("nan")
     # Second pass: accumulate CPU-equivalent hours.
     hours, curve = 0.0, []
-    for index, steps, seconds, gpu in deltas:
-        hours += steps / cpu_rate if gpu else seconds / 3600
+    for index, steps, seconds, machine in deltas:
+        hours += steps / cpu_rate if _is_gpu(machine) else seconds / 3600
         record = records[index]
         if "val_psnr" in record:
             curve.append({**record, "hours": hours, "wall_hours": record["wall_seconds"] / 3600})
@@ -70,6 +88,9 @@ def main() -> None:
     wall = curve[-1]["wall_hours"]
     print(f"\n{now:.2f} CPU-equivalent hours ({wall:.2f} wall-clock; CPU rate {cpu_rate:.0f} steps/h); "
           f"best validation {best_now:.3f} dB; gain over the last {args.window:g} h: {gain:.3f} dB")  # fmt: skip
+    print("throughput per machine (wall clock, validation and checkpoints included):")
+    for machine, (steps, hours) in throughput(read_records(args.log)).items():
+        print(f"  {machine}: {steps} steps in {hours:.2f} h = {steps / (hours * 3600):.3f} steps/s")
     if now >= args.max_hours:
         print(f"stop: {args.max_hours:g} machine-hours reached")
     elif now < args.min_hours:

@@ -36,6 +36,9 @@ def test_gpu_steps_count_at_the_runs_cpu_rate(tmp_path):
     assert rate == 1000.0
     assert [round(r["hours"], 6) for r in curve] == [0.5, 2.5, 3.0]
     assert [round(r["wall_hours"], 6) for r in curve] == [0.5, round(1860 / 3600, 6), round(3660 / 3600, 6)]
+    table = summarize.throughput(summarize.read_records(log))
+    assert table[GPU] == (2000, 60 / 3600)
+    assert sorted(steps for steps, _ in table.values()) == [500, 500, 2000]  # unnamed first CPU, named CPU, GPU
 
 
 def test_a_cpu_only_run_gets_its_wall_clock_hours(tmp_path):
