@@ -40,9 +40,11 @@ for config in "$@"; do
   status=0
   timeout -s TERM -k 60 "$left" python3 -m sian train "$config" data.workers="$workers" --resume || status=$?
   [ "$status" -eq 0 ] || [ "$status" -eq 124 ] || [ "$status" -eq 143 ] || echo "$config: training exited with $status" >&2
-  if [ -f "$run/state.pt" ]; then
-    tar -cf "${OUT:-/tmp}/$(basename "$run").tar" -C "$(dirname "$run")" \
-      "$(basename "$run")/state.pt" "$(basename "$run")/best.safetensors" "$(basename "$run")/log.jsonl" "$(basename "$run")/summary.json"
-    tail -n 2 "$run/log.jsonl"
+  name="$(basename "$run")"
+  files=()
+  for f in state.pt best.safetensors log.jsonl summary.json; do [ -f "$run/$f" ] && files+=("$name/$f"); done
+  if (( ${#files[@]} )); then  # a run stopped before its first validation has no best.safetensors yet
+    tar -cf "${OUT:-/tmp}/$name.tar" -C "$(dirname "$run")" "${files[@]}"
+    tail -n 2 "$run/log.jsonl" || true
   fi
 done
