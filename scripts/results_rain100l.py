@@ -39,7 +39,7 @@ from results_synth import (  # scripts/ is on sys.path when this script runs
     stage_figure,
 )
 from self_ensemble_table import table_lines
-from summarize_log import read_curve
+from summarize_log import read_curve, read_records, throughput
 
 from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
@@ -197,6 +197,10 @@ def main() -> None:
                       f"{last['cpu_seconds'] / 3600:.2f} CPU-hours of the training processes); best "
                       f"validation {best['val_psnr']:.2f} dB at step {best['step']} "
                       f"(rainy input {best['val_input_psnr']:.2f}).")  # fmt: skip
+        rates = throughput(read_records(str(RUN / "log.jsonl")))
+        budget.append("Throughput per machine, from the run's log (wall clock, validation and checkpoints included): "
+                      + "; ".join(f"{machine}: {steps} steps at {steps / (hours * 3600):.3f} steps/s"
+                                  for machine, (steps, hours) in rates.items()) + ".")  # fmt: skip
     ours = next((r for r in rows if r["model"] == OURS), None)
     if fit:
         budget.append(f"Log-linear fit of the best validation PSNR over {fit['points']} validations from "
