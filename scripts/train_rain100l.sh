@@ -2,40 +2,5 @@
 # Start or resume issue 14's run (SIAN from scratch on the Rain100L training set) in the background, or stop it:
 #   bash scripts/train_rain100l.sh [key=value ...]
 #   bash scripts/train_rain100l.sh --stop      # SIGTERM: the step and a checkpoint finish, then it exits
-# The run lives in checkpoints/sian-rain100l-ours/ (state.pt every 5 minutes, log.jsonl, best.safetensors);
-# commit that folder at the end of a session and the next session resumes it with the same command.
-#
-# On a CPU with two or more cores the run is two torchrun processes of half the cores each, one half of every
-# batch each (the same global batch, samples and gradient as one process: sian.training.datasets.StepSampler):
-# on the 2-core AMD EPYC of 2026-11-26 that stepped 4% faster than one process of two threads
-# (docs/benchmarks.md, scripts/processes_vs_threads.sh). SIAN_PROCS=1 runs one process.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-out="checkpoints/sian-rain100l-ours"
-pidfile="build/train_rain100l.pid"
-mkdir -p "$out" build
-
-if [[ "${1:-}" == "--stop" ]]; then
-  pid="$(cat "$pidfile" 2>/dev/null || true)"
-  if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
-    echo "no training running (no live pid in $pidfile)"; exit 0
-  fi
-  # The workers, not torchrun's agent: the agent would SIGKILL them 30 s after forwarding the signal, which a
-  # validation in progress (~80 s) outlasts. Each worker finishes its step, they checkpoint together, exit.
-  pkill -TERM -P "$pid" 2>/dev/null || kill -TERM "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 2; done
-  echo "stopped at step $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$out/summary.json")"
-  exit 0
-fi
-
-cores="$(nproc)"
-procs="${SIAN_PROCS:-$(( cores >= 2 ? 2 : 1 ))}"
-threads="$(( cores / procs > 0 ? cores / procs : 1 ))"
-if (( procs > 1 )); then
-  launch=(.venv/bin/torchrun --standalone --nproc_per_node="$procs" -m sian)
-else
-  launch=(.venv/bin/sian)
-fi
-nohup "${launch[@]}" train configs/rain100l-cpu.yaml train.threads="$threads" "$@" --resume >> "$out/train.out" 2>&1 &
-echo $! > "$pidfile"
-echo "training pid $! ($procs process(es) x $threads thread(s)) -> $out (log: $out/train.out, $out/log.jsonl)"
+# The run lives in checkpoints/sian-rain100l-ours/; scripts/train.sh says how it runs.
+exec "$(dirname "$0")/train.sh" configs/rain100l-cpu.yaml "$@"
