@@ -75,8 +75,10 @@ def main() -> None:
     args = parser.parse_args()
     curve, cpu_rate = read_curve(args.log)
     for record in curve:
+        # A mixture's validation (issue 15) also logs each source's own mean: val_psnr_pairs, val_psnr_synthetic.
+        groups = "".join(f", {key[9:]} {value:.3f}" for key, value in record.items() if key.startswith("val_psnr_"))
         print(f"step {record['step']:6d}  {record['hours']:6.2f} h ({record['wall_hours']:5.2f} wall)  validation "
-              f"Y-PSNR {record['val_psnr']:.3f} dB (rainy input {record['val_input_psnr']:.3f}), "
+              f"Y-PSNR {record['val_psnr']:.3f} dB (rainy input {record['val_input_psnr']:.3f}{groups}), "
               f"SSIM {record['val_ssim']:.4f}")  # fmt: skip
     if not curve:
         print("no validation yet")
