@@ -4,6 +4,7 @@
     python scripts/ship_weights.py heavy --source checkpoints/sian-synth-heavy/best.safetensors
     python scripts/ship_weights.py light --select classic   # the committed checkpoint best on classic rain
     python scripts/ship_weights.py rain100l         # sian-rain100l-ours from checkpoints/sian-rain100l-ours
+    python scripts/ship_weights.py general          # issue 15: sian-general (and streaks-heavy: sian-streaks-heavy)
 
 Writes src/sian/pretrained/<name>.safetensors (float32, metadata from the training log only, so shipping the
 same checkpoint twice gives the same bytes), its sha256 into src/sian/pretrained/manifest.json, and the model
@@ -33,7 +34,21 @@ from sian.weights import read_weights_file, save_weights, sha256_file
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "src/sian/pretrained"
 RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain100l-models.csv")
-RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours"}
+RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
+             "general": "sian-general", "streaks-heavy": "sian-streaks-heavy"}  # fmt: skip
+MIXTURES = ("general", "streaks-heavy")  # issue 15: real Rain100L pairs and streak-bank rain, fine-tuned
+# The config and the launcher of each run, as a reader of the card would type them.
+CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name>.yaml
+
+
+def config_path(preset: str) -> str:
+    return CONFIGS.get(preset, f"configs/{RUN_NAMES[preset]}.yaml")
+
+
+def resume_command(preset: str) -> str:
+    if preset in ("light", "heavy"):
+        return f"bash scripts/train_synth.sh {preset}"
+    return "bash scripts/train_rain100l.sh" if preset == "rain100l" else f"bash scripts/train.sh {config_path(preset)}"
 
 
 def read_log(run: Path) -> list[dict]:
@@ -115,7 +130,7 @@ def preset_table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("preset", choices=list(RUN_NAMES), help="which run: light, heavy or rain100l")
+    parser.add_argument("preset", choices=list(RUN_NAMES), help="which run: " + ", ".join(RUN_NAMES))
     parser.add_argument("--source", type=Path, help="default: checkpoints/<name>/best.safetensors")
     parser.add_argument("--select", choices=["val", "classic"], default="val",
                         help="val: the run's best on its own held-out validation set (best.safetensors); classic "
@@ -144,8 +159,10 @@ def main() -> None:
     found = rain100l_row(name, digest)
     row = found[0] if found else None
     reference = f"{float(row['psnr']):.2f} / {float(row['ssim']):.3f}" if row else "not measured"
-    dataset = ("Rain100L train (ours, 180 pairs)" if args.preset == "rain100l"
-               else f"synthetic {args.preset} rain (BSDS500*, Kodak24, McMaster18)")  # fmt: skip
+    dataset = {"rain100l": "Rain100L train (ours, 180 pairs)",
+               "general": "Rain100L train pairs + streak-bank rain (BSDS500*, Kodak24, McMaster18)",
+               "streaks-heavy": "streak-bank heavy rain (BSDS500*, Kodak24, McMaster18) + Rain100L train pairs",
+               }.get(args.preset, f"synthetic {args.preset} rain (BSDS500*, Kodak24, McMaster18)")  # fmt: skip
 
     manifest_path = PRETRAINED / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -163,13 +180,13 @@ def main() -> None:
         if row
         else "Rain100L test: not measured for this file yet (run `python scripts/results_rain100l.py`)."
     )
-    card = rain100l_card if args.preset == "rain100l" else synth_card
+    card = rain100l_card if args.preset == "rain100l" else mixture_card if args.preset in MIXTURES else synth_card
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
     (PRETRAINED / f"{name}.md").write_text(text)
     print(f"shipped {source} (step {step}) as {target} sha256 {digest[:16]}...; Rain100L: {reference}")
 
 
-def training_section(name, records, record, train_config, step, selection, resume) -> str:
+def training_section(name, preset, records, record, train_config, step, selection) -> str:
     """The card's training facts, common to every run: loss, optimiser, patches, budget, precision."""
     data, optim, train = train_config.data, train_config.optim, train_config.train
     last = [r for r in records if "cpu_seconds" in r][-1]
@@ -191,8 +208,7 @@ def training_section(name, records, record, train_config, step, selection, resum
   2-core machine given to training, steps on a lent GPU counted at the run's CPU rate;
   {record["wall_seconds"] / 3600:.2f} wall-clock) = {record["cpu_seconds"] / 3600:.2f} CPU-hours of the training
   processes. Machines: {"; ".join(machines)}.
-- Config: `configs/{name if name.startswith("sian-synth") else "rain100l-cpu"}.yaml`; log:
-  `checkpoints/{name}/log.jsonl`; resume: `{resume}`."""
+- Config: `{config_path(preset)}`; log: `checkpoints/{name}/log.jsonl`; resume: `{resume_command(preset)}`."""
 
 
 def synth_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
@@ -216,7 +232,7 @@ for downpours.
 {preset_table()}
 ```
 
-{training_section(name, records, record, train_config, step, selection, f"bash scripts/train_synth.sh {preset}")}
+{training_section(name, preset, records, record, train_config, step, selection)}
 
 ## Results
 - Held-out synthetic validation ({data.val_holdout} images, {data.val_crop}x{data.val_crop} centre crops):
@@ -247,7 +263,7 @@ weights. Licence: MIT, like the code. `sian derain --model {name}`.
 - Nothing else: no synthetic rain of ours, no pre-training, and no Rain100L *test* image in training, tuning or
   selection.
 
-{training_section(name, records, record, train_config, step, selection, "bash scripts/train_rain100l.sh")}
+{training_section(name, preset, records, record, train_config, step, selection)}
 - Selection rule, fixed in the config before training: the best validation Y-PSNR on the {held_out} held-out
   pairs (whole images); stop after at least 12 machine-hours once the best has gained less than 0.05 dB over the
   last 3 machine-hours, or at 30 (`python scripts/summarize_log.py checkpoints/{name}/log.jsonl`).
@@ -261,6 +277,44 @@ weights. Licence: MIT, like the code. `sian derain --model {name}`.
 - Rain100L's rain is light, synthetic and near-vertical: dense rain, haze, drops on the lens and night scenes
   are outside what it has seen (the synthetic-rain models and issue 15's general model aim at those).
 - A CPU budget, not the paper's 100 epochs: see the curve in docs/results-rain100l.md for what more would give.
+"""
+
+
+def mixture_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
+    """Issue 15's models: fine-tuned on real Rain100L pairs mixed with streak-bank rain over clean photos."""
+    data = train_config.data
+    held_out = len(read_pair_names(REPO / data.val_split))
+    groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items() if key.startswith("val_psnr_"))
+    use = {"general": "photos with rain of any weight", "streaks-heavy": "downpours (dense streaks)"}[preset]
+    use = f"`sian derain --model {name}`: {use}"
+    return f"""# {name}
+
+SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
+{init_provenance(records, train_config.model.init)} by the sian project on a mixture of **real Rain100L
+training pairs** and **real streak layers** (Garg & Nayar's streak bank) composited over clean photos
+(issue 15). Licence: MIT, like the code. {use}.
+
+## Data
+- {data.pair_fraction:.0%} of the samples: `Rain100L_train` pairs ({200 - held_out} for training; the {held_out} of
+  `{data.val_split}` held out).
+- The rest: `{data.synth_preset}` streak-bank rain (`src/sian/synth/streaks.py`: layers cropped, scaled, rotated,
+  thinned and screen-blended at the photo's full size; the streak sets of `streaks_val_sets.txt` never used)
+  over clean photos: BSDS500 without the Rain100L/H test backgrounds and the backgrounds of the held-out pairs,
+  Kodak24, McMaster18; {data.val_holdout} of them held out.
+- No Rain100L *test* image in training, tuning or selection.
+
+{training_section(name, preset, records, record, train_config, step, selection)}
+- Selection rule, fixed in the config before training: the best mean Y-PSNR over the {held_out} held-out pairs
+  and the {data.val_holdout} held-out photos with held-out streak sets (whole images).
+
+## Results
+- Validation, whole images: {record["val_psnr"]:.2f} dB / {record["val_ssim"]:.4f} mean ({groups}; rainy
+  input {record["val_input_psnr"]:.2f} dB).
+- {results}
+
+## Limits
+- Streak rain only: no haze, drops on the lens, splashes or night-time glare were rendered.
+- Rotations stay within 12 degrees of vertical; strongly wind-driven rain was not rendered.
 """
 
 

@@ -1,0 +1,73 @@
+"""scripts/ship_weights.py writes a shipped model's weights, manifest entry and model card from its run."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from sian.models.registry import create_model, get_variant
+from sian.training import load_config
+from sian.training.config import to_dict
+from sian.weights import read_weights_file, save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))  # the script imports its neighbours, as when it runs
+spec = importlib.util.spec_from_file_location("ship_weights", REPO / "scripts" / "ship_weights.py")
+ship = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ship)
+
+CPU = "AMD EPYC, 2 cores (avx2), torch 2.13.0+cpu"
+GPU = "NVIDIA H200, torch 2.11.0+cu130"
+
+
+def fake_run(root: Path, preset: str) -> Path:
+    """A finished run of ``preset``'s config: its saved config, a log with a CPU and a GPU segment, weights."""
+    config_file = ship.config_path(preset)
+    (root / "configs" / "splits").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "configs/splits/rain100l-train-val20.txt", root / "configs/splits")
+    run = root / "checkpoints" / ship.RUN_NAMES[preset]
+    run.mkdir(parents=True)
+    config = load_config(REPO / config_file, ["data.train_pairs=[x]", "data.train_clean=[y]"])
+    OmegaConf.save(OmegaConf.create(to_dict(config)), run / "config.yaml")
+    val = {"val_psnr": 36.5, "val_ssim": 0.97, "val_input_psnr": 24.0, "val_psnr_pairs": 37.0,
+           "val_psnr_synthetic": 36.0}  # fmt: skip
+    records = [
+        {"step": 0, "precision": "fp32", "machine": CPU, "init_sha256": "ab" * 32, "init_step": 30000},
+        {"step": 500, "loss": -5.0, "wall_seconds": 1800.0, "cpu_seconds": 3500.0},
+        {"step": 500, **val, "wall_seconds": 1800.0, "cpu_seconds": 3600.0},
+        {"step": 500, "precision": "fp32", "machine": GPU},
+        {"step": 2500, "loss": -5.5, "wall_seconds": 1920.0, "cpu_seconds": 3700.0},
+        {"step": 2500, **val, "val_psnr": 37.0, "wall_seconds": 1920.0, "cpu_seconds": 3710.0},
+    ]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    variant = get_variant("sian")
+    save_weights(run / "best.safetensors", create_model("sian"), variant.arch, variant.config, step="2500")
+    return run
+
+
+@pytest.mark.parametrize("preset", ["rain100l", "general", "streaks-heavy"])
+def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
+    fake_run(tmp_path, preset)
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    monkeypatch.setattr(ship, "REPO", tmp_path)
+    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
+    monkeypatch.setattr(ship, "RESULTS", ())
+    monkeypatch.setattr(sys, "argv", ["ship_weights.py", preset])
+    ship.main()
+    name = ship.RUN_NAMES[preset]
+    _, _, state, metadata = read_weights_file(pretrained / f"{name}.safetensors")
+    assert metadata["step"] == "2500" and metadata["name"] == name
+    assert json.loads((pretrained / "manifest.json").read_text())[name]["step"] == 2500
+    card = (pretrained / f"{name}.md").read_text()
+    assert card.startswith(f"# {name}\n") and "step 2500 of" in card
+    assert "Rain100L test: not measured for this file yet" in card
+    # 500 CPU steps in 0.5 h, then 2000 GPU steps: 2.5 CPU-equivalent hours to the selected checkpoint.
+    assert "Budget to this checkpoint: 2.50 machine-hours" in card and GPU in card
+    assert f"`{ship.config_path(preset)}`" in card and ship.resume_command(preset) in card
+    if preset != "rain100l":
+        assert "pairs 37.00 dB, synthetic 36.00 dB" in card and "20 held-out pairs" in card
