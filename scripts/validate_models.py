@@ -1,0 +1,107 @@
+"""Issue 15, item 3: every model on the same fixed validation sets, to decide what ships and what is the default.
+
+    python scripts/validate_models.py [--config CONFIG ...] [--model NAME_OR_FILE ...] [--limit N]
+
+Each config's validation set is built exactly as its training run builds it for checkpoint selection
+(`sian.training.validation.build_validation_set`: for issue 15, the 20 held-out Rain100L training pairs plus 20
+held-out photos with held-out streak-bank rain; defaults: configs/sian-general.yaml and
+configs/sian-streaks-heavy.yaml), and every model is scored on it the way training scores it (whole images,
+fp32, Y channel): the mean and each source's own mean, beside the rainy input's. Models: our shipped ones, the
+authors' SIAN Rain100L and Rain100H weights (imported from $SIAN_SHARED/weights into a temporary folder), and
+any weight file named with --model. No test image is involved: this chooses, the test sets only report.
+
+Rows go to docs/results/issue15-validation.csv as they finish, keyed by the weight file's sha256 and the
+config, so a re-run scores only what is new (resumable); the table is printed and written next to it as .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import tempfile
+from pathlib import Path
+
+import torch
+from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
+
+from sian.convert import import_weights
+from sian.hub import WEIGHTS, load_model, resolve_weights
+from sian.precision import describe_machine
+from sian.training import load_config
+from sian.training.validation import build_validation_set, validate
+from sian.weights import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+CSV = REPO / "docs/results/issue15-validation.csv"
+CONFIGS = ["configs/sian-general.yaml", "configs/sian-streaks-heavy.yaml"]
+AUTHORS = {"sian-rain100l": "sian_authors/rain100l.pth", "sian-rain100h": "sian_authors/rain100h.pth"}
+FIELDS = ["config", "model", "sha256", "images", "psnr", "ssim", "psnr_pairs", "psnr_synthetic", "input_psnr",
+          "date", "machine"]  # fmt: skip
+
+
+def models(extra: list[str], shared: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (weight file, sha256 keying the cache: of the original checkpoint for the authors')."""
+    found = {name: (resolve_weights(name), entry.sha256) for name, entry in WEIGHTS.items() if entry.bundled}
+    for name, relative in AUTHORS.items():
+        source = shared / "weights" / relative
+        if source.is_file():
+            found[name] = (import_weights(source, name, dest_dir=tmp), sha256_file(source))
+    for item in extra:
+        path = Path(item) if Path(item).is_file() else resolve_weights(item)
+        found[item] = (path, sha256_file(path))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", help=f"default: {' and '.join(CONFIGS)}")
+    parser.add_argument("--model", action="append", default=[], help="a weight file or name, besides the defaults")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N images of each source (a quick look)")
+    parser.add_argument("--csv", type=Path, default=CSV)
+    args = parser.parse_args()
+    configs = args.config or CONFIGS
+    shared = shared_folder()
+    rows = []
+    if args.csv.is_file():
+        with open(args.csv) as f:
+            rows = list(csv.DictReader(f))
+    done = {(r["config"], r["sha256"], r["images"]) for r in rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates = models(args.model, shared, Path(tmp))
+        for config in configs:
+            data = load_config(REPO / config).data
+            if args.limit:
+                data.val_count = args.limit
+            val = build_validation_set(data)
+            for name, (path, sha256) in candidates.items():
+                if (config, sha256, str(len(val))) in done:
+                    continue
+                scores = validate(load_model(path), val, torch.device("cpu"))
+                row = {"config": config, "model": name, "sha256": sha256, "images": len(val),
+                       "psnr": f"{scores['val_psnr']:.4f}", "ssim": f"{scores['val_ssim']:.4f}",
+                       "psnr_pairs": f"{scores.get('val_psnr_pairs', float('nan')):.4f}",
+                       "psnr_synthetic": f"{scores.get('val_psnr_synthetic', float('nan')):.4f}",
+                       "input_psnr": f"{scores['val_input_psnr']:.4f}",
+                       "date": datetime.date.today().isoformat(), "machine": describe_machine()}  # fmt: skip
+                rows.append(row)
+                print(f"{config} {name}: {row['psnr']} dB (pairs {row['psnr_pairs']}, synthetic "
+                      f"{row['psnr_synthetic']}; input {row['input_psnr']})")  # fmt: skip
+                args.csv.parent.mkdir(parents=True, exist_ok=True)
+                with open(args.csv, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=FIELDS)
+                    writer.writeheader()
+                    writer.writerows(rows)
+    table = ["| validation set | model | images | Y-PSNR | SSIM | Rain100L pairs | streak rain | rainy input | "
+             "measured |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in sorted(rows, key=lambda r: (r["config"], -float(r["psnr"]))):
+        table.append(f"| `{r['config']}` | `{r['model']}` | {r['images']} | {float(r['psnr']):.2f} | "
+                     f"{float(r['ssim']):.4f} | {float(r['psnr_pairs']):.2f} | {float(r['psnr_synthetic']):.2f} | "
+                     f"{float(r['input_psnr']):.2f} | {r['date']}, {r['machine']} |")  # fmt: skip
+    text = "\n".join(table) + "\n"
+    args.csv.with_suffix(".md").write_text(f"Made by `python scripts/validate_models.py` (issue 15).\n\n{text}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
