@@ -1,0 +1,98 @@
+"""Issue 15's heavy-rain acceptance, as a report: held-out heavy streak-bank rain whose input scores 14-20 dB.
+
+    python scripts/heavy_rain_test.py [--model NAME_OR_FILE ...] [--band 14 20]
+
+The test images are built so that no model of ours has seen them or chosen by them: the BSDS500 photos that
+are Rain100L/H test backgrounds (`OVERLAP_with_Rain100LH_test_backgrounds.tsv`; every training config excludes
+them, and they are not among the validation photos), each with `streaks-heavy` rain from the held-out streak
+sets only, at seeds of their own (``TEST_SEED``, apart from the validation seeds), whole images; only those whose
+rainy input scores inside ``--band`` (Y-PSNR, dB) are kept. Every model (as scripts/validate_models.py: our
+shipped ones, the authors' SIAN Rain100L/H, any file named) is scored like validation (fp32, Y channel); the
+report is the mean input, the mean output and the gain. Rows go to docs/results/heavy-rain-test.csv keyed by
+weight sha256 (resumable) with a .md table beside it. This reports; it never selects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import tempfile
+from pathlib import Path
+
+import torch
+from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
+from validate_models import models
+
+from sian.hub import load_model
+from sian.io import read_image, to_tensor
+from sian.metrics import psnr_y, quantize
+from sian.precision import describe_machine
+from sian.synth import synthesize
+from sian.training.datasets import read_exclusions
+from sian.training.validation import ValidationSet, validate
+
+REPO = Path(__file__).resolve().parents[1]
+CSV = REPO / "docs/results/heavy-rain-test.csv"
+TEST_SEED = 2_000_000  # validation rain uses 1_000_000 + index, training samples small indices
+FIELDS = ["model", "sha256", "images", "input_psnr", "psnr", "gain", "ssim", "date", "machine"]
+
+
+def heavy_test_set(shared: Path, band: tuple[float, float]) -> ValidationSet:
+    overlap = shared / "data/BSDS500/OVERLAP_with_Rain100LH_test_backgrounds.tsv"
+    stems = read_exclusions([str(overlap)])
+    photos = sorted(p for p in (shared / "data/BSDS500").rglob("*.jpg") if p.stem in stems)
+    test = ValidationSet([], [], [])
+    for index, path in enumerate(photos):
+        clean = read_image(path)
+        rainy, _ = synthesize(to_tensor(clean)[0], "streaks-heavy", seed=TEST_SEED + index, held_out=True)
+        rainy = quantize(rainy)
+        if band[0] <= psnr_y(rainy, clean) <= band[1]:
+            test.names.append(path.stem)
+            test.rainy.append(rainy)
+            test.clean.append(clean)
+            test.groups.append("synthetic")
+    return test
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], help="a weight file or name, besides the defaults")
+    parser.add_argument("--band", type=float, nargs=2, default=(14.0, 20.0), metavar=("LOW", "HIGH"))
+    parser.add_argument("--csv", type=Path, default=CSV)
+    args = parser.parse_args()
+    shared = shared_folder()
+    test = heavy_test_set(shared, tuple(args.band))
+    print(f"{len(test)} test images with heavy rain inside {args.band[0]:g}-{args.band[1]:g} dB")
+    rows = []
+    if args.csv.is_file():
+        with open(args.csv) as f:
+            rows = list(csv.DictReader(f))
+    done = {(r["sha256"], r["images"]) for r in rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (path, sha256) in models(args.model, shared, Path(tmp)).items():
+            if (sha256, str(len(test))) in done:
+                continue
+            scores = validate(load_model(path), test, torch.device("cpu"))
+            gain = scores["val_psnr"] - scores["val_input_psnr"]
+            rows.append({"model": name, "sha256": sha256, "images": len(test),
+                         "input_psnr": f"{scores['val_input_psnr']:.4f}", "psnr": f"{scores['val_psnr']:.4f}",
+                         "gain": f"{gain:.4f}", "ssim": f"{scores['val_ssim']:.4f}",
+                         "date": datetime.date.today().isoformat(), "machine": describe_machine()})  # fmt: skip
+            print(f"{name}: {scores['val_input_psnr']:.2f} -> {scores['val_psnr']:.2f} dB ({gain:+.2f})")
+            args.csv.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.csv, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+    table = ["| model | images | rainy input | derained | gain | SSIM | measured |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: -float(r["gain"])):
+        table.append(f"| `{r['model']}` | {r['images']} | {float(r['input_psnr']):.2f} | {float(r['psnr']):.2f} | "
+                     f"{float(r['gain']):+.2f} | {float(r['ssim']):.4f} | {r['date']}, {r['machine']} |")  # fmt: skip
+    text = "\n".join(table) + "\n"
+    args.csv.with_suffix(".md").write_text(f"Made by `python scripts/heavy_rain_test.py` (issue 15).\n\n{text}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
