@@ -38,12 +38,16 @@ TEST_SEED = 2_000_000  # validation rain uses 1_000_000 + index, training sample
 FIELDS = ["model", "sha256", "images", "input_psnr", "psnr", "gain", "ssim", "date", "machine"]
 
 
-def heavy_test_set(shared: Path, band: tuple[float, float]) -> ValidationSet:
+def test_photos(shared: Path) -> list[Path]:
+    """The BSDS500 photos that are Rain100L/H test backgrounds: excluded from every training config."""
     overlap = shared / "data/BSDS500/OVERLAP_with_Rain100LH_test_backgrounds.tsv"
     stems = read_exclusions([str(overlap)])
-    photos = sorted(p for p in (shared / "data/BSDS500").rglob("*.jpg") if p.stem in stems)
+    return sorted(p for p in (shared / "data/BSDS500").rglob("*.jpg") if p.stem in stems)
+
+
+def heavy_test_set(shared: Path, band: tuple[float, float]) -> ValidationSet:
     test = ValidationSet([], [], [])
-    for index, path in enumerate(photos):
+    for index, path in enumerate(test_photos(shared)):
         clean = read_image(path)
         rainy, _ = synthesize(to_tensor(clean)[0], "streaks-heavy", seed=TEST_SEED + index, held_out=True)
         rainy = quantize(rainy)

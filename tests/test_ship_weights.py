@@ -62,6 +62,7 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     name = ship.RUN_NAMES[preset]
     _, _, state, metadata = read_weights_file(pretrained / f"{name}.safetensors")
     assert metadata["step"] == "2500" and metadata["name"] == name
+    assert state.keys() == create_model("sian").state_dict().keys()
     assert json.loads((pretrained / "manifest.json").read_text())[name]["step"] == 2500
     card = (pretrained / f"{name}.md").read_text()
     assert card.startswith(f"# {name}\n") and "step 2500 of" in card

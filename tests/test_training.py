@@ -605,3 +605,29 @@ def test_issue15_configs_keep_every_validation_background_out_of_training(name, 
     # too, since it must not damage light rain), and neither trains on those pairs.
     assert val.groups.count("synthetic") == 20 and val.groups.count("pairs") == 20
     assert {pair.name for pair in dataset.pairs.pairs}.isdisjoint(val.names)
+
+
+@pytest.mark.shared
+def test_the_heavy_rain_test_photos_are_never_trained_on_nor_validated(monkeypatch):
+    """scripts/heavy_rain_test.py reports issue 15's heavy acceptance on photos no issue-15 run has seen."""
+    import importlib.util
+
+    from conftest import shared_path
+    from sian.training.trainer import _build_data
+    from sian.training.validation import build_validation_set
+
+    for needed in ("BSDS500", "Kodak24", "McMaster18", "streaks_garg_nayar", "Rain100L_train"):
+        shared_path("data", needed)
+    monkeypatch.setenv("SIAN_SHARED", str(shared_path()))
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    spec = importlib.util.spec_from_file_location("heavy_rain_test", REPO / "scripts" / "heavy_rain_test.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    photos = {path.stem for path in script.test_photos(shared_path())}
+    assert len(photos) > 60
+    for name in ("sian-general", "sian-streaks-heavy"):
+        cfg = load_config(REPO / "configs" / f"{name}.yaml")
+        dataset, _ = _build_data(cfg)
+        assert photos.isdisjoint(path.stem for path in dataset.synthetic.files)
+        assert photos.isdisjoint(build_validation_set(cfg.data).names)
