@@ -15,6 +15,8 @@
 #   (the Rain100L run alone needs only the first parts, which hold Rain100L_train and nothing else: pack
 #   prints both plans). A 15-minute lease: ~1 min to start, ~10 s per call, then the training calls.
 # Back here: for f in FILES_AT/*.tar; do tar -xf "$f" -C checkpoints; done, then resume on the CPU as usual.
+# Extract them before any further call too: every call sends this working tree, whose checkpoints then
+# replace the machine's (a second training call would otherwise resume from the older state).
 # Measured on an H200 (2026-11-26): the Rain100L run at 15-19 steps/s with validation (a 2-core CPU: 0.32-0.39).
 set -euo pipefail
 cd "$(dirname "$0")/.."
