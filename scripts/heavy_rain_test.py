@@ -15,14 +15,13 @@ weight sha256 (resumable) with a .md table beside it. This reports; it never sel
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import tempfile
 from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
-from validate_models import models
+from validate_models import models, read_rows, write_rows, write_table
 
 from sian.hub import load_model
 from sian.io import read_image, to_tensor
@@ -68,10 +67,7 @@ def main() -> None:
     shared = shared_folder()
     test = heavy_test_set(shared, tuple(args.band))
     print(f"{len(test)} test images with heavy rain inside {args.band[0]:g}-{args.band[1]:g} dB")
-    rows = []
-    if args.csv.is_file():
-        with open(args.csv) as f:
-            rows = list(csv.DictReader(f))
+    rows = read_rows(args.csv)
     done = {(r["sha256"], r["images"]) for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (path, sha256) in models(args.model, shared, Path(tmp)).items():
@@ -84,18 +80,12 @@ def main() -> None:
                          "gain": f"{gain:.4f}", "ssim": f"{scores['val_ssim']:.4f}",
                          "date": datetime.date.today().isoformat(), "machine": describe_machine()})  # fmt: skip
             print(f"{name}: {scores['val_input_psnr']:.2f} -> {scores['val_psnr']:.2f} dB ({gain:+.2f})")
-            args.csv.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.csv, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+            write_rows(args.csv, FIELDS, rows)
     table = ["| model | images | rainy input | derained | gain | SSIM | measured |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -float(r["gain"])):
         table.append(f"| `{r['model']}` | {r['images']} | {float(r['input_psnr']):.2f} | {float(r['psnr']):.2f} | "
                      f"{float(r['gain']):+.2f} | {float(r['ssim']):.4f} | {r['date']}, {r['machine']} |")  # fmt: skip
-    text = "\n".join(table) + "\n"
-    args.csv.with_suffix(".md").write_text(f"Made by `python scripts/heavy_rain_test.py` (issue 15).\n\n{text}")
-    print(text)
+    write_table(args.csv, "heavy_rain_test.py", table)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,30 @@ def models(extra: list[str], shared: Path, tmp: Path) -> dict[str, tuple[Path, s
     return found
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows already measured (the resumable cache), or none."""
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Rewrite the cache after every model, so an interrupted run keeps what it measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_table(path: Path, script: str, table: list[str]) -> None:
+    """The markdown table beside the CSV (``path`` with .md), naming the script that made it; printed too."""
+    text = "\n".join(table) + "\n"
+    path.with_suffix(".md").write_text(f"Made by `python scripts/{script}` (issue 15).\n\n{text}")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", help=f"default: {' and '.join(CONFIGS)}")
@@ -62,10 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     configs = args.config or CONFIGS
     shared = shared_folder()
-    rows = []
-    if args.csv.is_file():
-        with open(args.csv) as f:
-            rows = list(csv.DictReader(f))
+    rows = read_rows(args.csv)
     done = {(r["config"], r["sha256"], r["images"]) for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         candidates = models(args.model, shared, Path(tmp))
@@ -87,20 +108,14 @@ def main() -> None:
                 rows.append(row)
                 print(f"{config} {name}: {row['psnr']} dB (pairs {row['psnr_pairs']}, synthetic "
                       f"{row['psnr_synthetic']}; input {row['input_psnr']})")  # fmt: skip
-                args.csv.parent.mkdir(parents=True, exist_ok=True)
-                with open(args.csv, "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=FIELDS)
-                    writer.writeheader()
-                    writer.writerows(rows)
+                write_rows(args.csv, FIELDS, rows)
     table = ["| validation set | model | images | Y-PSNR | SSIM | Rain100L pairs | streak rain | rainy input | "
              "measured |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in sorted(rows, key=lambda r: (r["config"], -float(r["psnr"]))):
         table.append(f"| `{r['config']}` | `{r['model']}` | {r['images']} | {float(r['psnr']):.2f} | "
                      f"{float(r['ssim']):.4f} | {float(r['psnr_pairs']):.2f} | {float(r['psnr_synthetic']):.2f} | "
                      f"{float(r['input_psnr']):.2f} | {r['date']}, {r['machine']} |")  # fmt: skip
-    text = "\n".join(table) + "\n"
-    args.csv.with_suffix(".md").write_text(f"Made by `python scripts/validate_models.py` (issue 15).\n\n{text}")
-    print(text)
+    write_table(args.csv, "validate_models.py", table)
 
 
 if __name__ == "__main__":
