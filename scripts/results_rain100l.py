@@ -45,7 +45,7 @@ from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
 from sian.hub import WEIGHTS, load_model, resolve_weights
 from sian.precision import describe_machine
-from sian.weights import read_weights_file, sha256_file
+from sian.weights import read_weights_file, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -55,15 +55,18 @@ OURS = "sian-rain100l-ours"
 # Our other models, scored when shipped: the synthetic-rain ones and issue 15's.
 OTHER_MODELS = ("sian-synth-light", "sian-synth-heavy", "sian-general", "sian-streaks-heavy")
 TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
-FIELDS = ["model", "label", "sha256", "quantize", "images", "psnr", "ssim", "input_psnr", "input_ssim",
-          "stage_psnr", "date", "machine"]  # fmt: skip
+FIELDS = ["model", "label", "sha256", "tensors_sha256", "quantize", "images", "psnr", "ssim", "input_psnr",
+          "input_ssim", "stage_psnr", "date", "machine"]  # fmt: skip
 
 
-def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str]]:
-    """name -> (weight file, quantisation of its release, label, sha256) for every model that is available.
+def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str, str]]:
+    """name -> (weight file, quantisation of its release, label, sha256, tensors_sha256) for every model that
+    is available.
 
-    The sha256 keys the score cache: of the file itself for ours, of the original checkpoint for the authors'
-    (an imported file's bytes differ from import to import: safetensors orders its metadata freely)."""
+    Either hash finds a model's row in the score cache. sha256 is of the file itself for ours, of the original
+    checkpoint for the authors' (an imported file's bytes differ from import to import: safetensors orders its
+    metadata freely); tensors_sha256 is of the tensors alone, so the run's best checkpoint and its shipped copy
+    (same tensors, other metadata) share one row and shipping does not re-evaluate it."""
     found = {}
     if OURS in WEIGHTS and WEIGHTS[OURS].bundled:
         found[OURS] = (resolve_weights(OURS), "round", "shipped")
@@ -76,7 +79,7 @@ def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str]]
     found = {name: (*entry, sha256_file(entry[0])) for name, entry in found.items()}
     for name, (path, quantization, source) in import_authors(shared, tmp).items():
         found[name] = (path, quantization, "authors' release", sha256_file(source))
-    return found
+    return {name: (*entry, tensors_sha256(read_weights_file(entry[0])[2])) for name, entry in found.items()}
 
 
 def read_cache() -> list[dict]:
@@ -86,11 +89,28 @@ def read_cache() -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def score(name: str, path: Path, quantization: str, label: str, digest: str, pairs, cache: list[dict]) -> dict:
-    """The cached row of these exact weights (``digest``) on these pairs, or a fresh evaluation appended to the
-    cache."""
+def write_cache(cache: list[dict]) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows({k: r.get(k) or "" for k in FIELDS} for r in cache)
+
+
+def score(
+    name: str, path: Path, quantization: str, label: str, digest: str, tensors: str, pairs, cache: list[dict]
+) -> dict:
+    """The cached row of these exact weights (file ``digest`` or ``tensors`` digest) on these pairs, or a fresh
+    evaluation appended to the cache."""
     for row in cache:
-        if row["sha256"] == digest and int(row["images"]) == len(pairs) and row["quantize"] == quantization:
+        if (
+            (row["sha256"] == digest or row.get("tensors_sha256") == tensors)
+            and int(row["images"]) == len(pairs)
+            and row["quantize"] == quantization
+        ):
+            if not row.get("tensors_sha256"):  # rows cached before the tensors' hash was recorded
+                row["tensors_sha256"] = tensors
+                write_cache(cache)
             return {**row, "model": name, "label": label}
     print(f"evaluating {name} ({label}) on {len(pairs)} Rain100L test pairs ...", flush=True)
     model = load_model(path)
@@ -98,16 +118,13 @@ def score(name: str, path: Path, quantization: str, label: str, digest: str, pai
         summary, stages = evaluate_with_stages(model, pairs, quantization)
     else:
         summary, stages = summarize(evaluate(model, pairs, quantization)), []
-    row = {"model": name, "label": label, "sha256": digest, "quantize": quantization, "images": summary.images,
+    row = {"model": name, "label": label, "sha256": digest, "tensors_sha256": tensors, "quantize": quantization,
+           "images": summary.images,
            "psnr": f"{summary.psnr:.4f}", "ssim": f"{summary.ssim:.4f}", "input_psnr": f"{summary.input_psnr:.4f}",
            "input_ssim": f"{summary.input_ssim:.4f}", "stage_psnr": json.dumps([round(s, 4) for s in stages]),
            "date": datetime.date.today().isoformat(), "machine": describe_machine()}  # fmt: skip
     cache.append(row)
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    with open(CACHE, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({k: r[k] for k in FIELDS} for r in cache)
+    write_cache(cache)
     return row
 
 
@@ -223,8 +240,8 @@ def main() -> None:
 Made by `python scripts/results_rain100l.py` ({datetime.date.today().isoformat()}), on {subset} of the real
 Rain100L test set, which none of our models saw in training, tuning or checkpoint selection. Y-channel
 PSNR/SSIM per [protocol.md](protocol.md), whole images, fp32, each release's own quantisation. Scores are
-cached per weight file in [results/rain100l-models.csv](results/rain100l-models.csv) with the date and machine
-of their measurement. `sian-rain100l-ours` is selected on 20 held-out *training* pairs only
+cached per weights (file hash, and hash of the tensors alone) in
+[results/rain100l-models.csv](results/rain100l-models.csv) with the date and machine of their measurement. `sian-rain100l-ours` is selected on 20 held-out *training* pairs only
 (`configs/splits/rain100l-train-val20.txt`); its model card says how.
 
 {chr(10).join(table)}

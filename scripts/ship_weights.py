@@ -10,8 +10,9 @@ Writes src/sian/pretrained/<name>.safetensors (float32, metadata from the traini
 same checkpoint twice gives the same bytes), its sha256 into src/sian/pretrained/manifest.json, and the model
 card src/sian/pretrained/<name>.md. Rain100L test figures in the card and the manifest come from
 docs/results/synth-rain100l.csv (scripts/results_synth.py) or docs/results/rain100l-models.csv
-(scripts/results_rain100l.py) when one holds a row for this exact file; otherwise the card says they are not
-measured yet: ship, run the results script, ship again.
+(scripts/results_rain100l.py) when one holds a row for these exact weights (this file's hash, or the hash of its
+tensors: a score of the run's best.safetensors counts for its shipped copy); otherwise the card says they are not
+measured yet: run the results script, ship again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from summarize_log import read_curve  # scripts/ is on sys.path when this script
 from sian.synth import rain as rain_module
 from sian.training import load_config
 from sian.training.datasets import read_pair_names
-from sian.weights import read_weights_file, save_weights, sha256_file
+from sian.weights import read_weights_file, save_weights, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "src/sian/pretrained"
@@ -90,13 +91,14 @@ def same_weights(path: Path, state: dict, step: int) -> bool:
     )
 
 
-def rain100l_row(name: str, sha256: str) -> tuple[dict, str] | None:
-    """The Rain100L test row of this exact file (all 100 pairs) and the script that measured it."""
+def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | None:
+    """The Rain100L test row of these exact weights (all 100 pairs), found by the file's hash or by the hash of
+    its tensors (the run's checkpoint scored before shipping), and the script that measured it."""
     for path in RESULTS:
         if path.is_file():
             with open(path) as f:
-                rows = [r for r in csv.DictReader(f) if r["model"] == name and r.get("sha256") == sha256
-                        and int(r["images"]) == 100]  # fmt: skip
+                rows = [r for r in csv.DictReader(f) if r["model"] == name and int(r["images"]) == 100
+                        and (r.get("sha256") == sha256 or r.get("tensors_sha256") == tensors)]  # fmt: skip
             if rows:
                 script = "results_synth.py" if path.name.startswith("synth") else "results_rain100l.py"
                 return rows[-1], script
@@ -156,7 +158,7 @@ def main() -> None:
                      cpu_hours=f"{record['cpu_seconds'] / 3600:.2f}",
                      licence="MIT (trained by the sian project)")  # fmt: skip
     digest = sha256_file(target)
-    found = rain100l_row(name, digest)
+    found = rain100l_row(name, digest, tensors_sha256(state))
     row = found[0] if found else None
     reference = f"{float(row['psnr']):.2f} / {float(row['ssim']):.3f}" if row else "not measured"
     dataset = {"rain100l": "Rain100L train (ours, 180 pairs)",

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from sian.models.registry import create_model, get_variant
 from sian.training import load_config
 from sian.training.config import to_dict
-from sian.weights import read_weights_file, save_weights
+from sian.weights import read_weights_file, save_weights, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))  # the script imports its neighbours, as when it runs
@@ -72,3 +72,27 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     assert f"`{ship.config_path(preset)}`" in card and ship.resume_command(preset) in card
     if preset != "rain100l":
         assert "pairs 37.00 dB, synthetic 36.00 dB" in card and "20 held-out pairs" in card
+
+
+def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monkeypatch):
+    """The results page scores the run's best.safetensors before it ships; the shipped copy holds the same
+    tensors under other metadata (another file hash), and its card must still find that score."""
+    run = fake_run(tmp_path, "rain100l")
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    best = read_weights_file(run / "best.safetensors")[2]
+    results = tmp_path / "rain100l-models.csv"
+    results.write_text(
+        "model,sha256,tensors_sha256,images,psnr,ssim,input_psnr,input_ssim,date,machine\n"
+        f"sian-rain100l-ours,{sha256_file(run / 'best.safetensors')},{tensors_sha256(best)},100,37.5123,0.9801,"
+        "26.9007,0.8384,2026-11-26,a CPU\n"
+    )
+    monkeypatch.setattr(ship, "REPO", tmp_path)
+    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
+    monkeypatch.setattr(ship, "RESULTS", (results,))
+    monkeypatch.setattr(sys, "argv", ["ship_weights.py", "rain100l"])
+    ship.main()
+    shipped = pretrained / "sian-rain100l-ours.safetensors"
+    assert sha256_file(shipped) != sha256_file(run / "best.safetensors")
+    assert "**37.51 dB / 0.9801**" in (pretrained / "sian-rain100l-ours.md").read_text()
+    assert json.loads((pretrained / "manifest.json").read_text())["sian-rain100l-ours"]["reference"] == "37.51 / 0.980"

@@ -10,7 +10,14 @@ from release_reference import random_authors_prenet, random_authors_sian, releas
 from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model, weights_dir
 from sian.models import SIAN, create_model
-from sian.weights import WeightsError, WeightsNotFoundError, save_weights, sha256_file
+from sian.weights import (
+    WeightsError,
+    WeightsNotFoundError,
+    read_weights_file,
+    save_weights,
+    sha256_file,
+    tensors_sha256,
+)
 
 
 def save_authors_pickle(path, state):
@@ -189,3 +196,20 @@ def test_torch_hub_loads_the_default_model_from_a_checkout():
     assert all(torch.equal(a, b) for a, b in pairs)
     fresh = torch.hub.load(str(repo), "sian", source="local", pretrained=False, channels=4, stages=2)
     assert fresh.config["channels"] == 4
+
+
+def test_tensors_hash_ignores_metadata_and_sees_every_tensor_detail(tmp_path):
+    state = create_model("prenet").state_dict()
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_weights(first, state, "prenet", {}, step="1")
+    save_weights(second, state, "prenet", {}, step="2", note="other metadata")
+    assert sha256_file(first) != sha256_file(second)
+    digest = tensors_sha256(read_weights_file(first)[2])
+    assert digest == tensors_sha256(read_weights_file(second)[2]) == tensors_sha256(state)
+    name = next(iter(state))
+    changed_value = {**state, name: state[name] + 1}
+    changed_dtype = {**state, name: state[name].double()}
+    renamed = {("x" + k if k == name else k): v for k, v in state.items()}
+    reshaped = {**state, name: state[name].reshape(-1)}
+    hashes = {tensors_sha256(s) for s in (changed_value, changed_dtype, renamed, reshaped)}
+    assert digest not in hashes and len(hashes) == 4
