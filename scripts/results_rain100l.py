@@ -23,6 +23,7 @@ import csv
 import datetime
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -71,8 +72,12 @@ def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str, 
     if OURS in WEIGHTS and WEIGHTS[OURS].bundled:
         found[OURS] = (resolve_weights(OURS), "round", "shipped")
     elif (RUN / "best.safetensors").is_file():
-        step = read_weights_file(RUN / "best.safetensors")[3].get("step", "?")
-        found[OURS] = (RUN / "best.safetensors", "round", f"run in progress: its best so far, step {step}")
+        # A snapshot: the run may replace its best while this script runs, and the hash, the step and the
+        # evaluated weights must all be of one file.
+        snapshot = tmp / "run-best.safetensors"
+        shutil.copyfile(RUN / "best.safetensors", snapshot)  # the trainer replaces it atomically (rename)
+        step = read_weights_file(snapshot)[3].get("step", "?")
+        found[OURS] = (snapshot, "round", f"run in progress: its best so far, step {step}")
     for name in OTHER_MODELS:
         if name in WEIGHTS and WEIGHTS[name].bundled:
             found[name] = (resolve_weights(name), "round", "shipped")
@@ -186,7 +191,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         found = candidates(shared, Path(tmp))
         rows = [score(name, *entry, pairs, cache) for name, entry in found.items()]
-    ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
+        ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
     val, fit = validation_curve()
     if val:
@@ -241,8 +246,9 @@ Made by `python scripts/results_rain100l.py` ({datetime.date.today().isoformat()
 Rain100L test set, which none of our models saw in training, tuning or checkpoint selection. Y-channel
 PSNR/SSIM per [protocol.md](protocol.md), whole images, fp32, each release's own quantisation. Scores are
 cached per weights (file hash, and hash of the tensors alone) in
-[results/rain100l-models.csv](results/rain100l-models.csv) with the date and machine of their measurement. `sian-rain100l-ours` is selected on 20 held-out *training* pairs only
-(`configs/splits/rain100l-train-val20.txt`); its model card says how.
+[results/rain100l-models.csv](results/rain100l-models.csv) with the date and machine of their measurement.
+`sian-rain100l-ours` is selected on 20 held-out *training* pairs only (`configs/splits/rain100l-train-val20.txt`);
+its model card says how.
 
 {chr(10).join(table)}
 
