@@ -30,6 +30,10 @@ if [[ "${1:-}" == "--stop" ]]; then
   echo "stopped $out at step $("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$out/summary.json")"
   exit 0
 fi
+if [[ -f "$out/STOPPED" ]]; then  # written by scripts/finish_rain100l.sh when the stopping rule ended the run
+  echo "$out was ended by its stopping rule: $(cat "$out/STOPPED"); delete $out/STOPPED to train it further" >&2
+  exit 1
+fi
 if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "$out is already training (pid $(cat "$pidfile")); stop it first: bash scripts/train.sh $config --stop" >&2
   exit 1
