@@ -40,12 +40,12 @@ from results_synth import (  # scripts/ is on sys.path when this script runs
     stage_figure,
 )
 from self_ensemble_table import table_lines
-from summarize_log import read_curve, read_records, throughput
 
 from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
 from sian.hub import WEIGHTS, load_model, resolve_weights
 from sian.precision import describe_machine
+from sian.training.stopping import read_records, throughput, validation_curve
 from sian.weights import read_weights_file, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,16 +133,16 @@ def score(
     return row
 
 
-def validation_curve() -> tuple[list[dict], dict | None]:
+def curve_and_fit() -> tuple[list[dict], dict | None]:
     """The run's validation records and a log-linear fit of validation PSNR against machine-hours.
 
-    Hours are CPU-equivalent (scripts/summarize_log.py): steps taken on a lent GPU count as the hours the
+    Hours are CPU-equivalent (sian.training.stopping): steps taken on a lent GPU count as the hours the
     run's CPU took per step, so the curve and its fit stay in one unit.
     """
     log = RUN / "log.jsonl"
     if not log.is_file():
         return [], None
-    val, _ = read_curve(str(log))
+    val, _ = validation_curve(read_records(log))
     # The fit starts after the first machine-hour (warm-up and the steepest part of the curve) and uses the
     # running best, which is what selection keeps.
     points, best = [], -math.inf
@@ -193,7 +193,7 @@ def main() -> None:
         rows = [score(name, *entry, pairs, cache) for name, entry in found.items()]
         ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
-    val, fit = validation_curve()
+    val, fit = curve_and_fit()
     if val:
         curve_figure(val, fit, DOCS / "images/rain100l-curve.png")
     staged = [r for r in rows if json.loads(r["stage_psnr"])]

@@ -25,11 +25,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from summarize_log import read_curve  # scripts/ is on sys.path when this script runs
 
 from sian.synth import rain as rain_module
 from sian.training import load_config
 from sian.training.datasets import read_pair_names
+from sian.training.stopping import read_records, validation_curve
 from sian.weights import read_weights_file, save_weights, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,10 +50,6 @@ def resume_command(preset: str) -> str:
     if preset in ("light", "heavy"):
         return f"bash scripts/train_synth.sh {preset}"
     return "bash scripts/train_rain100l.sh" if preset == "rain100l" else f"bash scripts/train.sh {config_path(preset)}"
-
-
-def read_log(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 def training_record(records: list[dict], step: int) -> dict:
@@ -147,7 +143,7 @@ def main() -> None:
             source, selection = select_on_classic(args.preset, Path(tmp))
         arch, config, state, metadata = read_weights_file(source)
     step = int(metadata["step"])
-    records = read_log(run)
+    records = read_records(run / "log.jsonl")
     record = training_record(records, step)
     train_config = load_config(run / "config.yaml")
 
@@ -194,8 +190,8 @@ def training_section(name, preset, records, record, train_config, step, selectio
     last = [r for r in records if "cpu_seconds" in r][-1]
     precisions = sorted({r["precision"] for r in records if "precision" in r}) or ["fp32"]
     machines = sorted({r["machine"] for r in records if "machine" in r}) or ["x86-64 CPUs"]
-    # CPU-equivalent hours (steps on a lent GPU at the run's CPU rate; scripts/summarize_log.py).
-    curve, _ = read_curve(str(REPO / "checkpoints" / name / "log.jsonl"))
+    # CPU-equivalent hours (steps on a lent GPU at the run's CPU rate; sian.training.stopping).
+    curve, _ = validation_curve(records)
     hours = {r["step"]: r["hours"] for r in curve}
     machine_hours, cpu_hours = curve[-1]["hours"] if curve else last["wall_seconds"] / 3600, last["cpu_seconds"] / 3600
     return f"""## Training

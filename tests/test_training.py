@@ -222,16 +222,21 @@ def test_sigterm_mid_run_then_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
 
 
+def train_two_processes(overrides: list[str]) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=2 -m sian train` of the empty config with ``overrides`` (gloo, CPU)."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sian", "train",
+         str(EMPTY_CONFIG), *overrides],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     # Three validation images (an uneven share: rank 0 scores two, rank 1 one) at step 2 and at the end.
     settings = {"train.steps": 4, "train.val_every": 2, "data.val_count": 3}
     overrides = tiny_overrides(tmp_path, **settings)
     train(load_config(None, tiny_overrides(tmp_path, out="single", **settings)), progress=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sian", "train",
-         str(EMPTY_CONFIG), *overrides],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = train_two_processes(overrides)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["world_size"] == 2 and summary["ranks_identical"] is True
@@ -631,3 +636,30 @@ def test_the_heavy_rain_test_photos_are_never_trained_on_nor_validated(monkeypat
         dataset, _ = _build_data(cfg)
         assert photos.isdisjoint(path.stem for path in dataset.synthetic.files)
         assert photos.isdisjoint(build_validation_set(cfg.data).names)
+
+
+def test_the_stopping_rule_ends_a_run_and_a_resume_trains_no_further(tmp_path):
+    """train.stop (issue 14's rule, once applied by hand) is judged after every validation and at a resume."""
+    rule = {"train.steps": 8, "train.val_every": 2, "train.stop": "{window_hours: 1e-9, min_gain: 100}"}
+    config = load_config(None, tiny_overrides(tmp_path, **rule))
+    summary = train(config, progress=False)  # step 2: no window behind it yet; step 4: gained < 100 dB
+    assert summary["status"] == "stopped" and summary["step"] == 4
+    assert (tmp_path / "run/STOPPED").read_text().startswith("stop: less than 100 dB gained")
+    assert "step 4" in summary["stop_reason"] and read_weights_file(tmp_path / "run/last.safetensors")[3]["step"] == "4"
+    assert [r["step"] for r in _log(tmp_path) if "stopped" in r] == [4]
+    again = train(config, resume=True, progress=False)
+    assert again["status"] == "stopped" and again["step"] == 4
+    # The rule is a resumable change: without it the run goes on to its end.
+    off = load_config(None, tiny_overrides(tmp_path, **{**rule, "train.stop": "{min_gain: 0}"}))
+    finished = train(off, resume=True, progress=False)
+    assert finished["status"] == "finished" and finished["step"] == 8
+
+
+def test_the_stopping_rule_stops_every_process_of_a_torchrun_job_together(tmp_path):
+    """Rank 0 reads the log and decides; a rank that kept training alone would hang the job."""
+    overrides = tiny_overrides(tmp_path, **{"train.steps": 8, "train.val_every": 2,
+                                            "train.stop": "{window_hours: 1e-9, min_gain: 100}"})  # fmt: skip
+    result = train_two_processes(overrides)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["step"] == 4 and summary["ranks_identical"] is True

@@ -13,7 +13,16 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "TrainingConfig", "load_config", "to_dict"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "StopConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "load_config",
+    "to_dict",
+]
 
 
 @dataclass
@@ -73,6 +82,18 @@ class OptimConfig:
 
 
 @dataclass
+class StopConfig:
+    """Stop early by the validation curve (:mod:`sian.training.stopping`), in CPU-equivalent machine-hours:
+    judged only after ``min_hours``, stop when the best validation PSNR has gained less than ``min_gain`` dB
+    over the last ``window_hours``, or at ``max_hours``. ``min_gain`` 0 and ``max_hours`` 0: off (default)."""
+
+    min_hours: float = 0.0
+    window_hours: float = 3.0
+    min_gain: float = 0.0
+    max_hours: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     loss: str = "ssim"  # ssim (the paper: negative SSIM summed over stages) | mae | mse
     batch_size: int = 18  # global batch: split evenly across torchrun processes
@@ -93,6 +114,8 @@ class TrainConfig:
     nonfinite: str = "skip"
     max_nonfinite: int = 20
     out_dir: str = "runs/sian"
+    # Applied after every validation and at a resume: a run it ends writes STOPPED (the verdict) in out_dir.
+    stop: StopConfig = field(default_factory=StopConfig)
 
 
 @dataclass
@@ -173,6 +196,11 @@ def _validate(config: TrainingConfig) -> None:
             raise ValueError("data.patch_stride (the paper's patch grid) is for pairs alone, not a mixture")
     if config.train.batch_size < 1 or config.data.patch_size < 16:
         raise ValueError("train.batch_size must be >= 1 and data.patch_size >= 16")
+    stop = config.train.stop
+    if min(stop.min_hours, stop.min_gain, stop.max_hours) < 0 or stop.window_hours <= 0:
+        raise ValueError("train.stop: hours and min_gain must be >= 0 and window_hours > 0")
+    if (stop.min_gain or stop.max_hours) and not config.train.val_every:
+        raise ValueError("train.stop judges the validation curve: set train.val_every (and a validation set)")
 
 
 def to_dict(config: TrainingConfig) -> dict[str, Any]:

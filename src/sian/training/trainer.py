@@ -54,6 +54,7 @@ from .datasets import (
     read_pair_names,
 )
 from .losses import stage_loss
+from .stopping import read_records, stop_verdict, validation_curve
 from .validation import build_validation_set, validate
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ __all__ = [
 RESUMABLE_CHANGES = (
     "train.threads", "train.device", "train.precision", "train.log_every", "train.val_every",
     "train.checkpoint_minutes", "train.nonfinite", "train.max_nonfinite", "train.out_dir", "data.workers",
+    # When to stop, not what a step learns: a rule may be set or changed mid-run (issue 14 wrote its rule down
+    # before training and applied it by hand until the trainer could).
+    "train.stop.min_hours", "train.stop.window_hours", "train.stop.min_gain", "train.stop.max_hours",
 )  # fmt: skip
 
 
@@ -201,7 +205,8 @@ class Progress:
     consecutive_bad: int = 0
     wall_before: float = 0.0  # training time of earlier sessions of this run (resumes add up)
     cpu_before: float = 0.0
-    status: str = "finished"
+    status: str = "finished"  # or "interrupted" (a signal), "stopped" (train.stop's rule)
+    stop_reason: str | None = None
 
 
 class Trainer:
@@ -399,6 +404,35 @@ class Trainer:
         self.bar.write(f"step {step}: val PSNR {scores['val_psnr']:.3f} dB (input {scores['val_input_psnr']:.3f}), "
                        f"SSIM {scores['val_ssim']:.4f}")  # fmt: skip
 
+    def rule_says_stop(self) -> bool:
+        """Apply ``train.stop`` to the run's log: rank 0 reads it, every process gets the verdict (a collective
+        when the rule is on). A stop is logged and its verdict written to ``out_dir/STOPPED``."""
+        rule = self.train_cfg.stop
+        if not (rule.min_gain or rule.max_hours):
+            return False
+        verdict = None
+        if self.is_main:
+            self.log_file.flush()
+            curve, _ = validation_curve(read_records(self.out_dir / "log.jsonl"))
+            verdict = stop_verdict(curve, rule.min_hours, rule.window_hours, rule.min_gain, rule.max_hours)
+        flag = torch.tensor([float(verdict is not None and verdict.stop)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(flag, 0)
+        if not flag.item():
+            return False
+        self.progress.status = "stopped"
+        if self.is_main:
+            step, gain = self.progress.step, verdict.gain if math.isfinite(verdict.gain) else None
+            self.progress.stop_reason = (
+                f"{verdict.reason} (step {step}, {verdict.hours:.2f} machine-hours, best validation "
+                f"{verdict.best:.3f} dB" + (f", gain {gain:.3f} dB" if gain is not None else "") + ")"
+            )
+            self.log({"step": step, "stopped": verdict.reason, "machine_hours": verdict.hours,
+                      "best_val_psnr": verdict.best, "gain": gain})  # fmt: skip
+            (self.out_dir / "STOPPED").write_text(self.progress.stop_reason + "\n")
+            self.bar.write(self.progress.stop_reason)
+        return True
+
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def update(self, rainy: torch.Tensor, clean: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -461,6 +495,8 @@ class Trainer:
         last_checkpoint = time.monotonic()
         window_start, window_samples = time.perf_counter(), 0
         try:
+            if self.rule_says_stop():  # a resume of a run its rule has ended (e.g. the GPU kit resumes every run)
+                loader = ()
             for rainy, clean in loader:
                 rainy, clean = rainy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
                 outputs, loss = self.update(rainy, clean)
@@ -477,6 +513,8 @@ class Trainer:
                     self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}")
                 if cfg.val_every and progress.step % cfg.val_every == 0 and progress.step < self.total:
                     self.validate()
+                    if self.rule_says_stop():
+                        break
                 # Every process stops, and checkpoints (a rollback point), at the same step: decided together.
                 due = time.monotonic() - last_checkpoint > cfg.checkpoint_minutes * 60
                 # (on the device: NCCL reduces GPU tensors only)
@@ -509,6 +547,8 @@ class Trainer:
         summary = {"status": progress.status, "step": progress.step, "total_steps": self.total,
                    "best_val_psnr": progress.best, "skipped_steps": progress.skipped, "world_size": self.world,
                    "ranks_identical": identical, "signal": signal_number, **self.budget()}  # fmt: skip
+        if progress.stop_reason:
+            summary["stop_reason"] = progress.stop_reason
         if self.is_main:
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary

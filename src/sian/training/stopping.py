@@ -1,0 +1,104 @@
+"""When a run has trained enough: its validation curve in machine-hours, and a stopping rule on it.
+
+A run's ``log.jsonl`` (written by the trainer) holds timed records (``wall_seconds``), validation records
+(``val_psnr``) and, at every start or resume, the machine it ran on. Hours here are **CPU-equivalent**
+(issue 14: "12 machine-hours, or the GPU equivalent"): time on the run's CPUs counts as it was spent, and
+steps taken on a GPU count as the hours the run's own CPU segments needed per step. A run that never left
+the CPU gets its wall-clock hours.
+
+The rule (:func:`stop_verdict`, config ``train.stop``): judge only after ``min_hours``; stop when the best
+validation PSNR has gained less than ``min_gain`` dB over the last ``window_hours``, or at ``max_hours``.
+The trainer applies it after every validation and at a resume; ``scripts/summarize_log.py`` prints it.
+
+Example:
+    >>> curve = [{"hours": h, "val_psnr": p} for h, p in [(1, 30.0), (2, 31.0), (3, 31.01), (4, 31.02)]]
+    >>> stop_verdict(curve, min_hours=2, window_hours=2, min_gain=0.05).stop  # 31.02 - 31.0 < 0.05
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+__all__ = ["StopVerdict", "read_records", "stop_verdict", "throughput", "validation_curve"]
+
+UNNAMED_MACHINE = "a CPU (before the log named machines)"
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _steps_by_machine(records: list[dict]) -> list[tuple[int, int, float, str]]:
+    """(record index, steps, wall seconds, machine) since the previous timed record, for every timed record."""
+    machine, previous_step, previous_wall = UNNAMED_MACHINE, 0, 0.0
+    deltas = []
+    for index, record in enumerate(records):
+        if "precision" in record:  # a start or a resume: the machine from here on
+            machine = record.get("machine", machine)
+        elif "wall_seconds" in record:
+            deltas.append((index, record["step"] - previous_step, record["wall_seconds"] - previous_wall, machine))
+            previous_step, previous_wall = record["step"], record["wall_seconds"]
+    return deltas
+
+
+def _is_gpu(machine: str) -> bool:
+    return "NVIDIA" in machine or "cuda" in machine
+
+
+def throughput(records: list[dict]) -> dict[str, tuple[int, float]]:
+    """Steps and wall-clock hours per machine (validation and checkpoints included: what a run gets)."""
+    table: dict[str, tuple[int, float]] = {}
+    for _, steps, seconds, machine in _steps_by_machine(records):
+        done, hours = table.get(machine, (0, 0.0))
+        table[machine] = (done + steps, hours + seconds / 3600)
+    return table
+
+
+def validation_curve(records: list[dict]) -> tuple[list[dict], float]:
+    """Validation records, each with ``hours`` (CPU-equivalent) and ``wall_hours``; and the CPU steps/hour."""
+    deltas = _steps_by_machine(records)
+    cpu_steps = sum(steps for _, steps, _, machine in deltas if not _is_gpu(machine))
+    cpu_seconds = sum(seconds for _, _, seconds, machine in deltas if not _is_gpu(machine))
+    cpu_rate = cpu_steps / (cpu_seconds / 3600) if cpu_seconds > 0 else float("nan")
+    hours, curve = 0.0, []
+    for index, steps, seconds, machine in deltas:
+        hours += steps / cpu_rate if _is_gpu(machine) else seconds / 3600
+        record = records[index]
+        if "val_psnr" in record:
+            curve.append({**record, "hours": hours, "wall_hours": record["wall_seconds"] / 3600})
+    return curve, cpu_rate
+
+
+@dataclass(frozen=True)
+class StopVerdict:
+    stop: bool
+    reason: str
+    hours: float  # CPU-equivalent hours at the last validation
+    best: float  # best validation PSNR so far
+    gain: float  # of the best over the last window (inf before a whole window has passed)
+
+
+def stop_verdict(
+    curve: list[dict], min_hours: float = 0.0, window_hours: float = 3.0, min_gain: float = 0.0,
+    max_hours: float = 0.0,
+) -> StopVerdict:  # fmt: skip
+    """The rule on a curve of :func:`validation_curve`. ``min_gain`` 0 turns the gain test off and
+    ``max_hours`` 0 the limit, so the defaults never stop a run."""
+    if not curve:
+        return StopVerdict(False, "keep training: no validation yet", 0.0, float("-inf"), float("inf"))
+    now = curve[-1]["hours"]
+    best = max(record["val_psnr"] for record in curve)
+    earlier = [record["val_psnr"] for record in curve if record["hours"] <= now - window_hours]
+    gain = best - max(earlier) if earlier else float("inf")
+    if max_hours and now >= max_hours:
+        return StopVerdict(True, f"stop: {max_hours:g} machine-hours reached", now, best, gain)
+    if now < min_hours:
+        return StopVerdict(False, f"keep training: judged only after {min_hours:g} machine-hours", now, best, gain)
+    if min_gain and gain < min_gain:
+        reason = f"stop: less than {min_gain:g} dB gained over the last {window_hours:g} machine-hours"
+        return StopVerdict(True, reason, now, best, gain)
+    return StopVerdict(False, "keep training: still gaining", now, best, gain)

@@ -1,0 +1,96 @@
+"""sian.training.stopping: a run's curve in CPU-equivalent hours (a GPU's steps at the run's CPU rate) and
+the stopping rule the trainer applies (issue 14's, once applied by hand)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sian.training.stopping import read_records, stop_verdict, throughput, validation_curve
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = "AMD EPYC, 2 cores (avx2), torch 2.13.0+cpu"
+GPU = "NVIDIA H200, torch 2.11.0+cu130"
+
+
+def _log(tmp_path, records):
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return read_records(path)
+
+
+def _val(step, wall, psnr):
+    return {"step": step, "val_psnr": psnr, "val_ssim": 0.9, "val_input_psnr": 27.0, "wall_seconds": wall}
+
+
+def test_gpu_steps_count_at_the_runs_cpu_rate(tmp_path):
+    log = _log(tmp_path, [
+        {"step": 0, "precision": "fp32"},  # the first runs had no "machine": a CPU
+        {"step": 500, "wall_seconds": 1800.0}, _val(500, 1800.0, 30.0),  # 1000 steps/hour on the CPU
+        {"step": 500, "precision": "fp32", "machine": GPU},
+        {"step": 2500, "wall_seconds": 1860.0}, _val(2500, 1860.0, 32.0),  # 2000 steps in a minute
+        {"step": 2500, "precision": "fp32", "machine": CPU},
+        {"step": 3000, "wall_seconds": 3660.0}, _val(3000, 3660.0, 32.5),
+    ])  # fmt: skip
+    curve, rate = validation_curve(log)
+    assert rate == 1000.0
+    assert [round(r["hours"], 6) for r in curve] == [0.5, 2.5, 3.0]
+    assert [round(r["wall_hours"], 6) for r in curve] == [0.5, round(1860 / 3600, 6), round(3660 / 3600, 6)]
+    table = throughput(log)
+    assert table[GPU] == (2000, 60 / 3600)
+    assert sorted(steps for steps, _ in table.values()) == [500, 500, 2000]  # unnamed first CPU, named CPU, GPU
+
+
+def test_a_cpu_only_run_gets_its_wall_clock_hours(tmp_path):
+    log = _log(tmp_path, [{"step": 0, "precision": "fp32", "machine": CPU},
+                          {"step": 100, "wall_seconds": 720.0}, _val(100, 720.0, 30.0)])  # fmt: skip
+    curve, _ = validation_curve(log)
+    assert curve[0]["hours"] == curve[0]["wall_hours"] == 0.2
+
+
+def _curve(*points):
+    return [{"hours": hours, "val_psnr": psnr} for hours, psnr in points]
+
+
+def test_the_rule_judges_after_min_hours_on_the_gain_of_the_best_over_the_window():
+    rule = {"min_hours": 12, "window_hours": 3, "min_gain": 0.05, "max_hours": 30}
+    rising = _curve((10, 37.0), (11, 37.2), (13, 37.3), (14, 37.36))  # best 37.36 vs 37.2 three hours before
+    assert not stop_verdict(rising, **rule).stop
+    assert stop_verdict(rising, **rule).gain == pytest.approx(0.16)
+    early = _curve((2, 30.0), (3, 30.0), (6, 30.0))
+    assert not stop_verdict(early, **rule).stop and "after 12" in stop_verdict(early, **rule).reason
+    flat = _curve((12, 37.30), (13, 37.33), (14, 37.2), (15, 37.34))  # 37.34 - 37.30 < 0.05
+    verdict = stop_verdict(flat, **rule)
+    assert verdict.stop and verdict.best == 37.34 and verdict.gain == pytest.approx(0.04)
+    assert "less than 0.05 dB" in verdict.reason
+    # A new best keeps the run going for another window; the limit ends it whatever the gain.
+    assert not stop_verdict([*flat, {"hours": 15.5, "val_psnr": 37.5}], **rule).stop
+    assert stop_verdict(_curve((29, 37.0), (30.2, 38.0)), **rule).reason == "stop: 30 machine-hours reached"
+    # Before a whole window has passed there is no gain to judge (inf): no stop.
+    assert math.isinf(stop_verdict(_curve((12.5, 30.0)), min_gain=0.05, window_hours=3).gain)
+
+
+def test_the_default_rule_never_stops():
+    assert not stop_verdict(_curve((1, 30.0), (100, 30.0), (1000, 30.0))).stop
+
+
+def test_summarize_log_prints_the_runs_own_rule(tmp_path):
+    """The rule comes from the run's saved config (train.stop); a run without one gets no verdict."""
+    records = [{"step": 0, "precision": "fp32", "machine": CPU},
+               {"step": 100, "wall_seconds": 3600.0}, _val(100, 3600.0, 30.0),
+               {"step": 200, "wall_seconds": 7200.0}, _val(200, 7200.0, 30.01)]  # fmt: skip
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def summarize(*flags):
+        command = [sys.executable, str(REPO / "scripts/summarize_log.py"), str(tmp_path / "log.jsonl"), *flags]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+
+    assert summarize().startswith("no stopping rule")
+    (tmp_path / "config.yaml").write_text(
+        "data: {train_pairs: [x]}\ntrain: {steps: 10, stop: {window_hours: 1, min_gain: 0.05}}\n"
+    )
+    assert summarize() == "stop: less than 0.05 dB gained over the last 1 machine-hours"
+    assert summarize("--min-gain", "0.001") == "keep training: still gaining"
