@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Continue our training runs on a GPU machine lent by the `device` tool, for SECONDS in all, then bring each
-# run's files back through $OUT as RUN.tar (state.pt, best.safetensors, log.jsonl, summary.json):
+# run's files back through $OUT as RUN.tar (state.pt, best.safetensors, log.jsonl, summary.json, STOPPED):
 #   bash scripts/gpu_train.sh SECONDS CONFIG [CONFIG ...]
-# The configs run in order, each until it is done or the time is up, each resumed from its committed state
+# The configs run in order, each until it is done, its stopping rule (train.stop) ends it, or the time is up,
+# each resumed from its committed state
 # (or started: issue 15's fine-tunes start from checkpoints/sian-rain100l-ours/best.safetensors, so list
 # configs/rain100l-cpu.yaml first). Same configs, same runs as on the CPU: the log records the machine of
 # every resume and scripts/summarize_log.py counts GPU steps in CPU-equivalent hours.
@@ -44,7 +45,7 @@ for config in "$@"; do
   [ "$status" -eq 0 ] || [ "$status" -eq 124 ] || [ "$status" -eq 143 ] || echo "$config: training exited with $status" >&2
   name="$(basename "$run")"
   files=()
-  for f in state.pt best.safetensors log.jsonl summary.json; do [ -f "$run/$f" ] && files+=("$name/$f"); done
+  for f in state.pt best.safetensors log.jsonl summary.json STOPPED; do [ -f "$run/$f" ] && files+=("$name/$f"); done
   if (( ${#files[@]} )); then  # a run stopped before its first validation has no best.safetensors yet
     tar -cf "${OUT:-/tmp}/$name.tar" -C "$(dirname "$run")" "${files[@]}"
     tail -n 2 "$run/log.jsonl" || true
