@@ -30,7 +30,7 @@ if [[ "${1:-}" == "--stop" ]]; then
   echo "stopped $out at step $("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$out/summary.json")"
   exit 0
 fi
-if [[ -f "$out/STOPPED" ]]; then  # written by scripts/finish_rain100l.sh when the stopping rule ended the run
+if [[ -f "$out/STOPPED" ]]; then  # written by the trainer when the run's stopping rule (train.stop) ended it
   echo "$out was ended by its stopping rule: $(cat "$out/STOPPED"); delete $out/STOPPED to train it further" >&2
   exit 1
 fi
