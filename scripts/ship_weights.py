@@ -247,6 +247,8 @@ for downpours.
 
 def rain100l_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
     held_out = len(read_pair_names(REPO / train_config.data.val_split))
+    stop, verdict = train_config.train.stop, REPO / "checkpoints" / name / "STOPPED"
+    ended = verdict.read_text().strip() if verdict.is_file() else "still training when shipped (no verdict yet)"
     return f"""# {name}
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
@@ -263,8 +265,10 @@ weights. Licence: MIT, like the code. `sian derain --model {name}`.
 
 {training_section(name, preset, records, record, train_config, step, selection)}
 - Selection rule, fixed in the config before training: the best validation Y-PSNR on the {held_out} held-out
-  pairs (whole images); stop after at least 12 machine-hours once the best has gained less than 0.05 dB over the
-  last 3 machine-hours, or at 30 (`python scripts/summarize_log.py checkpoints/{name}/log.jsonl`).
+  pairs (whole images); stop after at least {stop.min_hours:g} machine-hours once the best has gained less than
+  {stop.min_gain:g} dB over the last {stop.window_hours:g} machine-hours, or at {stop.max_hours:g} (`train.stop`,
+  judged by the trainer after every validation; `python scripts/summarize_log.py checkpoints/{name}/log.jsonl`).
+  How the run ended: {ended}.
 
 ## Results
 - Held-out validation ({held_out} Rain100L training pairs, whole images): {record["val_psnr"]:.2f} dB /

@@ -78,6 +78,7 @@ def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monke
     """The results page scores the run's best.safetensors before it ships; the shipped copy holds the same
     tensors under other metadata (another file hash), and its card must still find that score."""
     run = fake_run(tmp_path, "rain100l")
+    (run / "STOPPED").write_text("stop: less than 0.05 dB gained over the last 3 machine-hours (step 2500)\n")
     pretrained = tmp_path / "pretrained"
     pretrained.mkdir()
     best = read_weights_file(run / "best.safetensors")[2]
@@ -94,5 +95,7 @@ def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monke
     ship.main()
     shipped = pretrained / "sian-rain100l-ours.safetensors"
     assert sha256_file(shipped) != sha256_file(run / "best.safetensors")
-    assert "**37.51 dB / 0.9801**" in (pretrained / "sian-rain100l-ours.md").read_text()
+    card = (pretrained / "sian-rain100l-ours.md").read_text()
+    assert "**37.51 dB / 0.9801**" in card
+    assert "stop after at least 12 machine-hours" in card and "ended: stop: less than 0.05 dB gained" in card
     assert json.loads((pretrained / "manifest.json").read_text())["sian-rain100l-ours"]["reference"] == "37.51 / 0.980"
