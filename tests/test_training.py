@@ -663,3 +663,4 @@ def test_the_stopping_rule_stops_every_process_of_a_torchrun_job_together(tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["status"] == "stopped" and summary["step"] == 4 and summary["ranks_identical"] is True
+    assert "stop: less than 100 dB gained" in result.stdout and "STOPPED" in result.stdout

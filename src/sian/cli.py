@@ -617,6 +617,8 @@ def train_command(
         raise _fail(str(exc), code=1) from None
     typer.echo(f"{summary['status']} at step {summary['step']}/{summary['total_steps']}; "
                f"best validation PSNR {summary['best_val_psnr']:.3f} dB; output in {cfg.train.out_dir}")  # fmt: skip
+    if summary.get("stop_reason"):  # train.stop ended it: say why (rank 0 knows)
+        typer.echo(f"{summary['stop_reason']}; the verdict is in {Path(cfg.train.out_dir) / 'STOPPED'}")
     if summary["status"] == "interrupted":
         typer.echo(f"resume with: sian train {config} {' '.join(overrides or [])} --resume".rstrip())
         raise typer.Exit(128 + (summary["signal"] or 2))
