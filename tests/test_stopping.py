@@ -94,3 +94,13 @@ def test_summarize_log_prints_the_runs_own_rule(tmp_path):
     )
     assert summarize() == "stop: less than 0.05 dB gained over the last 1 machine-hours"
     assert summarize("--min-gain", "0.001") == "keep training: still gaining"
+
+
+def test_issue_14s_rule_is_the_one_written_before_training():
+    """The rule was fixed before the run started (the config's header); the trainer must apply exactly it."""
+    from sian.training import load_config
+
+    config = load_config(REPO / "configs/rain100l-cpu.yaml", ["data.train_pairs=[x]"])
+    stop = config.train.stop
+    assert (stop.min_hours, stop.window_hours, stop.min_gain, stop.max_hours) == (12, 3, 0.05, 30)
+    assert config.train.val_every == 500
