@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from sian.training import load_config
+from sian.training.config import StopConfig
 from sian.training.stopping import read_records, stop_verdict, throughput, validation_curve
 
 
@@ -27,12 +28,10 @@ def main() -> None:
     parser.add_argument("--max-hours", type=float)
     args = parser.parse_args()
     saved = Path(args.log).with_name("config.yaml")
-    rule = load_config(saved, []).train.stop if saved.is_file() else None
+    rule = load_config(saved, []).train.stop if saved.is_file() else StopConfig()  # the default: off
     given = {"min_hours": args.min_hours, "window_hours": args.window, "min_gain": args.min_gain,
              "max_hours": args.max_hours}  # fmt: skip
-    settings = {key: value if value is not None else getattr(rule, key, 0.0) for key, value in given.items()}
-    if args.window is None and rule is None:
-        settings["window_hours"] = 3.0
+    settings = {key: value if value is not None else getattr(rule, key) for key, value in given.items()}
     records = read_records(args.log)
     curve, cpu_rate = validation_curve(records)
     for record in curve:
