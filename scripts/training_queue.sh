@@ -50,5 +50,5 @@ train_to_end configs/sian-streaks-heavy.yaml
 candidates=(--model checkpoints/sian-general/best.safetensors --model checkpoints/sian-streaks-heavy/best.safetensors)
 "$python" scripts/validate_models.py "${candidates[@]}"
 "$python" scripts/heavy_rain_test.py "${candidates[@]}"
-say "issue 15: docs/results/issue15-validation.md and docs/results/heavy-rain-test.md decide what ships:" \
+say "issue 15: apply the rule in docs/synthetic-rain.md (issue 15 section) to docs/results/issue15-validation.md:" \
   "python scripts/ship_weights.py general | streaks-heavy"
