@@ -77,7 +77,9 @@ def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str, 
         snapshot = tmp / "run-best.safetensors"
         shutil.copyfile(RUN / "best.safetensors", snapshot)  # the trainer replaces it atomically (rename)
         step = read_weights_file(snapshot)[3].get("step", "?")
-        found[OURS] = (snapshot, "round", f"run in progress: its best so far, step {step}")
+        ended = (RUN / "STOPPED").is_file()  # the trainer's verdict: the run ended by its stopping rule
+        found[OURS] = (snapshot, "round", f"run ended by its rule: its best, step {step}" if ended
+                       else f"run in progress: its best so far, step {step}")  # fmt: skip
     for name in OTHER_MODELS:
         if name in WEIGHTS and WEIGHTS[name].bundled:
             found[name] = (resolve_weights(name), "round", "shipped")
@@ -212,15 +214,19 @@ def main() -> None:
 
     budget = []
     if val:
-        last = json.loads((RUN / "log.jsonl").read_text().splitlines()[-1])
+        records = read_records(str(RUN / "log.jsonl"))
+        last = [r for r in records if "wall_seconds" in r][-1]  # a run its rule stopped ends on a verdict record
         best = max(val, key=lambda r: r["val_psnr"])
+        verdict = RUN / "STOPPED"
+        where = (f"ended by its stopping rule ({verdict.read_text().strip()}) at step {last['step']}"
+                 if verdict.is_file() else f"stands at step {last['step']}")  # fmt: skip
         budget.append(f"The run (`configs/rain100l-cpu.yaml`, from scratch on the 180 training pairs not held out) "
-                      f"stands at step {last['step']} after {val[-1]['hours']:.2f} CPU-equivalent machine-hours "
+                      f"{where} after {val[-1]['hours']:.2f} CPU-equivalent machine-hours "
                       f"({last['wall_seconds'] / 3600:.2f} wall-clock, part on a lent GPU; "
                       f"{last['cpu_seconds'] / 3600:.2f} CPU-hours of the training processes); best "
                       f"validation {best['val_psnr']:.2f} dB at step {best['step']} "
                       f"(rainy input {best['val_input_psnr']:.2f}).")  # fmt: skip
-        rates = throughput(read_records(str(RUN / "log.jsonl")))
+        rates = throughput(records)
         budget.append("Throughput per machine, from the run's log (wall clock, validation and checkpoints included): "
                       + "; ".join(f"{machine}: {steps} steps at {steps / (hours * 3600):.3f} steps/s"
                                   for machine, (steps, hours) in rates.items()) + ".")  # fmt: skip
