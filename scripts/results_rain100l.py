@@ -118,7 +118,8 @@ def score(
             if not row.get("tensors_sha256"):  # rows cached before the tensors' hash was recorded
                 row["tensors_sha256"] = tensors
                 write_cache(cache)
-            return {**row, "model": name, "label": label}
+            # The page names the file it scored now (a shipped copy of a cached checkpoint has its own hash).
+            return {**row, "model": name, "label": label, "sha256": digest}
     print(f"evaluating {name} ({label}) on {len(pairs)} Rain100L test pairs ...", flush=True)
     model = load_model(path)
     if hasattr(model, "scale_space"):  # SIAN: every stage's PSNR from the same pass, final stage as `sian eval`
