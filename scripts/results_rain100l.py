@@ -45,7 +45,7 @@ from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
 from sian.hub import WEIGHTS, load_model, resolve_weights
 from sian.precision import describe_machine
-from sian.training.stopping import read_records, throughput, validation_curve
+from sian.training.stopping import last_timed, read_records, read_verdict, throughput, validation_curve
 from sian.weights import read_weights_file, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,8 +77,7 @@ def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str, 
         snapshot = tmp / "run-best.safetensors"
         shutil.copyfile(RUN / "best.safetensors", snapshot)  # the trainer replaces it atomically (rename)
         step = read_weights_file(snapshot)[3].get("step", "?")
-        ended = (RUN / "STOPPED").is_file()  # the trainer's verdict: the run ended by its stopping rule
-        found[OURS] = (snapshot, "round", f"run ended by its rule: its best, step {step}" if ended
+        found[OURS] = (snapshot, "round", f"run ended by its rule: its best, step {step}" if read_verdict(RUN)
                        else f"run in progress: its best so far, step {step}")  # fmt: skip
     for name in OTHER_MODELS:
         if name in WEIGHTS and WEIGHTS[name].bundled:
@@ -216,11 +215,10 @@ def main() -> None:
     budget = []
     if val:
         records = read_records(str(RUN / "log.jsonl"))
-        last = [r for r in records if "wall_seconds" in r][-1]  # a run its rule stopped ends on a verdict record
+        last, verdict = last_timed(records), read_verdict(RUN)
         best = max(val, key=lambda r: r["val_psnr"])
-        verdict = RUN / "STOPPED"
-        where = (f"ended by its stopping rule ({verdict.read_text().strip()}) at step {last['step']}"
-                 if verdict.is_file() else f"stands at step {last['step']}")  # fmt: skip
+        where = (f"ended by its stopping rule ({verdict}) at step {last['step']}" if verdict
+                 else f"stands at step {last['step']}")  # fmt: skip
         budget.append(f"The run (`configs/rain100l-cpu.yaml`, from scratch on the 180 training pairs not held out) "
                       f"{where} after {val[-1]['hours']:.2f} CPU-equivalent machine-hours "
                       f"({last['wall_seconds'] / 3600:.2f} wall-clock, part on a lent GPU; "

@@ -29,7 +29,7 @@ import torch
 from sian.synth import rain as rain_module
 from sian.training import load_config
 from sian.training.datasets import read_pair_names
-from sian.training.stopping import read_records, validation_curve
+from sian.training.stopping import last_timed, read_records, read_verdict, validation_curve
 from sian.weights import read_weights_file, save_weights, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def main() -> None:
 def training_section(name, preset, records, record, train_config, step, selection) -> str:
     """The card's training facts, common to every run: loss, optimiser, patches, budget, precision."""
     data, optim, train = train_config.data, train_config.optim, train_config.train
-    last = [r for r in records if "cpu_seconds" in r][-1]
+    last = last_timed(records)
     precisions = sorted({r["precision"] for r in records if "precision" in r}) or ["fp32"]
     machines = sorted({r["machine"] for r in records if "machine" in r}) or ["x86-64 CPUs"]
     # CPU-equivalent hours (steps on a lent GPU at the run's CPU rate; sian.training.stopping).
@@ -247,8 +247,8 @@ for downpours.
 
 def rain100l_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
     held_out = len(read_pair_names(REPO / train_config.data.val_split))
-    stop, verdict = train_config.train.stop, REPO / "checkpoints" / name / "STOPPED"
-    ended = verdict.read_text().strip() if verdict.is_file() else "still training when shipped (no verdict yet)"
+    stop = train_config.train.stop
+    ended = read_verdict(REPO / "checkpoints" / name) or "still training when shipped (no verdict yet)"
     return f"""# {name}
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)

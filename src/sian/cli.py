@@ -601,6 +601,7 @@ def train_command(
 ) -> None:
     """Train SIAN or PReNet; the same command under torchrun runs DistributedDataParallel."""
     from .training import load_config, train
+    from .training.stopping import VERDICT_FILE
     from .training.trainer import CheckpointError, ConfigChangedError, NonFiniteLossError
 
     try:
@@ -618,7 +619,7 @@ def train_command(
     typer.echo(f"{summary['status']} at step {summary['step']}/{summary['total_steps']}; "
                f"best validation PSNR {summary['best_val_psnr']:.3f} dB; output in {cfg.train.out_dir}")  # fmt: skip
     if summary.get("stop_reason"):  # train.stop ended it: say why (rank 0 knows)
-        typer.echo(f"{summary['stop_reason']}; the verdict is in {Path(cfg.train.out_dir) / 'STOPPED'}")
+        typer.echo(f"{summary['stop_reason']}; the verdict is in {Path(cfg.train.out_dir) / VERDICT_FILE}")
     if summary["status"] == "interrupted":
         typer.echo(f"resume with: sian train {config} {' '.join(overrides or [])} --resume".rstrip())
         raise typer.Exit(128 + (summary["signal"] or 2))

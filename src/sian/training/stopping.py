@@ -21,15 +21,30 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["StopVerdict", "read_records", "stop_verdict", "throughput", "validation_curve"]
+__all__ = ["VERDICT_FILE", "StopVerdict", "last_timed", "read_records", "read_verdict", "stop_verdict",
+           "throughput", "validation_curve"]  # fmt: skip
 
 UNNAMED_MACHINE = "a CPU (before the log named machines)"
+VERDICT_FILE = "STOPPED"  # in a run's out_dir once its rule ended it: the verdict (scripts/train.sh reads it too)
 
 
 def read_records(path: str | os.PathLike) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def last_timed(records: list[dict]) -> dict:
+    """The last record with the run's clock (``step``, ``wall_seconds``, ``cpu_seconds``): a run its rule
+    stopped ends on a verdict record, which has none."""
+    return [record for record in records if "wall_seconds" in record][-1]
+
+
+def read_verdict(out_dir: str | os.PathLike) -> str | None:
+    """The verdict of the rule that ended the run in ``out_dir``, or None while none has."""
+    path = Path(out_dir) / VERDICT_FILE
+    return path.read_text().strip() if path.is_file() else None
 
 
 def _steps_by_machine(records: list[dict]) -> list[tuple[int, int, float, str]]:

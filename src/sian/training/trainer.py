@@ -54,7 +54,7 @@ from .datasets import (
     read_pair_names,
 )
 from .losses import stage_loss
-from .stopping import read_records, stop_verdict, validation_curve
+from .stopping import VERDICT_FILE, read_records, stop_verdict, validation_curve
 from .validation import build_validation_set, validate
 
 logger = logging.getLogger(__name__)
@@ -429,7 +429,7 @@ class Trainer:
             )
             self.log({"step": step, "stopped": verdict.reason, "machine_hours": verdict.hours,
                       "best_val_psnr": verdict.best, "gain": gain})  # fmt: skip
-            (self.out_dir / "STOPPED").write_text(self.progress.stop_reason + "\n")
+            (self.out_dir / VERDICT_FILE).write_text(self.progress.stop_reason + "\n")
             self.bar.write(self.progress.stop_reason)
         return True
 
