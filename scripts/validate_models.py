@@ -11,7 +11,9 @@ authors' SIAN Rain100L and Rain100H weights (imported from $SIAN_SHARED/weights 
 any weight file named with --model. No test image is involved: this chooses, the test sets only report.
 
 Rows go to docs/results/issue15-validation.csv as they finish, keyed by the weight file's sha256 and the
-config, so a re-run scores only what is new (resumable); the table is printed and written next to it as .md.
+config, so a re-run scores only what is new (resumable); the table is printed and written next to it as .md,
+followed by what the rule committed in docs/synthetic-rain.md (issue 15 section, rules 1 and 2) makes of it: which
+candidate ships and which model becomes the default. Rule 3 (the gallery's veto) is by eye and stays with the reader.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
+from ship_weights import RUN_NAMES
 
 from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model, resolve_weights
@@ -36,6 +39,12 @@ REPO = Path(__file__).resolve().parents[1]
 CSV = REPO / "docs/results/issue15-validation.csv"
 CONFIGS = ["configs/sian-general.yaml", "configs/sian-streaks-heavy.yaml"]
 AUTHORS = {"sian-rain100l": "sian_authors/rain100l.pth", "sian-rain100h": "sian_authors/rain100h.pth"}
+GENERAL = "configs/sian-general.yaml"
+# Rule 1: each candidate run, the validation set it is judged on, and the shipped model it would replace.
+REPLACES = {"sian-general": (GENERAL, "sian-synth-light"),
+            "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy")}  # fmt: skip
+# Rule 2 draws the default from shipped models trained at least partly on synthetic rain.
+ON_SYNTHETIC = {name for preset, name in RUN_NAMES.items() if preset != "rain100l"}
 FIELDS = ["config", "model", "sha256", "images", "psnr", "ssim", "psnr_pairs", "psnr_synthetic", "input_psnr",
           "date", "machine"]  # fmt: skip
 
@@ -77,6 +86,50 @@ def write_table(path: Path, script: str, table: list[str]) -> None:
     print(text)
 
 
+def run_name(model: str) -> str:
+    """A candidate given as its run's checkpoint (checkpoints/<run>/best.safetensors) goes by the run's name."""
+    path = Path(model)
+    return path.parent.name if path.suffix == ".safetensors" else model
+
+
+def decide(rows: list[dict], shipped: set[str]) -> list[str]:
+    """Rules 1 and 2 of the committed issue 15 rule applied to the validation rows, as markdown lines.
+
+    ``shipped`` names the models in the package now. Only rows over a config's full validation set count (a
+    ``--limit`` look does not); of several rows for one model (a candidate scored at different checkpoints), the
+    last written is the one that counts, as the CSV grows in the order the scores were taken.
+    """
+    full_size = {}
+    for r in rows:
+        full_size[r["config"]] = max(full_size.get(r["config"], 0), int(r["images"]))
+    psnr = {(r["config"], run_name(r["model"])): float(r["psnr"]) for r in rows
+            if int(r["images"]) == full_size[r["config"]]}  # fmt: skip
+    lines, ships, undecided = [], set(), False
+    for candidate, (config, incumbent) in REPLACES.items():
+        missing = [name for name in (candidate, incumbent) if (config, name) not in psnr]
+        if missing:
+            lines.append(f"- `{candidate}`: not decided, no score on `{config}` for {', '.join(missing)}")
+            undecided = True
+            continue
+        new, old = psnr[(config, candidate)], psnr[(config, incumbent)]
+        verdict = "ships" if new > old else "does not ship"
+        lines.append(
+            f"- `{candidate}` {verdict} (rule 1): {new:.2f} dB on `{config}` against `{incumbent}`'s {old:.2f}"
+        )
+        if new > old:
+            ships.add(candidate)
+    pool = sorted(name for name in (shipped & ON_SYNTHETIC) | ships if (GENERAL, name) in psnr)
+    if undecided or not pool:
+        lines.append("- default: not decided until both candidates and the models they would replace are scored")
+        return lines
+    best = max(pool, key=lambda name: psnr[(GENERAL, name)])
+    lines.append(
+        f"- default (rule 2): `{best}`, {psnr[(GENERAL, best)]:.2f} dB on `{GENERAL}`, the highest of "
+        f"{', '.join(f'`{n}`' for n in pool)}; unless the real-rain gallery vetoes it (rule 3, by eye)"
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", help=f"default: {' and '.join(CONFIGS)}")
@@ -115,7 +168,9 @@ def main() -> None:
         table.append(f"| `{r['config']}` | `{r['model']}` | {r['images']} | {float(r['psnr']):.2f} | "
                      f"{float(r['ssim']):.4f} | {float(r['psnr_pairs']):.2f} | {float(r['psnr_synthetic']):.2f} | "
                      f"{float(r['input_psnr']):.2f} | {r['date']}, {r['machine']} |")  # fmt: skip
-    write_table(args.csv, "validate_models.py", table)
+    rule = ["", "What the committed rule (docs/synthetic-rain.md, issue 15 section) makes of this table:", ""]
+    shipped = {name for name, entry in WEIGHTS.items() if entry.bundled}
+    write_table(args.csv, "validate_models.py", table + rule + decide(rows, shipped))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""scripts/validate_models.py applies the committed issue 15 rule (rules 1 and 2) to its validation rows."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))  # the script imports its neighbours, as when it runs
+spec = importlib.util.spec_from_file_location("validate_models", REPO / "scripts" / "validate_models.py")
+validate_models = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(validate_models)
+decide = validate_models.decide
+
+GENERAL, HEAVY = "configs/sian-general.yaml", "configs/sian-streaks-heavy.yaml"
+SHIPPED = {"sian-synth-light", "sian-synth-heavy", "sian-rain100l-ours"}
+
+
+def row(config: str, model: str, psnr: float, images: int = 40) -> dict:
+    return {"config": config, "model": model, "psnr": str(psnr), "images": str(images)}
+
+
+def scores(general: dict[str, float], heavy: dict[str, float]) -> list[dict]:
+    return [row(GENERAL, m, p) for m, p in general.items()] + [row(HEAVY, m, p) for m, p in heavy.items()]
+
+
+CANDIDATES = {"general": "checkpoints/sian-general/best.safetensors",
+              "heavy": "checkpoints/sian-streaks-heavy/best.safetensors"}  # fmt: skip
+
+
+def test_better_candidates_ship_and_the_best_on_the_general_set_is_default():
+    rows = scores(
+        {"sian-synth-light": 30.0, "sian-synth-heavy": 25.0, "sian-rain100l-ours": 36.0,
+         CANDIDATES["general"]: 35.0, CANDIDATES["heavy"]: 33.0},
+        {"sian-synth-heavy": 20.0, CANDIDATES["heavy"]: 27.0, CANDIDATES["general"]: 26.0},
+    )  # fmt: skip
+    lines = decide(rows, SHIPPED)
+    assert lines[0].startswith("- `sian-general` ships (rule 1): 35.00 dB")
+    assert lines[1].startswith("- `sian-streaks-heavy` ships (rule 1): 27.00 dB")
+    # sian-rain100l-ours scores highest but was trained on Rain100L pairs only: not eligible
+    assert lines[2].startswith("- default (rule 2): `sian-general`, 35.00 dB")
+
+
+def test_a_candidate_that_does_not_beat_its_incumbent_is_neither_shipped_nor_default():
+    rows = scores(
+        {"sian-synth-light": 30.0, "sian-synth-heavy": 25.0, CANDIDATES["general"]: 29.9,
+         CANDIDATES["heavy"]: 31.0},
+        {"sian-synth-heavy": 20.0, CANDIDATES["heavy"]: 27.0, CANDIDATES["general"]: 26.0},
+    )  # fmt: skip
+    lines = decide(rows, SHIPPED)
+    assert "`sian-general` does not ship" in lines[0]
+    assert lines[2].startswith("- default (rule 2): `sian-streaks-heavy`, 31.00 dB")
+
+
+def test_nothing_is_decided_before_both_candidates_are_scored():
+    rows = scores({"sian-synth-light": 30.0, CANDIDATES["general"]: 35.0}, {"sian-synth-heavy": 20.0})
+    lines = decide(rows, SHIPPED)
+    assert "not decided, no score on `configs/sian-streaks-heavy.yaml` for sian-streaks-heavy" in lines[1]
+    assert lines[2].startswith("- default: not decided")
+
+
+def test_a_quick_look_does_not_count_and_the_latest_score_of_a_run_does():
+    rows = scores({"sian-synth-light": 30.0, CANDIDATES["general"]: 29.0}, {"sian-synth-heavy": 20.0})
+    rows += [
+        row(GENERAL, CANDIDATES["general"], 40.0, images=4),  # --limit 2: two of each source
+        row(GENERAL, CANDIDATES["general"], 31.0),
+        row(HEAVY, CANDIDATES["heavy"], 21.0),
+    ]
+    lines = decide(rows, SHIPPED)
+    assert lines[0].startswith("- `sian-general` ships (rule 1): 31.00 dB")
