@@ -1,14 +1,15 @@
 """Issue 15, item 4: a real-rain gallery, made by one command, into build/ (the frames are third-party images,
 so nothing of it is committed).
 
-    python scripts/gallery_real_rain.py [--frames N] [--out build/gallery-real-rain]
+    python scripts/gallery_real_rain.py [--frames N] [--out build/gallery-real-rain] [--model NAME_OR_FILE ...]
 
-Every shipped model of ours and the authors' SIAN and PReNet Rain100L weights (imported from
-$SIAN_SHARED/weights into a temporary folder when present) derain real webcam frames
-($SIAN_SHARED/data/real_rain_webcam/rainy_R, one frame per scene by default). One PNG per frame: the top row
-holds the rainy frame and each model's output, the bottom row each model's rain layer (rainy minus output,
-the part it took away: brightened 3x so thin streaks show; black = nothing removed). index.html shows them
-all with the column order. There are no clean, aligned frames, so there is no score: judge by eye.
+Every shipped model of ours, the authors' SIAN and PReNet Rain100L weights (imported from $SIAN_SHARED/weights
+into a temporary folder when present) and any weights named with --model (a candidate run's
+checkpoints/<run>/best.safetensors is labelled with the run's name, so it can be judged before it ships) derain
+real webcam frames ($SIAN_SHARED/data/real_rain_webcam/rainy_R, one frame per scene by default). One PNG per
+frame: the top row holds the rainy frame and each model's output, the bottom row each model's rain layer (rainy
+minus output, the part it took away: brightened 3x so thin streaks show; black = nothing removed). index.html
+shows them all with the column order. There are no clean, aligned frames, so there is no score: judge by eye.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from results_synth import import_authors, shared_folder  # scripts/ is on sys.path when this script runs
+from validate_models import run_name
 
 from sian.hub import WEIGHTS, load_model
 from sian.inference import Pipeline
@@ -30,9 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 RAIN_GAIN = 3.0
 
 
-def models(shared: Path, tmp: Path) -> dict[str, Pipeline]:
-    """Every shipped model of ours and the authors' weights, each with its release's own rounding."""
+def models(shared: Path, tmp: Path, extra: list[str]) -> dict[str, Pipeline]:
+    """Every shipped model of ours, the authors' weights and ``extra``, each with its release's own rounding."""
     found = {name: (load_model(name), "round") for name, entry in WEIGHTS.items() if entry.bundled}
+    found |= {run_name(item): (load_model(item), "round") for item in extra}
     for name, (path, quantization, _) in import_authors(shared, tmp).items():
         found[name] = (load_model(path), quantization)
     return {name: Pipeline(model, precision="fp32", quantization=quantization)
@@ -72,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8, help="how many frames (one per scene first)")
     parser.add_argument("--out", type=Path, default=REPO / "build/gallery-real-rain")
+    parser.add_argument("--model", action="append", default=[], help="a weight file or name, besides the defaults")
     args = parser.parse_args()
     shared = shared_folder()
     folder = shared / "data/real_rain_webcam/rainy_R"
@@ -80,7 +84,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     entries = []
     with tempfile.TemporaryDirectory() as tmp:
-        pipelines = models(shared, Path(tmp))
+        pipelines = models(shared, Path(tmp), args.model)
         for file in one_per_scene(folder, args.frames):
             rainy = read_image(file)
             outputs = {name: pipeline(rainy) for name, pipeline in pipelines.items()}
