@@ -9,8 +9,10 @@
 #    run issue 17's self-ensembles of it (scripts/self_ensemble_rain100l.sh) and remake the results page.
 # 3. Issue 15: the general model's fine-tune from that best (configs/sian-general.yaml), then the heavy model's
 #    (configs/sian-streaks-heavy.yaml), each to its end; then both on the fixed validation sets and on the
-#    held-out heavy rain (scripts/validate_models.py, scripts/heavy_rain_test.py), beside every shipped model.
-#    What ships and which model is the default is decided from those tables, by hand.
+#    held-out heavy rain (scripts/validate_models.py, scripts/heavy_rain_test.py), beside every shipped model,
+#    and the real-rain gallery with both candidates (scripts/gallery_real_rain.py, into build/). The committed
+#    rule's verdict (rules 1 and 2) is written under docs/results/issue15-validation.md; rule 3 is the gallery, by
+#    eye; shipping is then `python scripts/ship_weights.py general` / `streaks-heavy`.
 # Every step is skipped when its output exists. The heavy steps run one at a time, so their timings compare.
 # To end a session: bash scripts/train.sh CONFIG --stop for the run in progress (this script then exits),
 # commit its folder; the next session starts this script again.
@@ -50,5 +52,6 @@ train_to_end configs/sian-streaks-heavy.yaml
 candidates=(--model checkpoints/sian-general/best.safetensors --model checkpoints/sian-streaks-heavy/best.safetensors)
 "$python" scripts/validate_models.py "${candidates[@]}"
 "$python" scripts/heavy_rain_test.py "${candidates[@]}"
-say "issue 15: apply the rule in docs/synthetic-rain.md (issue 15 section) to docs/results/issue15-validation.md:" \
-  "python scripts/ship_weights.py general | streaks-heavy"
+"$python" scripts/gallery_real_rain.py "${candidates[@]}"
+say "issue 15: the rule's verdict is under docs/results/issue15-validation.md; look at build/gallery-real-rain" \
+  "(rule 3), then python scripts/ship_weights.py general | streaks-heavy"
