@@ -1,10 +1,11 @@
 """Where a training step (or an inference) spends its time: torch.profiler over two steps of one model.
 
-    python scripts/profile_training_step.py sian|prenet [THREADS] [cl|infer]
+    python scripts/profile_training_step.py sian|prenet [THREADS] [cl|infer] [PRECISION]
 
 Prints the mean step time over three steps (after two warm-up steps) and the operators sorted by their
 own CPU time; ``cl`` runs the model and inputs in channels_last; ``infer`` profiles inference on one
-481x321 image instead, the way `sian bench` runs it (Pipeline: channels_last, no autograd).
+481x321 image instead, the way `sian bench` runs it (Pipeline: channels_last, no autograd), in PRECISION
+(fp32 unless given: bf16 for the autocast path).
 docs/benchmarks.md (issues 14 and 16) compares the share of the time spent outside convolutions in SIAN
 and PReNet with it. Pause any training first.
 """
@@ -40,7 +41,8 @@ def step() -> None:
 if inference:
     from sian.inference import Pipeline
 
-    pipeline = Pipeline(model.eval(), precision="fp32", memory_budget=None)
+    precision = sys.argv[4] if len(sys.argv) > 4 else "fp32"
+    pipeline = Pipeline(model.eval(), precision=precision, memory_budget=None)
     image = torch.rand(1, 3, 321, 481)
 
     def step() -> None:  # the inference variant

@@ -1,4 +1,5 @@
 import math
+import platform
 
 import numpy as np
 import pytest
@@ -185,6 +186,69 @@ def test_fused_kernel_gives_the_pytorch_stacks(fused, shape, octaves, threads, m
     for a, b in zip(got, expected, strict=True):
         assert a.shape == b.shape and a.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("shape", "octaves"), [((1, 32, 161, 240), 3), ((3, 5, 37, 29), 3), ((1, 2, 5, 1), 1), ((2, 3, 1, 1), 1)]
+)
+def test_fused_kernel_in_bf16_is_the_float32_stack_rounded_once(fused, shape, octaves, threads):
+    """Autocast inference hands the pyramid bfloat16 maps: the kernel widens them, computes in float32 and
+    rounds each difference once (the seeds between octaves stay float32), so its bfloat16 stacks are exactly
+    the float32 kernel's stacks of the widened map, rounded to nearest-even."""
+    x = torch.randn(*shape).contiguous(memory_format=torch.channels_last).bfloat16()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = DoGPyramid(octaves=octaves)(x)
+            widened = DoGPyramid(octaves=octaves)(x.float())
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(got, widened, strict=True):
+        assert a.dtype == torch.bfloat16 and a.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a, b.bfloat16())
+
+
+@pytest.mark.parametrize("march", ["native", "x86-64"])
+def test_fused_kernel_rounds_to_bf16_as_torch_does_with_and_without_avx512_bf16(fused, march, monkeypatch, tmp_path):
+    """The kernel's own round-to-nearest-even (CPUs without AVX512-BF16 run it, `-march=x86-64`) and the
+    instruction's (`native` where the CPU has it) give torch's .bfloat16() bit for bit, ties, huge values
+    overflowing to inf and NaN from inf - inf included."""
+    if march != "native" and platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("-march=x86-64 names an x86-64 baseline")
+    monkeypatch.setenv("SIAN_CACHE", str(tmp_path))
+    flags = tuple(f"-march={march}" if flag == "-march=native" else flag for flag in _native.FLAGS)
+    monkeypatch.setattr(_native, "FLAGS", flags)
+    _native.dog_library.cache_clear()
+    try:
+        if _native.dog_library() is None:
+            pytest.skip(f"could not build the kernel with -march={march}")
+        x = torch.randn(2, 16, 23, 19) * torch.logspace(-30, 38, 23).view(1, 1, 23, 1)
+        x[0, :, 5, 5], x[1, 3, 7, :] = float("inf"), float("-inf")
+        x = x.contiguous(memory_format=torch.channels_last).bfloat16()
+        with torch.no_grad():
+            got, widened = DoGPyramid()(x), DoGPyramid()(x.float())
+        assert got[0].isnan().any() and got[0].isinf().any()
+        for a, b in zip(got, widened, strict=True):
+            expected = b.bfloat16()
+            assert torch.equal(a.isnan(), expected.isnan())
+            number = ~a.isnan()  # NaN payloads may differ; every other value bit for bit, infinities included
+            assert torch.equal(a[number].view(torch.int16), expected[number].view(torch.int16))
+    finally:
+        _native.dog_library.cache_clear()
+
+
+def test_fused_kernel_in_bf16_is_closer_to_float32_than_pytorchs_bf16_blurs(fused, monkeypatch):
+    """PyTorch's bfloat16 path rounds every Gaussian image before subtracting neighbours that differ little;
+    the kernel rounds only the differences."""
+    x = torch.randn(1, 8, 64, 48).contiguous(memory_format=torch.channels_last).bfloat16()
+    with torch.no_grad():
+        exact = DoGPyramid()(x.double())
+        fused_error = [(a.double() - e).abs().mean() for a, e in zip(DoGPyramid()(x), exact, strict=True)]
+        monkeypatch.setattr(scale_space, "dog_library", lambda: None)
+        pytorch_error = [(a.double() - e).abs().mean() for a, e in zip(DoGPyramid()(x), exact, strict=True)]
+    assert all(f < p / 2 for f, p in zip(fused_error, pytorch_error, strict=True))
 
 
 def test_fused_kernel_serves_only_what_it_computes(fused, monkeypatch):

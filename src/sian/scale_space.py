@@ -208,13 +208,17 @@ def _dog_stacks(
 
 def fused_kernel_serves(mode: str, device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the compiled kernel (sian/_native/dog.c) computes the inference stacks of this kernel mode, device
-    and dtype: the release's 3x3 zero-padded blurs of float32 maps on a CPU, where the kernel could be built.
+    and dtype: the release's 3x3 zero-padded blurs of float32 or bfloat16 maps on a CPU, where the kernel could
+    be built. A bfloat16 map (autocast) gives a bfloat16 stack computed in float32 and rounded once.
 
     Example:
         >>> fused_kernel_serves("full", torch.device("cpu"), torch.float32)
         False
     """
-    return mode == "release" and device.type == "cpu" and dtype == torch.float32 and dog_library() is not None
+    return (
+        mode == "release" and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
+        and dog_library() is not None
+    )  # fmt: skip
 
 
 def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
@@ -235,7 +239,9 @@ def _fused_dogs(
 
     The 2-D kernels are the ones :func:`gaussian_blur` convolves with (outer product in float32); later octaves
     start from their seed itself (an identity kernel in place of the pre-blur). The same numbers to float
-    rounding (summation order); tests/test_scale_space.py compares the two paths.
+    rounding (summation order); tests/test_scale_space.py compares the two paths. A bfloat16 ``x`` gives
+    bfloat16 stacks: the float32 stacks of ``x.float()`` rounded once (the seeds between octaves stay float32),
+    closer to float32 than PyTorch's bfloat16 blurs, which round every Gaussian image before subtracting.
     """
     planes = [(k.float()[:, None] * k.float()[None, :]).reshape(9) for k in kernels]
     identity = torch.zeros(9)
@@ -246,14 +252,15 @@ def _fused_dogs(
     source, stacks = x, []
     for octave in range(octaves):
         h, w = source.shape[-2:]
-        stack = _stack_like(source, levels - 1, reuse[octave] if reuse and len(reuse) == octaves else None)
+        stack = _stack_like(source, levels - 1, reuse[octave] if reuse and len(reuse) == octaves else None, x.dtype)
         seed = None
         if octave + 1 < octaves:
             seed = torch.empty((batch, channels, h // 2, w // 2), memory_format=torch.channels_last)
         weights = first if octave == 0 else later
         status = library.sian_dog_octave(
-            source.data_ptr(), batch, h, w, channels, weights.data_ptr(), levels, intervals, stack.data_ptr(),
-            None if seed is None else seed.data_ptr(), torch.get_num_threads(),
+            source.data_ptr(), source.dtype == torch.bfloat16, batch, h, w, channels, weights.data_ptr(), levels,
+            intervals, stack.data_ptr(), stack.dtype == torch.bfloat16, None if seed is None else seed.data_ptr(),
+            torch.get_num_threads(),
         )  # fmt: skip
         if status != 0:
             raise MemoryError("the fused DoG kernel could not allocate its row buffers")
@@ -297,16 +304,17 @@ def _streamed_dogs(
     return stacks
 
 
-def _stack_like(first: Tensor, levels: int, old: Tensor | None) -> Tensor:
-    """A stack for ``levels`` differences of maps like ``first``: ``old`` if it fits exactly, else a new one."""
+def _stack_like(first: Tensor, levels: int, old: Tensor | None, dtype: torch.dtype | None = None) -> Tensor:
+    """A stack for ``levels`` differences of maps like ``first`` (in ``dtype``, default ``first``'s): ``old`` if it
+    fits exactly, else a new one."""
     b, c, h, w = first.shape
-    shape, layout = (b, c * levels, h, w), _memory_format(first)
+    shape, layout, dtype = (b, c * levels, h, w), _memory_format(first), dtype or first.dtype
     if (
-        old is not None and old.shape == shape and old.dtype == first.dtype and old.device == first.device
+        old is not None and old.shape == shape and old.dtype == dtype and old.device == first.device
         and old.is_contiguous(memory_format=layout)
     ):  # fmt: skip
         return old
-    return torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=layout)
+    return torch.empty(shape, dtype=dtype, device=first.device, memory_format=layout)
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:

@@ -76,7 +76,7 @@ def dog_library() -> ctypes.CDLL | None:
                      "the DoG pyramid runs as PyTorch operations")  # fmt: skip
         return None
     function = library.sian_dog_octave
-    function.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_void_p, *[ctypes.c_int64] * 2,
-                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int, *[ctypes.c_int64] * 4, ctypes.c_void_p, *[ctypes.c_int64] * 2,
+                         ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
     function.restype = ctypes.c_int
     return library
