@@ -50,6 +50,16 @@ def test_derain_folder_writes_pngs_skips_existing_and_reports_bad_files(tmp_path
     assert forced.exit_code == 0 and (out / "a.png").read_bytes() == before
 
 
+def test_verbose_says_which_precision_ran_and_why_without_other_libraries_debug_lines(tmp_path, tiny_model):
+    """`--verbose` once printed PIL's PNG decoder's debug lines (`STREAM b'IHDR' ...`), one per chunk read."""
+    source = write_png(tmp_path / "a.png")
+    result = runner.invoke(app, ["--verbose", "derain", str(source), "-o", str(tmp_path / "out"), "--model",
+                                 str(tiny_model), "--precision", "auto"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "(auto: " in result.output  # the reason auto gave, e.g. "(auto: this CPU has AVX512-BF16)"
+    assert "STREAM" not in result.output
+
+
 def test_derain_never_replaces_an_input_even_with_overwrite(tmp_path, tiny_model):
     src = write_png(tmp_path / "a.png")
     original = src.read_bytes()

@@ -85,7 +85,9 @@ def _main(
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # --verbose is sian's debug lines only: other libraries stay at INFO (PIL's PNG decoder alone would print a
+    # line per chunk of every image read).
+    logging.basicConfig(level=max(level, logging.INFO), handlers=[handler], force=True)
     logging.getLogger("sian").setLevel(level)
     if quiet:
         os.environ["SIAN_NO_PROGRESS"] = "1"  # read by sian._progress
