@@ -44,9 +44,11 @@ def main() -> None:
         print("no validation yet")
         return
     verdict = stop_verdict(curve, **settings)
+    window = settings["window_hours"]
+    gain = f"{verdict.gain:.3f} dB" if verdict.gain != float("inf") else f"none yet (no validation {window:g} h back)"
     print(f"\n{verdict.hours:.2f} CPU-equivalent hours ({curve[-1]['wall_hours']:.2f} wall-clock; CPU rate "
-          f"{cpu_rate:.0f} steps/h); best validation {verdict.best:.3f} dB; gain over the last "
-          f"{settings['window_hours']:g} h: {verdict.gain:.3f} dB")  # fmt: skip
+          f"{cpu_rate:.0f} steps/h); best validation {verdict.best:.3f} dB; gain over the last {window:g} h: "
+          f"{gain}")  # fmt: skip
     print("throughput per machine (wall clock, validation and checkpoints included):")
     for machine, (steps, hours) in throughput(records).items():
         print(f"  {machine}: {steps} steps in {hours:.2f} h = {steps / (hours * 3600):.3f} steps/s")

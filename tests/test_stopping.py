@@ -84,11 +84,16 @@ def test_summarize_log_prints_the_runs_own_rule(tmp_path):
                {"step": 200, "wall_seconds": 7200.0}, _val(200, 7200.0, 30.01)]  # fmt: skip
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    def summarize(*flags):
+    def summarize_all(*flags):
         command = [sys.executable, str(REPO / "scripts/summarize_log.py"), str(tmp_path / "log.jsonl"), *flags]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+
+    def summarize(*flags):
+        return summarize_all(*flags)[-1]
 
     assert summarize().startswith("no stopping rule")
+    # A window reaching back before the first validation has no gain to show (it printed "inf dB").
+    assert any(line.endswith("gain over the last 3 h: none yet (no validation 3 h back)") for line in summarize_all())
     (tmp_path / "config.yaml").write_text(
         "data: {train_pairs: [x]}\ntrain: {steps: 10, stop: {window_hours: 1, min_gain: 0.05}}\n"
     )
