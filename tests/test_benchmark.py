@@ -37,6 +37,19 @@ def test_bench_refuses_a_precision_it_cannot_measure_on_the_cpu():
     assert result.exit_code == 2 and "--precision takes fp32 or bf16 or auto, got 'fp16'" in result.output
 
 
+def test_bench_without_training_rows():
+    from typer.testing import CliRunner
+
+    from sian.cli import app
+
+    bench = ["bench", "--size", "16x12", "--repeats", "1", "--train-precision", "none"]
+    result = CliRunner().invoke(app, bench)
+    assert result.exit_code == 0, result.output
+    assert "| inference | sian | 16x12 |" in result.output and "| training |" not in result.output
+    mixed = CliRunner().invoke(app, [*bench, "--train-precision", "bf16"])
+    assert mixed.exit_code == 2 and "got 'none'" in mixed.output
+
+
 def test_turns_reverse_their_order_so_neither_model_always_runs_second():
     calls = []
     workloads = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}

@@ -694,7 +694,8 @@ def bench_command(
     train_patch: Annotated[int, typer.Option(help="Training patch size.")] = 120,
     repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 5,
     train_precision: Annotated[
-        list[str] | None, typer.Option(help="Training rows in these precisions (repeatable; default fp32 and bf16).")
+        list[str] | None,
+        typer.Option(help="Training rows in these precisions (repeatable; default fp32 and bf16; none: no training)."),
     ] = None,
     precision: Annotated[
         list[str] | None,
@@ -719,6 +720,8 @@ def bench_command(
             raise _fail(f"--size must look like 481x321, got {item!r}") from None
         sizes.append((w, h))
     train_precisions = tuple(train_precision or ("fp32", "bf16"))
+    if train_precisions == ("none",):  # inference rows only: the training rows take most of a run's time
+        train_precisions = ()
     infer_precisions = tuple(precision or ("fp32",))
     # The benchmark runs on the CPU, where fp16 autocast is emulated.
     for option, values, allowed in (("--train-precision", train_precisions, ("fp32", "bf16")),
