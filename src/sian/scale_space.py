@@ -244,7 +244,7 @@ def _fused_dogs(
     closer to float32 than PyTorch's bfloat16 blurs, which round every Gaussian image before subtracting.
     """
     planes = [(k.float()[:, None] * k.float()[None, :]).reshape(9) for k in kernels]
-    identity = torch.zeros(9)
+    identity = torch.zeros(9, dtype=torch.float32)  # the kernel reads float32 whatever torch's default dtype is
     identity[4] = 1.0
     levels, intervals = len(kernels), len(kernels) - 3
     first, later = torch.stack(planes).contiguous(), torch.stack([identity, *planes[1:]]).contiguous()
@@ -255,7 +255,8 @@ def _fused_dogs(
         stack = _stack_like(source, levels - 1, reuse[octave] if reuse and len(reuse) == octaves else None, x.dtype)
         seed = None
         if octave + 1 < octaves:
-            seed = torch.empty((batch, channels, h // 2, w // 2), memory_format=torch.channels_last)
+            seed_shape = (batch, channels, h // 2, w // 2)
+            seed = torch.empty(seed_shape, dtype=torch.float32, memory_format=torch.channels_last)
         weights = first if octave == 0 else later
         status = library.sian_dog_octave(
             source.data_ptr(), source.dtype == torch.bfloat16, batch, h, w, channels, weights.data_ptr(), levels,
