@@ -27,6 +27,8 @@ static inline float bf16_to_float(bf16_t h) {
     return f;
 }
 
+static inline int64_t element_bytes(int bf16) { return bf16 ? (int64_t)sizeof(bf16_t) : (int64_t)sizeof(float); }
+
 static inline bf16_t float_to_bf16(float f) {  /* round to nearest even, as torch's .bfloat16() */
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -110,8 +112,9 @@ static int dog_rows(const void *x, int x_bf16, int64_t H, int64_t W, int64_t C, 
     if (!ring) return -1;
     float *zero = ring + L * 3 * n, *widened = zero + n;
     memset(zero, 0, sizeof(float) * (size_t)n);
-#define RING(l, r) (ring + ((l) * 3 + (((r) % 3) + 3) % 3) * n)
-#define INPUT_ROW(r) (x_bf16 ? widened + (((r) % 3) + 3) % 3 * n : (const float *)x + (r) * n)
+#define SLOT(r) ((((r) % 3) + 3) % 3)  /* row r's place in a three-row ring (r may be negative) */
+#define RING(l, r) (ring + ((l) * 3 + SLOT(r)) * n)
+#define INPUT_ROW(r) (x_bf16 ? widened + SLOT(r) * n : (const float *)x + (r) * n)
 #define INPUT(l, r) ((r) < 0 || (r) >= H ? zero : ((l) < 0 ? INPUT_ROW(r) : RING(l, r)))
     /* Image l row r needs image l-1 rows r-1..r+1, so image l lags image l-1 by one row: at step t image l
      * computes row t - l, over the rows [s0 - (depth - l), s1 + (depth - l)) that the last image's rows
@@ -121,7 +124,7 @@ static int dog_rows(const void *x, int x_bf16, int64_t H, int64_t W, int64_t C, 
             for (int64_t r = (t == s0 - depth ? t - 1 : t + 1); r <= t + 1; ++r) {
                 if (r < 0 || r >= H) continue;
                 const bf16_t *in = (const bf16_t *)x + r * n;
-                float *out = widened + (r % 3) * n;
+                float *out = widened + SLOT(r) * n;
                 for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_float(in[i]);
             }
         }
@@ -133,8 +136,8 @@ static int dog_rows(const void *x, int x_bf16, int64_t H, int64_t W, int64_t C, 
             if (r < s0 || r >= s1) continue;
             if (l >= 1)
                 store_differences(out, RING(l - 1, r),
-                                  (char *)stack + (r * W * depth * C + (l - 1) * C) * (stack_bf16 ? 2 : 4), stack_bf16,
-                                  W, C, depth * C);
+                                  (char *)stack + (r * W * depth * C + (l - 1) * C) * element_bytes(stack_bf16),
+                                  stack_bf16, W, C, depth * C);
             if (seed && l == seed_level && (r & 1) && r / 2 < Hs) {
                 const float *up = RING(l, r - 1);
                 float *dst = seed + (r / 2) * Ws * C;
@@ -152,6 +155,7 @@ static int dog_rows(const void *x, int x_bf16, int64_t H, int64_t W, int64_t C, 
 #undef INPUT
 #undef INPUT_ROW
 #undef RING
+#undef SLOT
     free(ring);
 #if defined(__AVX__)
     _mm_sfence();  /* the streamed stores reach memory before the caller reads the stack */
@@ -175,9 +179,9 @@ int sian_dog_octave(const void *x, int x_bf16, int64_t B, int64_t H, int64_t W, 
 #pragma omp parallel for collapse(2) schedule(static) reduction(| : failed) num_threads((int)threads)
     for (int64_t b = 0; b < B; ++b)
         for (int64_t band = 0; band < bands; ++band)
-            failed |= dog_rows((const char *)x + b * in_size * (x_bf16 ? 2 : 4), x_bf16, H, W, C, kernels, L,
+            failed |= dog_rows((const char *)x + b * in_size * element_bytes(x_bf16), x_bf16, H, W, C, kernels, L,
                                seed_level, H * band / bands, H * (band + 1) / bands,
-                               (char *)stack + b * stack_size * (stack_bf16 ? 2 : 4), stack_bf16,
+                               (char *)stack + b * stack_size * element_bytes(stack_bf16), stack_bf16,
                                seed ? seed + b * seed_size : NULL);
     return failed ? -1 : 0;
 }
