@@ -104,12 +104,12 @@ def decide(rows: list[dict], shipped: set[str]) -> list[str]:
         full_size[r["config"]] = max(full_size.get(r["config"], 0), int(r["images"]))
     psnr = {(r["config"], run_name(r["model"])): float(r["psnr"]) for r in rows
             if int(r["images"]) == full_size[r["config"]]}  # fmt: skip
-    lines, ships, undecided = [], set(), False
+    lines, ships, pending = [], set(), []
     for candidate, (config, incumbent) in REPLACES.items():
         missing = [name for name in (candidate, incumbent) if (config, name) not in psnr]
         if missing:
             lines.append(f"- `{candidate}`: not decided, no score on `{config}` for {', '.join(missing)}")
-            undecided = True
+            pending.append(candidate)
             continue
         new, old = psnr[(config, candidate)], psnr[(config, incumbent)]
         verdict = "ships" if new > old else "does not ship"
@@ -119,14 +119,17 @@ def decide(rows: list[dict], shipped: set[str]) -> list[str]:
         if new > old:
             ships.add(candidate)
     pool = sorted(name for name in (shipped & ON_SYNTHETIC) | ships if (GENERAL, name) in psnr)
-    if undecided or not pool:
-        lines.append("- default: not decided until both candidates and the models they would replace are scored")
+    if not pool:
+        lines.append("- default: not decided, no eligible shipped model is scored on the general set")
         return lines
     best = max(pool, key=lambda name: psnr[(GENERAL, name)])
     lines.append(
         f"- default (rule 2): `{best}`, {psnr[(GENERAL, best)]:.2f} dB on `{GENERAL}`, the highest of "
         f"{', '.join(f'`{n}`' for n in pool)}; unless the real-rain gallery vetoes it (rule 3, by eye)"
     )
+    if pending:  # rule 2 draws from what ships: a candidate decided later can still take the default
+        lines.append(f"- provisional: {', '.join(f'`{n}`' for n in pending)} not decided yet; the default is "
+                     "decided again once it is scored")  # fmt: skip
     return lines
 
 

@@ -51,10 +51,19 @@ def test_a_candidate_that_does_not_beat_its_incumbent_is_neither_shipped_nor_def
     assert lines[2].startswith("- default (rule 2): `sian-streaks-heavy`, 31.00 dB")
 
 
-def test_nothing_is_decided_before_both_candidates_are_scored():
-    rows = scores({"sian-synth-light": 30.0, CANDIDATES["general"]: 35.0}, {"sian-synth-heavy": 20.0})
+def test_a_candidate_scored_before_the_other_is_decided_alone_and_the_default_is_provisional():
+    rows = scores({"sian-synth-light": 30.0, "sian-synth-heavy": 25.0, CANDIDATES["general"]: 35.0},
+                  {"sian-synth-heavy": 20.0})  # fmt: skip
     lines = decide(rows, SHIPPED)
+    assert lines[0].startswith("- `sian-general` ships (rule 1): 35.00 dB")
     assert "not decided, no score on `configs/sian-streaks-heavy.yaml` for sian-streaks-heavy" in lines[1]
+    assert lines[2].startswith("- default (rule 2): `sian-general`, 35.00 dB")
+    assert lines[3].startswith("- provisional: `sian-streaks-heavy` not decided yet")
+
+
+def test_no_default_without_an_eligible_model_scored_on_the_general_set():
+    rows = scores({"sian-rain100l-ours": 36.0}, {"sian-synth-heavy": 20.0})
+    lines = decide(rows, SHIPPED)
     assert lines[2].startswith("- default: not decided")
 
 
