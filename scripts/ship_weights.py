@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from sian.inference import DEFAULT_MODEL
 from sian.synth import rain as rain_module
 from sian.training import load_config
 from sian.training.datasets import read_pair_names
@@ -60,9 +61,16 @@ def training_record(records: list[dict], step: int) -> dict:
     return val[-1]
 
 
-HEAVY_LIMIT = """
+HEAVY_LIMIT = f"""
 - It was trained to undo a haze veil as well as streaks, and on light rain without haze (Rain100L) it scores
-  below the rainy input. Use it for downpours only; `sian-synth-light` otherwise."""
+  below the rainy input. Use it for downpours only; the default model (`{DEFAULT_MODEL}`) otherwise."""
+
+
+def how_to_use(name: str, use: str) -> str:
+    """The card's usage line: whether `sian derain` picks this model by default (sian.inference.DEFAULT_MODEL)."""
+    if name == DEFAULT_MODEL:
+        return f"`sian derain` uses it by default (for {use})"
+    return f"`sian derain --model {name}` for {use} (the default model is `{DEFAULT_MODEL}`)"
 
 
 def init_provenance(records: list[dict], init: str | None) -> str:
@@ -216,8 +224,7 @@ def synth_card(name, preset, state, records, record, train_config, step, selecti
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
 {init_provenance(records, train_config.model.init)} by the sian project
 on clean photos with **synthetic {preset} rain** from `sian.synth`. Licence: MIT, like the code.
-Shipped inside the package: `sian derain` uses `sian-synth-light` by default; `--model sian-synth-heavy`
-for downpours.
+Shipped inside the package: {how_to_use(name, "downpours" if preset == "heavy" else "light rain")}.
 
 ## Data
 - Clean images: BSDS500 (all splits) without the 72 images that are Rain100L/H test backgrounds
@@ -288,7 +295,7 @@ def mixture_card(name, preset, state, records, record, train_config, step, selec
     held_out = len(read_pair_names(REPO / data.val_split))
     groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items() if key.startswith("val_psnr_"))
     use = {"general": "photos with rain of any weight", "streaks-heavy": "downpours (dense streaks)"}[preset]
-    use = f"`sian derain --model {name}`: {use}"
+    use = how_to_use(name, use)
     return f"""# {name}
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)

@@ -99,3 +99,9 @@ def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monke
     assert "**37.51 dB / 0.9801**" in card
     assert "stop after at least 12 machine-hours" in card and "ended: stop: less than 0.05 dB gained" in card
     assert json.loads((pretrained / "manifest.json").read_text())["sian-rain100l-ours"]["reference"] == "37.51 / 0.980"
+
+
+def test_a_card_names_the_default_model_from_the_package_not_a_fixed_name(monkeypatch):
+    monkeypatch.setattr(ship, "DEFAULT_MODEL", "sian-general")
+    assert ship.how_to_use("sian-general", "rain") == "`sian derain` uses it by default (for rain)"
+    assert "(the default model is `sian-general`)" in ship.how_to_use("sian-synth-light", "light rain")
