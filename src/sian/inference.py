@@ -63,7 +63,7 @@ __all__ = [
     "shard",
 ]
 
-DEFAULT_MODEL = "sian-synth-light"  # our own weights, shipped in the package (works offline)
+DEFAULT_MODEL = "sian-general"  # our own weights, shipped in the package (works offline); issue 15 chose it
 
 # Self-ensembles: the flips (tensor dims) whose outputs are averaged, each flipped back.
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -443,7 +443,7 @@ def derain(
         image: a PIL image (any mode), or an ``(H, W[, 3|4])`` ``uint8``/``uint16`` array, or an
             ``(H, W, 3)`` float array in [0, 1]; or a list of those.
         model: a loaded model (used as it is, on its own device, and not modified), a registered
-            weights name or a weight file (default: our shipped ``sian-synth-light``).
+            weights name or a weight file (default: our shipped ``sian-general``).
         device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
         quantization: how float outputs become integers.
         precision: ``auto`` (default: bf16 only where the hardware runs it natively), ``fp32``, ``bf16``
