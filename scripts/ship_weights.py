@@ -61,9 +61,9 @@ def training_record(records: list[dict], step: int) -> dict:
     return val[-1]
 
 
-HEAVY_LIMIT = f"""
+HEAVY_LIMIT = """
 - It was trained to undo a haze veil as well as streaks, and on light rain without haze (Rain100L) it scores
-  below the rainy input. Use it for downpours only; the default model (`{DEFAULT_MODEL}`) otherwise."""
+  below the rainy input. Use it for downpours only; the default model (`{default}`) otherwise."""
 
 
 def how_to_use(name: str, use: str) -> str:
@@ -248,7 +248,7 @@ Shipped inside the package: {how_to_use(name, "downpours" if preset == "heavy" e
 - Trained on synthetic streaks only: real rain with fog, drops on the lens, splashes or night-time lighting is
   outside what it has seen; look at docs/results-synth.md for real webcam frames.
 - The authors' weights (trained on Rain100L's own training pairs) score higher on Rain100L; ours never saw that
-  distribution.{HEAVY_LIMIT if preset == "heavy" else ""}
+  distribution.{HEAVY_LIMIT.format(default=DEFAULT_MODEL) if preset == "heavy" else ""}
 """
 
 
