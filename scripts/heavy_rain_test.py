@@ -9,7 +9,8 @@ sets only, at seeds of their own (``TEST_SEED``, apart from the validation seeds
 rainy input scores inside ``--band`` (Y-PSNR, dB) are kept. Every model (as scripts/validate_models.py: our
 shipped ones, the authors' SIAN Rain100L/H, any file named) is scored like validation (fp32, Y channel); the
 report is the mean input, the mean output and the gain. Rows go to docs/results/heavy-rain-test.csv keyed by
-weight sha256 (resumable) with a .md table beside it. This reports; it never selects.
+either hash of the weights, as validate_models.py's (resumable), with a .md table beside it. This reports; it
+never selects.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
-from validate_models import models, read_rows, write_rows, write_table
+from validate_models import backfill_tensors, is_cached, models, read_rows, write_rows, write_table
 
 from sian.hub import load_model
 from sian.io import read_image, to_tensor
@@ -34,7 +35,7 @@ from sian.training.validation import ValidationSet, validate
 REPO = Path(__file__).resolve().parents[1]
 CSV = REPO / "docs/results/heavy-rain-test.csv"
 TEST_SEED = 2_000_000  # validation rain uses 1_000_000 + index, training samples small indices
-FIELDS = ["model", "sha256", "images", "input_psnr", "psnr", "gain", "ssim", "date", "machine"]
+FIELDS = ["model", "sha256", "tensors_sha256", "images", "input_psnr", "psnr", "gain", "ssim", "date", "machine"]
 
 
 def test_photos(shared: Path) -> list[Path]:
@@ -68,14 +69,16 @@ def main() -> None:
     test = heavy_test_set(shared, tuple(args.band))
     print(f"{len(test)} test images with heavy rain inside {args.band[0]:g}-{args.band[1]:g} dB")
     rows = read_rows(args.csv)
-    done = {(r["sha256"], r["images"]) for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (path, sha256) in models(args.model, shared, Path(tmp)).items():
-            if (sha256, str(len(test))) in done:
+        candidates = models(args.model, shared, Path(tmp))
+        if backfill_tensors(rows, candidates):
+            write_rows(args.csv, FIELDS, rows)
+        for name, (path, sha256, tensors) in candidates.items():
+            if is_cached(rows, sha256, tensors, images=str(len(test))):
                 continue
             scores = validate(load_model(path), test, torch.device("cpu"))
             gain = scores["val_psnr"] - scores["val_input_psnr"]
-            rows.append({"model": name, "sha256": sha256, "images": len(test),
+            rows.append({"model": name, "sha256": sha256, "tensors_sha256": tensors, "images": len(test),
                          "input_psnr": f"{scores['val_input_psnr']:.4f}", "psnr": f"{scores['val_psnr']:.4f}",
                          "gain": f"{gain:.4f}", "ssim": f"{scores['val_ssim']:.4f}",
                          "date": datetime.date.today().isoformat(), "machine": describe_machine()})  # fmt: skip

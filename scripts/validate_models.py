@@ -10,8 +10,9 @@ fp32, Y channel): the mean and each source's own mean, beside the rainy input's.
 authors' SIAN Rain100L and Rain100H weights (imported from $SIAN_SHARED/weights into a temporary folder), and
 any weight file named with --model. No test image is involved: this chooses, the test sets only report.
 
-Rows go to docs/results/issue15-validation.csv as they finish, keyed by the weight file's sha256 and the
-config, so a re-run scores only what is new (resumable); the table is printed and written next to it as .md,
+Rows go to docs/results/issue15-validation.csv as they finish, keyed by the config and by either hash of the
+weights (the file's sha256, or the tensors' alone, so a run's checkpoint and its shipped copy share one row), so a
+re-run scores only what is new (resumable); the table is printed and written next to it as .md,
 followed by what the rule committed in docs/synthetic-rain.md (issue 15 section, rules 1 and 2) makes of it: which
 candidate ships and which model becomes the default. Rule 3 (the gallery's veto) is by eye and stays with the reader.
 """
@@ -33,7 +34,7 @@ from sian.hub import WEIGHTS, load_model, resolve_weights
 from sian.precision import describe_machine
 from sian.training import load_config
 from sian.training.validation import build_validation_set, validate
-from sian.weights import sha256_file
+from sian.weights import read_weights_file, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 CSV = REPO / "docs/results/issue15-validation.csv"
@@ -45,12 +46,17 @@ REPLACES = {"sian-general": (GENERAL, "sian-synth-light"),
             "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy")}  # fmt: skip
 # Rule 2 draws the default from shipped models trained at least partly on synthetic rain.
 ON_SYNTHETIC = {name for preset, name in RUN_NAMES.items() if preset != "rain100l"}
-FIELDS = ["config", "model", "sha256", "images", "psnr", "ssim", "psnr_pairs", "psnr_synthetic", "input_psnr",
-          "date", "machine"]  # fmt: skip
+FIELDS = ["config", "model", "sha256", "tensors_sha256", "images", "psnr", "ssim", "psnr_pairs", "psnr_synthetic",
+          "input_psnr", "date", "machine"]  # fmt: skip
 
 
-def models(extra: list[str], shared: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
-    """name -> (weight file, sha256 keying the cache: of the original checkpoint for the authors')."""
+def models(extra: list[str], shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str]]:
+    """name -> (weight file, sha256, tensors_sha256): the two hashes that find a model's cached rows.
+
+    sha256 is of the file for ours and of the original checkpoint for the authors' (an imported file's bytes
+    differ from import to import); tensors_sha256 is of the tensors alone, so a run's best checkpoint and its
+    shipped copy (same tensors, other metadata) are one model to the cache (as in scripts/results_rain100l.py).
+    """
     found = {name: (resolve_weights(name), entry.sha256) for name, entry in WEIGHTS.items() if entry.bundled}
     for name, relative in AUTHORS.items():
         source = shared / "weights" / relative
@@ -59,7 +65,26 @@ def models(extra: list[str], shared: Path, tmp: Path) -> dict[str, tuple[Path, s
     for item in extra:
         path = Path(item) if Path(item).is_file() else resolve_weights(item)
         found[item] = (path, sha256_file(path))
-    return found
+    return {name: (path, digest, tensors_sha256(read_weights_file(path)[2])) for name, (path, digest) in found.items()}
+
+
+def backfill_tensors(rows: list[dict], candidates: dict[str, tuple[Path, str, str]]) -> bool:
+    """Give rows cached before the tensors' hash was recorded that hash, found by their file hash, so that every
+    candidate (a shipped copy listed before its checkpoint included) matches by either hash; whether any changed."""
+    by_file = {digest: tensors for _, digest, tensors in candidates.values()}
+    missing = [row for row in rows if not row.get("tensors_sha256") and row["sha256"] in by_file]
+    for row in missing:
+        row["tensors_sha256"] = by_file[row["sha256"]]
+    return bool(missing)
+
+
+def is_cached(rows: list[dict], digest: str, tensors: str, **key: str) -> bool:
+    """Whether a row of these weights (file or tensors hash) with these other ``key`` values exists."""
+    return any(
+        (row["sha256"] == digest or row.get("tensors_sha256") == tensors)
+        and all(row[field] == value for field, value in key.items())
+        for row in rows
+    )
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -143,19 +168,20 @@ def main() -> None:
     configs = args.config or CONFIGS
     shared = shared_folder()
     rows = read_rows(args.csv)
-    done = {(r["config"], r["sha256"], r["images"]) for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         candidates = models(args.model, shared, Path(tmp))
+        if backfill_tensors(rows, candidates):
+            write_rows(args.csv, FIELDS, rows)
         for config in configs:
             data = load_config(REPO / config).data
             if args.limit:
                 data.val_count = args.limit
             val = build_validation_set(data)
-            for name, (path, sha256) in candidates.items():
-                if (config, sha256, str(len(val))) in done:
+            for name, (path, sha256, tensors) in candidates.items():
+                if is_cached(rows, sha256, tensors, config=config, images=str(len(val))):
                     continue
                 scores = validate(load_model(path), val, torch.device("cpu"))
-                row = {"config": config, "model": name, "sha256": sha256, "images": len(val),
+                row = {"config": config, "model": name, "sha256": sha256, "tensors_sha256": tensors, "images": len(val),
                        "psnr": f"{scores['val_psnr']:.4f}", "ssim": f"{scores['val_ssim']:.4f}",
                        "psnr_pairs": f"{scores.get('val_psnr_pairs', float('nan')):.4f}",
                        "psnr_synthetic": f"{scores.get('val_psnr_synthetic', float('nan')):.4f}",

@@ -76,3 +76,17 @@ def test_a_quick_look_does_not_count_and_the_latest_score_of_a_run_does():
     ]
     lines = decide(rows, SHIPPED)
     assert lines[0].startswith("- `sian-general` ships (rule 1): 31.00 dB")
+
+
+def test_a_shipped_copy_of_a_scored_checkpoint_is_not_scored_again():
+    """Pins the re-scoring of the shipped sian-general: the cache was keyed by the weight FILE's hash, and the
+    shipped copy (same tensors, other metadata) has another, so it was scored a second time (~5 min)."""
+    old_row = {"config": GENERAL, "model": CANDIDATES["general"], "sha256": "checkpoint-file", "images": "40"}
+    rows = [old_row]  # cached before the tensors' hash was recorded
+    candidates = {"sian-general": (Path("shipped.safetensors"), "shipped-file", "tensors"),  # listed first
+                  CANDIDATES["general"]: (Path("best.safetensors"), "checkpoint-file", "tensors")}  # fmt: skip
+    validate_models.backfill_tensors(rows, candidates)
+    assert old_row["tensors_sha256"] == "tensors"
+    assert validate_models.is_cached(rows, "shipped-file", "tensors", config=GENERAL, images="40")
+    assert not validate_models.is_cached(rows, "shipped-file", "tensors", config=HEAVY, images="40")
+    assert not validate_models.is_cached(rows, "other-file", "other-tensors", config=GENERAL, images="40")
