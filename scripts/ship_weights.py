@@ -12,7 +12,8 @@ card src/sian/pretrained/<name>.md. Rain100L test figures in the card and the ma
 docs/results/synth-rain100l.csv (scripts/results_synth.py) or docs/results/rain100l-models.csv
 (scripts/results_rain100l.py) when one holds a row for these exact weights (this file's hash, or the hash of its
 tensors: a score of the run's best.safetensors counts for its shipped copy); otherwise the card says they are not
-measured yet: run the results script, ship again.
+measured yet: run the results script, ship again. The heavy-rain model's card also gives its held-out heavy-rain
+gain from docs/results/heavy-rain-test.csv (scripts/heavy_rain_test.py), found the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sian.weights import read_weights_file, save_weights, sha256_file, tensors_s
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "src/sian/pretrained"
 RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain100l-models.csv")
+HEAVY_TEST = REPO / "docs/results/heavy-rain-test.csv"
 RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
              "general": "sian-general", "streaks-heavy": "sian-streaks-heavy"}  # fmt: skip
 MIXTURES = ("general", "streaks-heavy")  # issue 15: real Rain100L pairs and streak-bank rain, fine-tuned
@@ -95,18 +97,37 @@ def same_weights(path: Path, state: dict, step: int) -> bool:
     )
 
 
+def rows_of(path: Path, sha256: str, tensors: str) -> list[dict]:
+    """The rows of a results CSV measured on these exact weights, found by the file's hash or by the hash of its
+    tensors (the run's checkpoint, scored before shipping); none when the CSV does not exist."""
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [r for r in csv.DictReader(f) if r.get("sha256") == sha256 or r.get("tensors_sha256") == tensors]
+
+
 def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | None:
-    """The Rain100L test row of these exact weights (all 100 pairs), found by the file's hash or by the hash of
-    its tensors (the run's checkpoint scored before shipping), and the script that measured it."""
+    """The Rain100L test row of these exact weights (all 100 pairs) and the script that measured it."""
     for path in RESULTS:
-        if path.is_file():
-            with open(path) as f:
-                rows = [r for r in csv.DictReader(f) if r["model"] == name and int(r["images"]) == 100
-                        and (r.get("sha256") == sha256 or r.get("tensors_sha256") == tensors)]  # fmt: skip
-            if rows:
-                script = "results_synth.py" if path.name.startswith("synth") else "results_rain100l.py"
-                return rows[-1], script
+        rows = [r for r in rows_of(path, sha256, tensors) if r["model"] == name and int(r["images"]) == 100]
+        if rows:
+            script = "results_synth.py" if path.name.startswith("synth") else "results_rain100l.py"
+            return rows[-1], script
     return None
+
+
+def heavy_test_line(sha256: str, tensors: str) -> str:
+    """Issue 15's heavy-rain acceptance figure for these weights, as a line of the card."""
+    rows = rows_of(HEAVY_TEST, sha256, tensors)
+    if not rows:
+        return "Held-out heavy rain: not measured for this file yet (run `python scripts/heavy_rain_test.py`)."
+    row = rows[-1]
+    return (
+        f"Held-out heavy streak-bank rain ({row['images']} photos no model of ours trained on or was selected by, "
+        f"held-out streak sets only, rainy input 14-20 dB): **{float(row['input_psnr']):.2f} -> "
+        f"{float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**, SSIM {float(row['ssim']):.4f}, measured by "
+        f"`python scripts/heavy_rain_test.py` on {row['date']} ({row['machine']})."
+    )
 
 
 def select_on_classic(preset: str, tmp: Path) -> tuple[Path, str]:
@@ -186,6 +207,8 @@ def main() -> None:
         if row
         else "Rain100L test: not measured for this file yet (run `python scripts/results_rain100l.py`)."
     )
+    if args.preset == "streaks-heavy":
+        results += "\n- " + heavy_test_line(digest, tensors_sha256(state))
     card = rain100l_card if args.preset == "rain100l" else mixture_card if args.preset in MIXTURES else synth_card
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
     (PRETRAINED / f"{name}.md").write_text(text)

@@ -57,6 +57,7 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     monkeypatch.setattr(ship, "REPO", tmp_path)
     monkeypatch.setattr(ship, "PRETRAINED", pretrained)
     monkeypatch.setattr(ship, "RESULTS", ())
+    monkeypatch.setattr(ship, "HEAVY_TEST", tmp_path / "absent.csv")
     monkeypatch.setattr(sys, "argv", ["ship_weights.py", preset])
     ship.main()
     name = ship.RUN_NAMES[preset]
@@ -72,6 +73,31 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     assert f"`{ship.config_path(preset)}`" in card and ship.resume_command(preset) in card
     if preset != "rain100l":
         assert "pairs 37.00 dB, synthetic 36.00 dB" in card and "20 held-out pairs" in card
+    assert ("Held-out heavy rain: not measured for this file yet" in card) == (preset == "streaks-heavy")
+
+
+def test_the_heavy_card_gives_the_held_out_heavy_rain_gain_of_its_checkpoint(tmp_path, monkeypatch):
+    """Issue 15's heavy acceptance figure (scripts/heavy_rain_test.py scores the run's checkpoint before it
+    ships) reaches the card, found by the tensors' hash."""
+    run = fake_run(tmp_path, "streaks-heavy")
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    best = read_weights_file(run / "best.safetensors")[2]
+    heavy = tmp_path / "heavy-rain-test.csv"
+    heavy.write_text(
+        "model,sha256,tensors_sha256,images,input_psnr,psnr,gain,ssim,date,machine\n"
+        f"checkpoints/sian-streaks-heavy/best.safetensors,{sha256_file(run / 'best.safetensors')},"
+        f"{tensors_sha256(best)},37,17.5012,29.0034,11.5022,0.9001,2026-11-27,a CPU\n"
+        "sian-synth-heavy,other,other,37,17.5012,18.0,0.4988,0.8,2026-11-27,a CPU\n"
+    )
+    monkeypatch.setattr(ship, "REPO", tmp_path)
+    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
+    monkeypatch.setattr(ship, "RESULTS", ())
+    monkeypatch.setattr(ship, "HEAVY_TEST", heavy)
+    monkeypatch.setattr(sys, "argv", ["ship_weights.py", "streaks-heavy"])
+    ship.main()
+    card = (pretrained / "sian-streaks-heavy.md").read_text()
+    assert "(37 photos" in card and "**17.50 -> 29.00 dB (+11.50)**" in card and "2026-11-27 (a CPU)" in card
 
 
 def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monkeypatch):
