@@ -49,23 +49,31 @@ def fake_run(root: Path, preset: str) -> Path:
     return run
 
 
+def ship_run(
+    root: Path, monkeypatch, preset: str, results: tuple[Path, ...] = (), heavy_test: Path | None = None
+) -> str:
+    """Run the script on the fake run of ``preset`` under ``root`` with these results CSVs; the card it writes."""
+    pretrained = root / "pretrained"
+    pretrained.mkdir()
+    monkeypatch.setattr(ship, "REPO", root)
+    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
+    monkeypatch.setattr(ship, "RESULTS", results)
+    monkeypatch.setattr(ship, "HEAVY_TEST", heavy_test or root / "absent.csv")
+    monkeypatch.setattr(sys, "argv", ["ship_weights.py", preset])
+    ship.main()
+    return (pretrained / f"{ship.RUN_NAMES[preset]}.md").read_text()
+
+
 @pytest.mark.parametrize("preset", ["rain100l", "general", "streaks-heavy"])
 def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     fake_run(tmp_path, preset)
-    pretrained = tmp_path / "pretrained"
-    pretrained.mkdir()
-    monkeypatch.setattr(ship, "REPO", tmp_path)
-    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
-    monkeypatch.setattr(ship, "RESULTS", ())
-    monkeypatch.setattr(ship, "HEAVY_TEST", tmp_path / "absent.csv")
-    monkeypatch.setattr(sys, "argv", ["ship_weights.py", preset])
-    ship.main()
+    card = ship_run(tmp_path, monkeypatch, preset)
     name = ship.RUN_NAMES[preset]
+    pretrained = tmp_path / "pretrained"
     _, _, state, metadata = read_weights_file(pretrained / f"{name}.safetensors")
     assert metadata["step"] == "2500" and metadata["name"] == name
     assert state.keys() == create_model("sian").state_dict().keys()
     assert json.loads((pretrained / "manifest.json").read_text())[name]["step"] == 2500
-    card = (pretrained / f"{name}.md").read_text()
     assert card.startswith(f"# {name}\n") and "step 2500 of" in card
     assert "Rain100L test: not measured for this file yet" in card
     # 500 CPU steps in 0.5 h, then 2000 GPU steps: 2.5 CPU-equivalent hours to the selected checkpoint.
@@ -80,8 +88,6 @@ def test_the_heavy_card_gives_the_held_out_heavy_rain_gain_of_its_checkpoint(tmp
     """Issue 15's heavy acceptance figure (scripts/heavy_rain_test.py scores the run's checkpoint before it
     ships) reaches the card, found by the tensors' hash."""
     run = fake_run(tmp_path, "streaks-heavy")
-    pretrained = tmp_path / "pretrained"
-    pretrained.mkdir()
     best = read_weights_file(run / "best.safetensors")[2]
     heavy = tmp_path / "heavy-rain-test.csv"
     heavy.write_text(
@@ -90,13 +96,7 @@ def test_the_heavy_card_gives_the_held_out_heavy_rain_gain_of_its_checkpoint(tmp
         f"{tensors_sha256(best)},37,17.5012,29.0034,11.5022,0.9001,2026-11-27,a CPU\n"
         "sian-synth-heavy,other,other,37,17.5012,18.0,0.4988,0.8,2026-11-27,a CPU\n"
     )
-    monkeypatch.setattr(ship, "REPO", tmp_path)
-    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
-    monkeypatch.setattr(ship, "RESULTS", ())
-    monkeypatch.setattr(ship, "HEAVY_TEST", heavy)
-    monkeypatch.setattr(sys, "argv", ["ship_weights.py", "streaks-heavy"])
-    ship.main()
-    card = (pretrained / "sian-streaks-heavy.md").read_text()
+    card = ship_run(tmp_path, monkeypatch, "streaks-heavy", heavy_test=heavy)
     assert "(37 photos" in card and "**17.50 -> 29.00 dB (+11.50)**" in card and "2026-11-27 (a CPU)" in card
 
 
@@ -105,8 +105,6 @@ def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monke
     tensors under other metadata (another file hash), and its card must still find that score."""
     run = fake_run(tmp_path, "rain100l")
     (run / "STOPPED").write_text("stop: less than 0.05 dB gained over the last 3 machine-hours (step 2500)\n")
-    pretrained = tmp_path / "pretrained"
-    pretrained.mkdir()
     best = read_weights_file(run / "best.safetensors")[2]
     results = tmp_path / "rain100l-models.csv"
     results.write_text(
@@ -114,14 +112,10 @@ def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monke
         f"sian-rain100l-ours,{sha256_file(run / 'best.safetensors')},{tensors_sha256(best)},100,37.5123,0.9801,"
         "26.9007,0.8384,2026-11-26,a CPU\n"
     )
-    monkeypatch.setattr(ship, "REPO", tmp_path)
-    monkeypatch.setattr(ship, "PRETRAINED", pretrained)
-    monkeypatch.setattr(ship, "RESULTS", (results,))
-    monkeypatch.setattr(sys, "argv", ["ship_weights.py", "rain100l"])
-    ship.main()
+    card = ship_run(tmp_path, monkeypatch, "rain100l", results=(results,))
+    pretrained = tmp_path / "pretrained"
     shipped = pretrained / "sian-rain100l-ours.safetensors"
     assert sha256_file(shipped) != sha256_file(run / "best.safetensors")
-    card = (pretrained / "sian-rain100l-ours.md").read_text()
     assert "**37.51 dB / 0.9801**" in card
     assert "stop after at least 12 machine-hours" in card and "ended: stop: less than 0.05 dB gained" in card
     assert json.loads((pretrained / "manifest.json").read_text())["sian-rain100l-ours"]["reference"] == "37.51 / 0.980"
