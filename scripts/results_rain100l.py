@@ -40,6 +40,7 @@ from results_synth import (  # scripts/ is on sys.path when this script runs
     stage_figure,
 )
 from self_ensemble_table import table_lines
+from ship_weights import measured_on
 
 from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
@@ -109,11 +110,7 @@ def score(
     """The cached row of these exact weights (file ``digest`` or ``tensors`` digest) on these pairs, or a fresh
     evaluation appended to the cache."""
     for row in cache:
-        if (
-            (row["sha256"] == digest or row.get("tensors_sha256") == tensors)
-            and int(row["images"]) == len(pairs)
-            and row["quantize"] == quantization
-        ):
+        if measured_on(row, digest, tensors) and int(row["images"]) == len(pairs) and row["quantize"] == quantization:
             if not row.get("tensors_sha256"):  # rows cached before the tensors' hash was recorded
                 row["tensors_sha256"] = tensors
                 write_cache(cache)

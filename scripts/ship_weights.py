@@ -97,13 +97,18 @@ def same_weights(path: Path, state: dict, step: int) -> bool:
     )
 
 
+def measured_on(row: dict, sha256: str, tensors: str) -> bool:
+    """Whether a results row was measured on these exact weights: by the file's hash or by the hash of its tensors
+    (a run's checkpoint scored before shipping counts for its shipped copy, same tensors, other metadata)."""
+    return row.get("sha256") == sha256 or row.get("tensors_sha256") == tensors
+
+
 def rows_of(path: Path, sha256: str, tensors: str) -> list[dict]:
-    """The rows of a results CSV measured on these exact weights, found by the file's hash or by the hash of its
-    tensors (the run's checkpoint, scored before shipping); none when the CSV does not exist."""
+    """The rows of a results CSV measured on these exact weights; none when the CSV does not exist."""
     if not path.is_file():
         return []
     with open(path) as f:
-        return [r for r in csv.DictReader(f) if r.get("sha256") == sha256 or r.get("tensors_sha256") == tensors]
+        return [r for r in csv.DictReader(f) if measured_on(r, sha256, tensors)]
 
 
 def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | None:
@@ -182,8 +187,8 @@ def main() -> None:
                      step=str(step), val_psnr=f"{record['val_psnr']:.4f}",
                      cpu_hours=f"{record['cpu_seconds'] / 3600:.2f}",
                      licence="MIT (trained by the sian project)")  # fmt: skip
-    digest = sha256_file(target)
-    found = rain100l_row(name, digest, tensors_sha256(state))
+    digest, tensors = sha256_file(target), tensors_sha256(state)
+    found = rain100l_row(name, digest, tensors)
     row = found[0] if found else None
     reference = f"{float(row['psnr']):.2f} / {float(row['ssim']):.3f}" if row else "not measured"
     dataset = {"rain100l": "Rain100L train (ours, 180 pairs)",
@@ -208,7 +213,7 @@ def main() -> None:
         else "Rain100L test: not measured for this file yet (run `python scripts/results_rain100l.py`)."
     )
     if args.preset == "streaks-heavy":
-        results += "\n- " + heavy_test_line(digest, tensors_sha256(state))
+        results += "\n- " + heavy_test_line(digest, tensors)
     card = rain100l_card if args.preset == "rain100l" else mixture_card if args.preset in MIXTURES else synth_card
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
     (PRETRAINED / f"{name}.md").write_text(text)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
-from ship_weights import RUN_NAMES
+from ship_weights import RUN_NAMES, measured_on
 
 from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model, resolve_weights
@@ -81,9 +81,7 @@ def backfill_tensors(rows: list[dict], candidates: dict[str, tuple[Path, str, st
 def is_cached(rows: list[dict], digest: str, tensors: str, **key: str) -> bool:
     """Whether a row of these weights (file or tensors hash) with these other ``key`` values exists."""
     return any(
-        (row["sha256"] == digest or row.get("tensors_sha256") == tensors)
-        and all(row[field] == value for field, value in key.items())
-        for row in rows
+        measured_on(row, digest, tensors) and all(row[field] == value for field, value in key.items()) for row in rows
     )
 
 
