@@ -636,6 +636,13 @@ def test_the_heavy_rain_test_photos_are_never_trained_on_nor_validated(monkeypat
         dataset, _ = _build_data(cfg)
         assert photos.isdisjoint(path.stem for path in dataset.synthetic.files)
         assert photos.isdisjoint(build_validation_set(cfg.data).names)
+    # --stack 2 (the stress report): the same photos under a second held-out draw, always heavier rain.
+    from sian.metrics import psnr_y
+
+    once, twice = (script.heavy_test_set(shared_path(), (0.0, 99.0), stack, limit=2) for stack in (1, 2))
+    assert once.names == twice.names and len(once) == 2
+    for rainy, rainier, clean in zip(once.rainy, twice.rainy, once.clean, strict=True):
+        assert psnr_y(rainier, clean) < psnr_y(rainy, clean) - 1.0
 
 
 def test_the_stopping_rule_ends_a_run_and_a_resume_trains_no_further(tmp_path):
