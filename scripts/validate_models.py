@@ -79,9 +79,12 @@ def backfill_tensors(rows: list[dict], candidates: dict[str, tuple[Path, str, st
 
 
 def is_cached(rows: list[dict], digest: str, tensors: str, **key: str) -> bool:
-    """Whether a row of these weights (file or tensors hash) with these other ``key`` values exists."""
+    """Whether a row of these weights (file or tensors hash) with these other ``key`` values exists.
+
+    Compared as text: rows read from the CSV hold strings, rows measured in this run may hold numbers."""
     return any(
-        measured_on(row, digest, tensors) and all(row[field] == value for field, value in key.items()) for row in rows
+        measured_on(row, digest, tensors) and all(str(row[field]) == str(value) for field, value in key.items())
+        for row in rows
     )
 
 

@@ -90,3 +90,12 @@ def test_a_shipped_copy_of_a_scored_checkpoint_is_not_scored_again():
     assert validate_models.is_cached(rows, "shipped-file", "tensors", config=GENERAL, images="40")
     assert not validate_models.is_cached(rows, "shipped-file", "tensors", config=HEAVY, images="40")
     assert not validate_models.is_cached(rows, "other-file", "other-tensors", config=GENERAL, images="40")
+
+
+def test_a_row_measured_in_this_run_caches_the_shipped_twin_listed_after_it():
+    """Pins the second scoring of sian-general on the heavy set (2026-11-27): a row appended in the same run held
+    ``images`` as a number, the cache key as text, so its twin (same tensors) did not find it and was scored again."""
+    rows = [{"config": HEAVY, "model": "sian-general", "sha256": "shipped-file", "tensors_sha256": "tensors",
+             "images": 40}]  # fmt: skip
+    assert validate_models.is_cached(rows, "checkpoint-file", "tensors", config=HEAVY, images="40")
+    assert not validate_models.is_cached(rows, "checkpoint-file", "tensors", config=HEAVY, images="20")
