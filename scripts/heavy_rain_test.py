@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
-from validate_models import backfill_tensors, is_cached, models, read_rows, write_rows, write_table
+from ship_weights import read_csv
+from validate_models import backfill_tensors, is_cached, models, write_rows, write_table
 
 from sian.hub import load_model
 from sian.io import read_image, to_tensor
@@ -85,7 +86,7 @@ def main() -> None:
     shared = shared_folder()
     test = heavy_test_set(shared, tuple(args.band), args.stack, args.limit)
     print(f"{len(test)} test images with {args.stack} heavy draw(s) inside {args.band[0]:g}-{args.band[1]:g} dB")
-    rows = read_rows(args.csv)
+    rows = read_csv(args.csv)  # the resumable cache
     with tempfile.TemporaryDirectory() as tmp:
         candidates = models(args.model, shared, Path(tmp))
         if backfill_tensors(rows, candidates):

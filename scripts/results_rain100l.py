@@ -40,7 +40,7 @@ from results_synth import (  # scripts/ is on sys.path when this script runs
     stage_figure,
 )
 from self_ensemble_table import table_lines
-from ship_weights import measured_on
+from ship_weights import measured_on, read_csv
 
 from sian.data import find_pairs
 from sian.evaluate import evaluate, summarize
@@ -87,13 +87,6 @@ def candidates(shared: Path, tmp: Path) -> dict[str, tuple[Path, str, str, str, 
     for name, (path, quantization, source) in import_authors(shared, tmp).items():
         found[name] = (path, quantization, "authors' release", sha256_file(source))
     return {name: (*entry, tensors_sha256(read_weights_file(entry[0])[2])) for name, entry in found.items()}
-
-
-def read_cache() -> list[dict]:
-    if not CACHE.is_file():
-        return []
-    with open(CACHE) as f:
-        return list(csv.DictReader(f))
 
 
 def write_cache(cache: list[dict]) -> None:
@@ -186,7 +179,7 @@ def main() -> None:
     args = parser.parse_args()
     shared = shared_folder()
     pairs = find_pairs(shared / "data/Rain100L_test").pairs[: args.limit or None]
-    cache = read_cache()
+    cache = read_csv(CACHE)
     with tempfile.TemporaryDirectory() as tmp:
         found = candidates(shared, Path(tmp))
         rows = [score(name, *entry, pairs, cache) for name, entry in found.items()]

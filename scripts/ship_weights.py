@@ -41,6 +41,10 @@ HEAVY_TEST = REPO / "docs/results/heavy-rain-test.csv"
 RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
              "general": "sian-general", "streaks-heavy": "sian-streaks-heavy"}  # fmt: skip
 MIXTURES = ("general", "streaks-heavy")  # issue 15: real Rain100L pairs and streak-bank rain, fine-tuned
+# Issue 15's rule 1: each candidate run, the validation set it is judged on, and the shipped model it would replace.
+REPLACES = {"sian-general": ("configs/sian-general.yaml", "sian-synth-light"),
+            "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy")}  # fmt: skip
+VALIDATION = REPO / "docs/results/issue15-validation.csv"  # scripts/validate_models.py's table
 # The config and the launcher of each run, as a reader of the card would type them.
 CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name>.yaml
 
@@ -105,10 +109,7 @@ def measured_on(row: dict, sha256: str, tensors: str) -> bool:
 
 def rows_of(path: Path, sha256: str, tensors: str) -> list[dict]:
     """The rows of a results CSV measured on these exact weights; none when the CSV does not exist."""
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [r for r in csv.DictReader(f) if measured_on(r, sha256, tensors)]
+    return [r for r in read_csv(path) if measured_on(r, sha256, tensors)]
 
 
 def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | None:
@@ -133,6 +134,37 @@ def heavy_test_line(sha256: str, tensors: str) -> str:
         f"{float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**, SSIM {float(row['ssim']):.4f}, measured by "
         f"`python scripts/heavy_rain_test.py` on {row['date']} ({row['machine']})."
     )
+
+
+def what_changed(name: str, sha256: str, tensors: str) -> str:
+    """Issue 15's "the model cards say what changed": the model this one replaced, both scored on the same
+    validation set (scripts/validate_models.py), and how to load the older weights."""
+    config, incumbent = REPLACES[name]
+    rows = [r for r in read_csv(VALIDATION) if r["config"] == config and int(r["images"]) == 40]
+    ours = [r for r in rows if measured_on(r, sha256, tensors)]
+    theirs = [r for r in rows if r["model"] == incumbent]
+    scores = (
+        f"on the same 40 validation images (`{config}`: the 20 held-out Rain100L pairs and 20 held-out photos with "
+        f"held-out streak sets) this model scores {float(ours[-1]['psnr']):.2f} dB, `{incumbent}` "
+        f"{float(theirs[-1]['psnr']):.2f} (`python scripts/validate_models.py`, docs/results/issue15-validation.md)"
+        if ours and theirs
+        else "not yet scored beside it on the validation set (run `python scripts/validate_models.py`)"
+    )
+    return (
+        f"## What changed\n"
+        f"Replaces `{incumbent}`, which was trained from scratch on our formula-rendered rain (issue 4); this one is\n"
+        f"fine-tuned from our Rain100L model on real pairs and real streak layers. {scores[0].upper()}{scores[1:]}.\n"
+        f"The older weights still ship and load: `--model {incumbent}`, or the file with\n"
+        f"`--model path/to/{incumbent}.safetensors`.\n"
+    )
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a results CSV; none when it does not exist."""
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def select_on_classic(preset: str, tmp: Path) -> tuple[Path, str]:
@@ -216,6 +248,8 @@ def main() -> None:
         results += "\n- " + heavy_test_line(digest, tensors)
     card = rain100l_card if args.preset == "rain100l" else mixture_card if args.preset in MIXTURES else synth_card
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
+    if name in REPLACES:
+        text += "\n" + what_changed(name, digest, tensors)
     (PRETRAINED / f"{name}.md").write_text(text)
     print(f"shipped {source} (step {step}) as {target} sha256 {digest[:16]}...; Rain100L: {reference}")
 

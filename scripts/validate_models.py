@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
-from ship_weights import RUN_NAMES, measured_on
+from ship_weights import REPLACES, RUN_NAMES, VALIDATION, measured_on, read_csv
 
 from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model, resolve_weights
@@ -37,13 +37,10 @@ from sian.training.validation import build_validation_set, validate
 from sian.weights import read_weights_file, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
-CSV = REPO / "docs/results/issue15-validation.csv"
+CSV = VALIDATION
 CONFIGS = ["configs/sian-general.yaml", "configs/sian-streaks-heavy.yaml"]
 AUTHORS = {"sian-rain100l": "sian_authors/rain100l.pth", "sian-rain100h": "sian_authors/rain100h.pth"}
 GENERAL = "configs/sian-general.yaml"
-# Rule 1: each candidate run, the validation set it is judged on, and the shipped model it would replace.
-REPLACES = {"sian-general": (GENERAL, "sian-synth-light"),
-            "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy")}  # fmt: skip
 # Rule 2 draws the default from shipped models trained at least partly on synthetic rain.
 ON_SYNTHETIC = {name for preset, name in RUN_NAMES.items() if preset != "rain100l"}
 FIELDS = ["config", "model", "sha256", "tensors_sha256", "images", "psnr", "ssim", "psnr_pairs", "psnr_synthetic",
@@ -86,14 +83,6 @@ def is_cached(rows: list[dict], digest: str, tensors: str, **key: str) -> bool:
         measured_on(row, digest, tensors) and all(str(row[field]) == str(value) for field, value in key.items())
         for row in rows
     )
-
-
-def read_rows(path: Path) -> list[dict]:
-    """The rows already measured (the resumable cache), or none."""
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
@@ -168,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     configs = args.config or CONFIGS
     shared = shared_folder()
-    rows = read_rows(args.csv)
+    rows = read_csv(args.csv)  # the resumable cache
     with tempfile.TemporaryDirectory() as tmp:
         candidates = models(args.model, shared, Path(tmp))
         if backfill_tensors(rows, candidates):

@@ -50,7 +50,12 @@ def fake_run(root: Path, preset: str) -> Path:
 
 
 def ship_run(
-    root: Path, monkeypatch, preset: str, results: tuple[Path, ...] = (), heavy_test: Path | None = None
+    root: Path,
+    monkeypatch,
+    preset: str,
+    results: tuple[Path, ...] = (),
+    heavy_test: Path | None = None,
+    validation: Path | None = None,
 ) -> str:
     """Run the script on the fake run of ``preset`` under ``root`` with these results CSVs; the card it writes."""
     pretrained = root / "pretrained"
@@ -59,6 +64,7 @@ def ship_run(
     monkeypatch.setattr(ship, "PRETRAINED", pretrained)
     monkeypatch.setattr(ship, "RESULTS", results)
     monkeypatch.setattr(ship, "HEAVY_TEST", heavy_test or root / "absent.csv")
+    monkeypatch.setattr(ship, "VALIDATION", validation or root / "absent.csv")
     monkeypatch.setattr(sys, "argv", ["ship_weights.py", preset])
     ship.main()
     return (pretrained / f"{ship.RUN_NAMES[preset]}.md").read_text()
@@ -82,6 +88,11 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     if preset != "rain100l":
         assert "pairs 37.00 dB, synthetic 36.00 dB" in card and "20 held-out pairs" in card
     assert ("Held-out heavy rain: not measured for this file yet" in card) == (preset == "streaks-heavy")
+    replaced = {"general": "sian-synth-light", "streaks-heavy": "sian-synth-heavy"}.get(preset)
+    assert ("## What changed" in card) == bool(replaced)
+    if replaced:
+        assert f"Replaces `{replaced}`" in card and "Not yet scored beside it" in card
+        assert f"`--model {replaced}`" in card
 
 
 def test_the_heavy_card_gives_the_held_out_heavy_rain_gain_of_its_checkpoint(tmp_path, monkeypatch):
@@ -98,6 +109,24 @@ def test_the_heavy_card_gives_the_held_out_heavy_rain_gain_of_its_checkpoint(tmp
     )
     card = ship_run(tmp_path, monkeypatch, "streaks-heavy", heavy_test=heavy)
     assert "(37 photos" in card and "**17.50 -> 29.00 dB (+11.50)**" in card and "2026-11-27 (a CPU)" in card
+
+
+def test_the_card_says_what_it_replaced_with_both_scores_on_the_same_validation_set(tmp_path, monkeypatch):
+    """Issue 15: "the model cards say what changed". Rows of other sizes (a quick look) or sets do not count."""
+    run = fake_run(tmp_path, "streaks-heavy")
+    best = read_weights_file(run / "best.safetensors")[2]
+    heavy = "configs/sian-streaks-heavy.yaml"
+    validation = tmp_path / "issue15-validation.csv"
+    validation.write_text(
+        "config,model,sha256,tensors_sha256,images,psnr\n"
+        f"{heavy},sian-synth-heavy,old,old-tensors,40,20.0912\n"
+        f"{heavy},sian-synth-heavy,old,old-tensors,4,99.0\n"
+        f"configs/sian-general.yaml,checkpoints/sian-streaks-heavy/best.safetensors,x,{tensors_sha256(best)},40,88.0\n"
+        f"{heavy},checkpoints/sian-streaks-heavy/best.safetensors,x,{tensors_sha256(best)},40,33.1150\n"
+    )
+    card = ship_run(tmp_path, monkeypatch, "streaks-heavy", validation=validation)
+    assert "Replaces `sian-synth-heavy`" in card and f"`{heavy}`" in card
+    assert "this model scores 33.12 dB, `sian-synth-heavy` 20.09" in card
 
 
 def test_a_score_of_the_runs_checkpoint_reaches_the_shipped_card(tmp_path, monkeypatch):
