@@ -643,6 +643,9 @@ def test_the_heavy_rain_test_photos_are_never_trained_on_nor_validated(monkeypat
     assert once.names == twice.names and len(once) == 2
     for rainy, rainier, clean in zip(once.rainy, twice.rainy, once.clean, strict=True):
         assert psnr_y(rainier, clean) < psnr_y(rainy, clean) - 1.0
+    # --preset classic: the other renderer's rain on the same photos.
+    classic = script.heavy_test_set(shared_path(), (0.0, 99.0), 1, limit=1, preset="classic")
+    assert classic.names == once.names[:1] and (classic.rainy[0] != once.rainy[0]).any()
 
 
 def test_the_stopping_rule_ends_a_run_and_a_resume_trains_no_further(tmp_path):
