@@ -111,6 +111,8 @@ def test_weights_list_and_models():
     rows = {line.split()[0]: line.split() for line in listing.output.splitlines()[2:] if line.strip()}
     assert rows["sian-rain100l"][1:3] == ["sian", "no"]  # registered, not installed in the empty SIAN_HOME
     assert rows["sian-synth-light"][2] == "bundled"
+    # Pins names of 18+ characters running into the next column ("sian-streaks-heavysian").
+    assert rows["sian-streaks-heavy"][1:3] == ["sian", "bundled"] and rows["sian-rain100l-ours"][1] == "sian"
     models = runner.invoke(app, ["models"])
     assert models.exit_code == 0 and "sian_baseline_lstm" in models.output
 

@@ -552,18 +552,20 @@ def weights_list() -> None:
     """Show the registered weights and whether each is installed."""
     folder = weights_dir()
     typer.echo(f"weights folder: {folder}  (set SIAN_HOME to move it)")
-    typer.echo(f"{'name':18}{'model':8}{'installed':11}{'result':15}dataset")
+    others = sorted(p for p in folder.glob("*.safetensors") if p.stem not in WEIGHTS) if folder.is_dir() else []
+    width = max(len(name) for name in ["name", *WEIGHTS, *(p.stem for p in others)]) + 2  # names never run on
+    typer.echo(f"{'name':{width}}{'model':8}{'installed':11}{'result':15}dataset")
     for entry in WEIGHTS.values():
         present = "bundled" if entry.bundled else "yes" if (folder / entry.filename).is_file() else "no"
-        typer.echo(f"{entry.name:18}{get_variant(entry.variant).arch:8}{present:11}{entry.reference:15}{entry.dataset}")
-    others = sorted(p for p in folder.glob("*.safetensors") if p.stem not in WEIGHTS) if folder.is_dir() else []
+        arch = get_variant(entry.variant).arch
+        typer.echo(f"{entry.name:{width}}{arch:8}{present:11}{entry.reference:15}{entry.dataset}")
     for path in others:
         try:
             arch = read_weights_file(path)[0]
         except (WeightsError, OSError, ValueError) as exc:  # one bad file must not hide the others
-            typer.secho(f"{path.stem:18}{'?':8}{'unreadable':11}{'-':15}{exc}", fg=typer.colors.YELLOW)
+            typer.secho(f"{path.stem:{width}}{'?':8}{'unreadable':11}{'-':15}{exc}", fg=typer.colors.YELLOW)
             continue
-        typer.echo(f"{path.stem:18}{arch:8}{'yes':11}{'-':15}(imported by you)")
+        typer.echo(f"{path.stem:{width}}{arch:8}{'yes':11}{'-':15}(imported by you)")
 
 
 @weights_app.command("import")
