@@ -136,24 +136,33 @@ def heavy_test_line(sha256: str, tensors: str) -> str:
     )
 
 
+def full_set_rows(rows: list[dict]) -> list[dict]:
+    """The validation rows over their config's full validation set: a ``--limit`` quick look does not count."""
+    full_size: dict[str, int] = {}
+    for r in rows:
+        full_size[r["config"]] = max(full_size.get(r["config"], 0), int(r["images"]))
+    return [r for r in rows if int(r["images"]) == full_size[r["config"]]]
+
+
 def what_changed(name: str, sha256: str, tensors: str) -> str:
     """Issue 15's "the model cards say what changed": the model this one replaced, both scored on the same
-    validation set (scripts/validate_models.py), and how to load the older weights."""
+    validation set (scripts/validate_models.py; the last full-set row of each counts), and how to load the older
+    weights."""
     config, incumbent = REPLACES[name]
-    rows = [r for r in read_csv(VALIDATION) if r["config"] == config and int(r["images"]) == 40]
+    rows = [r for r in full_set_rows(read_csv(VALIDATION)) if r["config"] == config]
     ours = [r for r in rows if measured_on(r, sha256, tensors)]
     theirs = [r for r in rows if r["model"] == incumbent]
     scores = (
-        f"on the same 40 validation images (`{config}`: the 20 held-out Rain100L pairs and 20 held-out photos with "
-        f"held-out streak sets) this model scores {float(ours[-1]['psnr']):.2f} dB, `{incumbent}` "
+        f"On the same {ours[-1]['images']} validation images (`{config}`: held-out Rain100L pairs and held-out "
+        f"photos with held-out streak sets) this model scores {float(ours[-1]['psnr']):.2f} dB, `{incumbent}` "
         f"{float(theirs[-1]['psnr']):.2f} (`python scripts/validate_models.py`, docs/results/issue15-validation.md)"
         if ours and theirs
-        else "not yet scored beside it on the validation set (run `python scripts/validate_models.py`)"
+        else "Not yet scored beside it on the validation set (run `python scripts/validate_models.py`)"
     )
     return (
         f"## What changed\n"
         f"Replaces `{incumbent}`, which was trained from scratch on our formula-rendered rain (issue 4); this one is\n"
-        f"fine-tuned from our Rain100L model on real pairs and real streak layers. {scores[0].upper()}{scores[1:]}.\n"
+        f"fine-tuned from our Rain100L model on real pairs and real streak layers. {scores}.\n"
         f"The older weights still ship and load: `--model {incumbent}`, or the file with\n"
         f"`--model path/to/{incumbent}.safetensors`.\n"
     )

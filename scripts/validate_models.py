@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from results_synth import shared_folder  # scripts/ is on sys.path when this script runs
-from ship_weights import REPLACES, RUN_NAMES, VALIDATION, measured_on, read_csv
+from ship_weights import REPLACES, RUN_NAMES, VALIDATION, full_set_rows, measured_on, read_csv
 
 from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model, resolve_weights
@@ -114,11 +114,7 @@ def decide(rows: list[dict], shipped: set[str]) -> list[str]:
     ``--limit`` look does not); of several rows for one model (a candidate scored at different checkpoints), the
     last written is the one that counts, as the CSV grows in the order the scores were taken.
     """
-    full_size = {}
-    for r in rows:
-        full_size[r["config"]] = max(full_size.get(r["config"], 0), int(r["images"]))
-    psnr = {(r["config"], run_name(r["model"])): float(r["psnr"]) for r in rows
-            if int(r["images"]) == full_size[r["config"]]}  # fmt: skip
+    psnr = {(r["config"], run_name(r["model"])): float(r["psnr"]) for r in full_set_rows(rows)}
     lines, ships, pending = [], set(), []
     for candidate, (config, incumbent) in REPLACES.items():
         missing = [name for name in (candidate, incumbent) if (config, name) not in psnr]
