@@ -239,3 +239,12 @@ def test_describe_says_which_dog_path_runs(monkeypatch):
     monkeypatch.setattr(scale_space, "dog_library", lambda: object())
     assert sian_pipeline.describe().endswith("DoG pyramid: fused kernel")
     assert "DoG" not in Pipeline(create_model("prenet", channels=4, stages=1).eval(), precision="fp32").describe()
+
+
+def test_describe_names_the_fused_dog_kernel_under_bf16_too(monkeypatch):
+    """Bug: describe() named the DoG path only for fp32, though the fused kernel serves bf16 maps since issue 16."""
+    from sian import scale_space
+
+    monkeypatch.setattr(scale_space, "dog_library", lambda: object())
+    bf16 = Pipeline(create_model("sian", channels=4, stages=1).eval(), precision="bf16").describe()
+    assert bf16.startswith("cpu, bf16") and bf16.endswith("DoG pyramid: fused kernel")

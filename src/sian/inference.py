@@ -184,8 +184,8 @@ class Pipeline:
         ensemble = f", {self.tta} self-ensemble" if self.tta else ""
         fused = ""
         pyramid = getattr(self.model, "scale_space", None)
-        if pyramid is not None and self.device.type == "cpu" and self.precision.precision == "fp32":
-            fusable = fused_kernel_serves(pyramid.mode, self.device, torch.float32)
+        if pyramid is not None and self.device.type == "cpu":  # the pyramid sees the autocast dtype's maps
+            fusable = fused_kernel_serves(pyramid.mode, self.device, self.precision.dtype)
             fused = ", DoG pyramid: fused kernel" if fusable else ", DoG pyramid: PyTorch operations"
         return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}{fused}"
 
