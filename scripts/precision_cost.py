@@ -13,6 +13,12 @@ SIAN from $SIAN_SHARED/weights when --model is sian-rain100l and it is not insta
 On CPUs without native bf16 (no AVX512-BF16 or AMX; AVX2 only) oneDNN runs bf16 convolutions on a
 reference path about ten times slower than fp32: the cost in PSNR is still measured exactly, the time
 ratio only says that this hardware gains nothing.
+
+``--precision fp16 --device cpu`` measures what fp16 autocast (``auto``'s choice on GPUs with fp16 tensor
+cores but no bf16) costs in PSNR without such a GPU: the same autocast on the CPU, emulated (about 20x
+slower than fp32), rounds every convolution's inputs and outputs to float16 and accumulates in float32, as
+cuDNN's fp16 convolutions do. Its time ratio says nothing about a GPU. ``sian derain`` itself refuses fp16
+on a CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from sian.convert import import_weights
 from sian.data import find_pairs, shared_folder
 from sian.evaluate import evaluate
 from sian.hub import load_model
-from sian.precision import describe_machine
+from sian.inference import Pipeline
+from sian.precision import PrecisionChoice, describe_machine
 from sian.weights import WeightsNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +83,16 @@ def _summary(rows: list[dict], args: argparse.Namespace, total: int) -> list[str
     return lines
 
 
+def _reduced_pipeline(model: torch.nn.Module, precision: str, quantization: str) -> Pipeline:
+    """The pipeline ``sian eval --precision`` would build, except that fp16 on a CPU (refused there) is emulated."""
+    emulate = precision == "fp16" and next(model.parameters()).device.type == "cpu"
+    pipeline = Pipeline(model, precision="fp32" if emulate else precision, memory_budget=None,
+                        quantization=quantization)  # fmt: skip
+    if emulate:
+        pipeline.precision = PrecisionChoice("fp16", "emulated on the CPU to measure its rounding, not its speed")
+    return pipeline
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sian-rain100l")
@@ -92,11 +109,14 @@ def main() -> None:
     todo = [p for p in pairs if p.name not in done][: max(0, args.limit - len(rows)) if args.limit else None]
     quantization = "floor" if args.model.startswith("prenet") else "round"
     device = torch.cuda.get_device_name() if args.device == "cuda" else describe_machine()
+    if args.precision == "fp16" and args.device == "cpu":
+        device += ", fp16 emulated"
     with tempfile.TemporaryDirectory() as tmp:
         model = _load(args.model, args.device, shared, tmp)
+        reduced_pipeline = _reduced_pipeline(model, args.precision, quantization)
         for pair in todo:
             (full,) = evaluate(model, [pair], quantization, precision="fp32")
-            (reduced,) = evaluate(model, [pair], quantization, precision=args.precision)
+            (reduced,) = evaluate(reduced_pipeline, [pair], quantization)
             row = dict(name=pair.name, psnr_fp32=f"{full.psnr:.6f}", ssim_fp32=f"{full.ssim:.6f}",
                        seconds_fp32=f"{full.seconds:.3f}", psnr_reduced=f"{reduced.psnr:.6f}",
                        ssim_reduced=f"{reduced.ssim:.6f}", seconds_reduced=f"{reduced.seconds:.3f}",

@@ -52,6 +52,23 @@ def test_cpu_features_fall_back_to_proc_cpuinfo_without_torchs_probe(monkeypatch
     assert found["avx2"] == ("avx2" in flags) and found["amx_bf16"] == ("amx_bf16" in flags)
 
 
+@pytest.mark.parametrize(
+    ("name", "capability", "bf16", "expected"),
+    [("NVIDIA H100", (9, 0), True, "bf16"), ("Tesla V100", (7, 0), False, "fp16"), ("Tesla T4", (7, 5), False, "fp16"),
+     ("Tesla P100", (6, 0), False, "fp32"), ("GeForce GTX 1080", (6, 1), False, "fp32")],
+    ids=["hopper", "volta", "turing", "pascal-p100", "pascal-gtx"],
+)  # fmt: skip
+def test_auto_on_a_gpu_picks_bf16_then_fp16_tensor_cores_then_fp32(monkeypatch, name, capability, bf16, expected):
+    """The GPU is mocked: what `auto` reads is the bf16 probe, the compute capability and the name (for the reason)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    choice = resolve_precision("auto", torch.device("cuda"))
+    assert choice.precision == expected and choice.reason.startswith(f"auto: {name} ")
+    assert f"{capability[0]}.{capability[1]}" in choice.reason or expected == "bf16"
+    assert resolve_precision("fp32", torch.device("cuda")).precision == "fp32"  # asked for: obeyed
+
+
 def test_native_bf16_explains_itself():
     assert native_bf16(CPU, AMX) == (True, "this CPU has AMX-BF16")
     native, why = native_bf16(CPU, AVX2_ONLY)

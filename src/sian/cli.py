@@ -61,6 +61,8 @@ OUTPUT_FORMATS = ("png", "jpg", "bmp", "tif", "webp")
 
 
 log = logging.getLogger("sian")
+PRECISION_HELP = ("auto (bf16 where the CPU/GPU runs it natively, fp16 on GPUs with tensor cores but no bf16, "
+                  "else fp32), fp32, bf16 or fp16 (GPU).")  # fmt: skip
 JSON_HELP = "Write the results as JSON to this file, or '-' for stdout (human output then goes to stderr)."
 
 
@@ -168,9 +170,7 @@ def derain_command(
         int, typer.Option(help="Refuse larger images (decompression-bomb guard); 0: no limit.")
     ] = DEFAULT_MAX_PIXELS,
     backend: Annotated[str, typer.Option(help="torch, or onnx to run an exported --model FILE.onnx.")] = "torch",
-    precision: Annotated[
-        str, typer.Option(help="auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU).")
-    ] = "auto",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     tta: Annotated[
         str | None, typer.Option(help="Self-ensemble: flip2 (image + mirror) or flip4 (+ vertical, both); slower.")
     ] = None,
@@ -354,7 +354,7 @@ def serve_command(
     default_model: Annotated[str, typer.Option(help="Model used when a request names none.")] = DEFAULT_MODEL,
     max_upload_mb: Annotated[float, typer.Option(help="Refuse larger uploads (413).")] = 25.0,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (413).")] = 24_000_000,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where native, else fp32), fp32, bf16 or fp16.")] = "auto",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     token: Annotated[
         str | None, typer.Option(envvar="SIAN_TOKEN", help="Require 'Authorization: Bearer TOKEN' on the API.")
     ] = None,

@@ -132,7 +132,8 @@ class Pipeline:
         model: a loaded model (used as it is, on its own device), a registered weights name, a weight
             file, or an exported ONNX model (:class:`sian.export.OnnxModel`); ``None``: the default model.
         device: for a name or file: ``"cpu"``, ``"cuda"``, or ``None`` for CUDA when available.
-        precision: ``auto`` (bf16 where the hardware runs it natively, else fp32: :mod:`sian.precision`),
+        precision: ``auto`` (bf16 where the hardware runs it natively, fp16 on GPUs with tensor cores but no bf16,
+            else fp32: :mod:`sian.precision`),
             ``fp32``, ``bf16`` or ``fp16`` (CUDA): autocast of the forward pass; results are float32. An
             ONNX model runs fp32. Benchmark scoring (``sian eval``, validation) asks for fp32.
         tile: derain in overlapping tiles of this size; ``None``: only images too large for ``memory_budget``.

@@ -6,7 +6,8 @@ One place decides this for training (``train.precision``), inference and ``sian 
 - ``bf16``: autocast to bfloat16 (CPU or GPU). Fast only where the hardware multiplies bf16 natively:
   CPUs with AMX-BF16 or AVX512-BF16, and GPUs that support it. Elsewhere it is emulated and slower.
 - ``fp16``: autocast to float16, CUDA only (training adds a gradient scaler).
-- ``auto``: ``bf16`` where the hardware runs it natively, ``fp32`` everywhere else.
+- ``auto``: ``bf16`` where the hardware runs it natively; on a GPU without bf16 but with fp16 tensor cores
+  (compute capability 7.x: Volta, Turing), ``fp16``; ``fp32`` everywhere else.
 
 Features are read from PyTorch's own CPU probe (cpuinfo) and, failing that, from the kernel's
 ``/proc/cpuinfo`` flags, never from the CPU's model name.
@@ -40,6 +41,7 @@ __all__ = [
     "cpu_name",
     "describe_device",
     "describe_machine",
+    "fp16_tensor_cores",
     "ieee_fp32",
     "native_bf16",
     "resolve_precision",
@@ -122,6 +124,20 @@ def native_bf16(device: torch.device, features: dict[str, bool] | None = None) -
     return False, "this CPU has neither AMX-BF16 nor AVX512-BF16, so bf16 would be emulated (slower)"
 
 
+def fp16_tensor_cores(device: torch.device) -> tuple[bool, str]:
+    """Whether the CUDA ``device`` multiplies fp16 on tensor cores (compute capability >= 7.0), and why.
+
+    Asked only of GPUs without native bf16 (Volta and Turing): there fp16 autocast runs the convolutions on
+    tensor cores, several times fp32's rate, and costs SIAN less PSNR than bf16 (docs/benchmarks.md). Older
+    GPUs (Pascal and before) have no tensor cores, and some of them run fp16 far slower than fp32: fp32.
+    """
+    name = torch.cuda.get_device_name(device)
+    major, minor = torch.cuda.get_device_capability(device)
+    if major >= 7:
+        return True, f"{name} has no native bf16 but has fp16 tensor cores (compute capability {major}.{minor})"
+    return False, f"{name} has neither native bf16 nor tensor cores (compute capability {major}.{minor})"
+
+
 @dataclass(frozen=True)
 class PrecisionChoice:
     precision: str  # fp32 | bf16 | fp16: what runs
@@ -144,7 +160,13 @@ def resolve_precision(precision: str, device: torch.device, features: dict[str, 
     if precision != "auto":
         return PrecisionChoice(precision, "requested")
     native, why = native_bf16(device, features)
-    return PrecisionChoice("bf16" if native else "fp32", f"auto: {why}")
+    if native:
+        return PrecisionChoice("bf16", f"auto: {why}")
+    if device.type == "cuda":
+        fp16, why = fp16_tensor_cores(device)
+        if fp16:
+            return PrecisionChoice("fp16", f"auto: {why}")
+    return PrecisionChoice("fp32", f"auto: {why}")
 
 
 def autocast(choice: PrecisionChoice | str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -70,7 +70,7 @@ class ServeConfig:
     max_upload_bytes: int = 25 * 1024**2
     max_pixels: int = 24_000_000
     tile: int | None = None
-    precision: str = "auto"  # sian.precision: bf16 where the hardware runs it natively, else fp32
+    precision: str = "auto"  # sian.precision: bf16 where native, fp16 on older tensor-core GPUs, else fp32
     # Admission: `slots` derains run at once, `queue` more uploads may wait for one (at most `queue_timeout`
     # seconds); beyond that a derain request gets 503 + Retry-After before its body is read or decoded.
     slots: int = 1

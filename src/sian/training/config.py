@@ -102,7 +102,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     # Autocast of the forward pass (loss, gradients and optimizer state stay fp32): fp32 | bf16 | fp16 (CUDA,
-    # with a gradient scaler) | auto (bf16 where the hardware runs it natively, else fp32; sian.precision).
+    # with a gradient scaler) | auto (bf16 where the hardware runs it natively, fp16 on GPUs with tensor cores
+    # but no bf16, else fp32; sian.precision).
     precision: str = "fp32"
     threads: int = 0  # CPU threads per process (0: PyTorch's default)
     log_every: int = 10
