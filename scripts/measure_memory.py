@@ -5,6 +5,9 @@ in a child process with the named model (random weights of the registered varian
 installed: the memory and time do not depend on the weights), and reports the child's peak RSS.
 
 Usage: python scripts/measure_memory.py [--width 4000 --height 3000] [--variant sian] [--max-memory-gb 2]
+                                        [--precision auto|fp32|bf16]
+
+``--precision`` is passed to `sian derain` (default ``auto``, its own default); the report says what ran.
 """
 
 import argparse
@@ -24,6 +27,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--variant", default="sian")
     parser.add_argument("--max-memory-gb", type=float, default=2.0)
+    parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,15 +54,18 @@ def main() -> None:
         start = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-c", child, "derain", str(tmp / "photo.png"), "-o", str(tmp / "out"),
-             "--model", str(weights), "--max-memory-gb", str(args.max_memory_gb)],
+             "--model", str(weights), "--max-memory-gb", str(args.max_memory_gb), "--precision", args.precision],
             capture_output=True, text=True,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         if result.returncode != 0:
             sys.exit(f"sian derain failed:\n{result.stdout}\n{result.stderr}")
         peak_mb = int(result.stdout.split("VmHWM")[-1].split()[0]) / 1024
-        print(f"{args.width}x{args.height} ({args.width * args.height / 1e6:.1f} MP) with {args.variant}, "
-              f"--max-memory-gb {args.max_memory_gb}: peak RSS {peak_mb:.0f} MB, {seconds:.0f} s")  # fmt: skip
+        ran = result.stdout.split(f"with {weights} (", 1)[-1].split(")\n", 1)[0]  # derain's summary: what ran
+        megapixels = args.width * args.height / 1e6
+        print(f"{args.width}x{args.height} ({megapixels:.1f} MP) with {args.variant}, --max-memory-gb "
+              f"{args.max_memory_gb}, --precision {args.precision} ({ran}): peak RSS {peak_mb:.0f} MB, "
+              f"{seconds:.0f} s, {seconds / megapixels:.1f} s/MP")  # fmt: skip
 
 
 if __name__ == "__main__":
