@@ -33,7 +33,7 @@ from sian.convert import import_weights
 from sian.hub import WEIGHTS, load_model, resolve_weights
 from sian.precision import describe_machine
 from sian.training import load_config
-from sian.training.validation import build_validation_set, validate
+from sian.training.validation import build_validation_set, validate, validation_sources
 from sian.weights import read_weights_file, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,10 +162,11 @@ def main() -> None:
             data = load_config(REPO / config).data
             if args.limit:
                 data.val_count = args.limit
-            val = build_validation_set(data)
-            for name, (path, sha256, tensors) in candidates.items():
-                if is_cached(rows, sha256, tensors, config=config, images=str(len(val))):
-                    continue
+            images = str(len(validation_sources(data)))  # counted without reading: the set is built only if needed
+            todo = {name: found for name, found in candidates.items()
+                    if not is_cached(rows, *found[1:], config=config, images=images)}  # fmt: skip
+            val = build_validation_set(data) if todo else None
+            for name, (path, sha256, tensors) in todo.items():
                 scores = validate(load_model(path), val, torch.device("cpu"))
                 row = {"config": config, "model": name, "sha256": sha256, "tensors_sha256": tensors, "images": len(val),
                        "psnr": f"{scores['val_psnr']:.4f}", "ssim": f"{scores['val_ssim']:.4f}",

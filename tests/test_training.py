@@ -65,12 +65,13 @@ def test_config_files_load_with_their_base_chain():
 
 def test_val_holdout_keeps_validation_images_out_of_training(tmp_path):
     from sian.training.trainer import _build_data
-    from sian.training.validation import build_validation_set
+    from sian.training.validation import build_validation_set, validation_sources
 
     overrides = tiny_overrides(tmp_path, **{"data.val_clean": "[]", "data.val_holdout": 1, "data.val_count": 0})
     cfg = load_config(EMPTY_CONFIG, overrides)
     dataset, _ = _build_data(cfg)
     val = build_validation_set(cfg.data)
+    assert [p.stem for p in validation_sources(cfg.data).clean] == val.names  # listed without rendering
     trained = {p.stem for p in dataset.files}
     assert len(trained) == 3 and len(val) == 1 and val.names[0] not in trained
     assert {val.names[0], *trained} == {f"img{i}" for i in range(4)}
@@ -446,7 +447,7 @@ def make_pair_folder(folder: Path, count: int = 5, size: int = 40) -> Path:
 
 def test_val_split_holds_named_pairs_out_of_training_and_validates_on_them(tmp_path):
     from sian.training.trainer import _build_data
-    from sian.training.validation import build_validation_set
+    from sian.training.validation import build_validation_set, validation_sources
 
     pairs = make_pair_folder(tmp_path / "pairs")
     split = tmp_path / "val.txt"
@@ -460,6 +461,7 @@ def test_val_split_holds_named_pairs_out_of_training_and_validates_on_them(tmp_p
     assert [p.name for p in dataset.pairs] == ["norain-1", "norain-3", "norain-5"]
     val = build_validation_set(cfg.data)
     assert val.names == ["norain-4", "norain-2"]
+    assert [p.name for p in validation_sources(cfg.data).pairs] == val.names and len(validation_sources(cfg.data)) == 2
     assert np.array_equal(val.clean[0], np.asarray(Image.open(pairs / "norain/norain-4.png")))
     # A typo must not let a validation pair slip back into training.
     split.write_text("norain-4\nnorain-22\n")
@@ -590,7 +592,7 @@ def test_issue15_configs_keep_every_validation_background_out_of_training(name, 
     are BSDS500 images too, and must not be trained on (configs/splits/rain100l-train-val20-bsds500.tsv)."""
     from conftest import shared_path
     from sian.training.trainer import _build_data
-    from sian.training.validation import build_validation_set
+    from sian.training.validation import build_validation_set, validation_sources
 
     for needed in ("BSDS500", "Kodak24", "McMaster18", "streaks_garg_nayar", "Rain100L_train"):
         shared_path("data", needed)  # skips, with the reason, when a part of ../shared is missing
@@ -605,7 +607,7 @@ def test_issue15_configs_keep_every_validation_background_out_of_training(name, 
     assert len(backgrounds) == 20 and not trained & {Path(b).stem for b in backgrounds}
     assert len(trained) > 400
     val = build_validation_set(cfg.data)
-    assert set(val.names) & trained == set()
+    assert set(val.names) & trained == set() and len(validation_sources(cfg.data)) == len(val)
     # Both select on issue 14's 20 held-out Rain100L pairs plus 20 held-out streak-rain images (the heavy model
     # too, since it must not damage light rain), and neither trains on those pairs.
     assert val.groups.count("synthetic") == 20 and val.groups.count("pairs") == 20

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._dist import Placement, gather_outcomes
-from ..data import find_pairs
+from ..data import Pair, find_pairs
 from ..inference import Pipeline
 from ..io import read_image, to_tensor
 from ..metrics import psnr_y, quantize, score_y
@@ -19,7 +20,7 @@ from ..synth import synthesize
 from .config import DataConfig
 from .datasets import clean_split, list_clean_images, pairs_of, read_exclusions, read_pair_names, split_pairs
 
-__all__ = ["ValidationSet", "build_validation_set", "validate"]
+__all__ = ["ValidationSet", "ValidationSources", "build_validation_set", "validate", "validation_sources"]
 
 VAL_SEED_OFFSET = 1_000_000  # validation rain seeds never coincide with training sample seeds
 
@@ -44,6 +45,37 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[y : y + th, x : x + tw]
 
 
+@dataclass(frozen=True)
+class ValidationSources:
+    """Which files a config validates on, listed without reading them (:func:`validation_sources`)."""
+
+    pairs: list[Pair]  # real rainy/clean pairs, scored as they are
+    clean: list[Path]  # clean images that get fixed synthetic rain
+    preset: str  # the synthetic rain's preset
+
+    def __len__(self) -> int:
+        return len(self.pairs) + len(self.clean)
+
+
+def validation_sources(data: DataConfig) -> ValidationSources:
+    """The files of a config's validation set, in its order: what :func:`build_validation_set` reads, and how
+    many images it will have, at the cost of listing folders (no image is read or rained on)."""
+    pairs: list[Pair] = []
+    clean: list[Path] = []
+    if data.val_pairs or data.val_split:
+        if data.val_split:
+            _, pairs = split_pairs(pairs_of(data.train_pairs), read_pair_names(data.val_split))
+        else:
+            pairs = find_pairs(data.val_pairs).pairs
+    if data.val_clean or data.val_holdout:
+        if data.val_holdout:
+            _, clean = clean_split(data)
+        else:
+            clean = list_clean_images(data.val_clean, read_exclusions(data.exclude))
+    limit = data.val_count or None
+    return ValidationSources(list(pairs[:limit]), list(clean[:limit]), data.val_preset or data.synth_preset)
+
+
 def build_validation_set(data: DataConfig) -> ValidationSet | None:
     """The fixed validation images of a config, or ``None`` when it names none.
 
@@ -51,6 +83,7 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
     images (``val_clean``, or ``val_holdout`` held out of ``train_clean``), or, for a mixture of both
     training sources, both sets one after the other (the selection score is the mean over all images).
     """
+    sources = validation_sources(data)
     val = ValidationSet([], [], [])
 
     def add(name: str, rainy: np.ndarray, clean: np.ndarray, group: str) -> None:
@@ -59,25 +92,14 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
         val.clean.append(clean)
         val.groups.append(group)
 
-    if data.val_pairs or data.val_split:
-        if data.val_split:
-            _, pairs = split_pairs(pairs_of(data.train_pairs), read_pair_names(data.val_split))
-        else:
-            pairs = find_pairs(data.val_pairs).pairs
-        for pair in pairs[: data.val_count or None]:
-            rainy, clean = read_image(pair.rainy), read_image(pair.clean)
-            add(pair.name, _centre_crop(rainy, data.val_crop), _centre_crop(clean, data.val_crop), "pairs")
-    if data.val_clean or data.val_holdout:
-        if data.val_holdout:
-            _, files = clean_split(data)
-        else:
-            files = list_clean_images(data.val_clean, read_exclusions(data.exclude))
-        preset = data.val_preset or data.synth_preset
-        for index, path in enumerate(files[: data.val_count or None]):
-            image = _centre_crop(read_image(path), data.val_crop)
-            # held_out: streak-bank rain comes from the validation streak sets only (never trained on).
-            synthetic, _ = synthesize(to_tensor(image)[0], preset, seed=VAL_SEED_OFFSET + index, held_out=True)
-            add(path.stem, quantize(synthetic), image, "synthetic")
+    for pair in sources.pairs:
+        rainy, clean = read_image(pair.rainy), read_image(pair.clean)
+        add(pair.name, _centre_crop(rainy, data.val_crop), _centre_crop(clean, data.val_crop), "pairs")
+    for index, path in enumerate(sources.clean):
+        image = _centre_crop(read_image(path), data.val_crop)
+        # held_out: streak-bank rain comes from the validation streak sets only (never trained on).
+        synthetic, _ = synthesize(to_tensor(image)[0], sources.preset, seed=VAL_SEED_OFFSET + index, held_out=True)
+        add(path.stem, quantize(synthetic), image, "synthetic")
     return val if val.names else None
 
 
