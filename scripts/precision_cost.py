@@ -40,6 +40,7 @@ from sian.precision import PrecisionChoice, describe_machine
 from sian.weights import WeightsNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
+EMULATED_FP16 = "emulated on the CPU to measure its rounding, not its speed"
 FIELDS = ["name", "psnr_fp32", "ssim_fp32", "seconds_fp32", "psnr_reduced", "ssim_reduced", "seconds_reduced",
           "machine"]  # fmt: skip
 
@@ -89,7 +90,7 @@ def _reduced_pipeline(model: torch.nn.Module, precision: str, quantization: str)
     pipeline = Pipeline(model, precision="fp32" if emulate else precision, memory_budget=None,
                         quantization=quantization)  # fmt: skip
     if emulate:
-        pipeline.precision = PrecisionChoice("fp16", "emulated on the CPU to measure its rounding, not its speed")
+        pipeline.precision = PrecisionChoice("fp16", EMULATED_FP16)
     return pipeline
 
 
@@ -109,11 +110,11 @@ def main() -> None:
     todo = [p for p in pairs if p.name not in done][: max(0, args.limit - len(rows)) if args.limit else None]
     quantization = "floor" if args.model.startswith("prenet") else "round"
     device = torch.cuda.get_device_name() if args.device == "cuda" else describe_machine()
-    if args.precision == "fp16" and args.device == "cpu":
-        device += ", fp16 emulated"
     with tempfile.TemporaryDirectory() as tmp:
         model = _load(args.model, args.device, shared, tmp)
         reduced_pipeline = _reduced_pipeline(model, args.precision, quantization)
+        if reduced_pipeline.precision.reason == EMULATED_FP16:  # the time column is the emulation's
+            device += ", fp16 emulated"
         for pair in todo:
             (full,) = evaluate(model, [pair], quantization, precision="fp32")
             (reduced,) = evaluate(reduced_pipeline, [pair], quantization)
