@@ -8,9 +8,9 @@
 # configs/rain100l-cpu.yaml first). Same configs, same runs as on the CPU: the log records the machine of
 # every resume and scripts/summarize_log.py counts GPU steps in CPU-equivalent hours.
 #
-# Here first:  python scripts/gpu_kit.py pack     (build/gpu: wheels, part1..partN; it prints the calls)
+# Here first:  python scripts/gpu_kit.py pack     (build/gpu/wheels, build/gpu/train/part1..N; it prints the calls)
 # Then device calls back to back (the machine stays warm 30 s between them; each call's carried parts stay):
-#   one call per part, carry ["build/gpu/partK"] (the last also "build/gpu/wheels"), command "true";
+#   one call carrying ["build/gpu/wheels"], then one per part, carry ["build/gpu/train/partK"], command "true";
 #   the last part's call runs the training instead, e.g. with timeout_s 600:
 #     bash scripts/gpu_train.sh 540 configs/rain100l-cpu.yaml configs/sian-general.yaml configs/sian-streaks-heavy.yaml
 #   (the Rain100L run alone needs only the first parts, which hold Rain100L_train and nothing else: pack
@@ -31,7 +31,7 @@ export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1
 # Unpacked where the runs' saved configs expect it (../shared beside the checkout, SIAN_SHARED unset): a
 # resume refuses a config whose data paths differ from the saved ones.
 unset SIAN_SHARED
-python3 scripts/gpu_kit.py unpack ../shared build/gpu/part*
+python3 scripts/gpu_kit.py unpack ../shared build/gpu/train/part*
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: training where sian finds a device"
 # Data workers render issue 15's synthetic rain beside the GPU; samples are a function of (seed, index), so
 # the worker count changes nothing but speed (it is one of the keys a resume may change).

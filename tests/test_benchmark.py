@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from sian.benchmark import BenchRow, interleaved_times, run_benchmark, to_markdown, turn_ratios
 
@@ -33,8 +34,48 @@ def test_bench_refuses_a_precision_it_cannot_measure_on_the_cpu():
 
     from sian.cli import app
 
-    result = CliRunner().invoke(app, ["bench", "--size", "8x8", "--precision", "fp16"])
-    assert result.exit_code == 2 and "--precision takes fp32 or bf16 or auto, got 'fp16'" in result.output
+    result = CliRunner().invoke(app, ["bench", "--size", "8x8", "--precision", "fp16", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "--precision takes fp32 or bf16 or auto on cpu (fp16 needs --device cuda), got 'fp16'" in result.output
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):  # the Python API refuses it too
+        run_benchmark([(8, 8)], repeats=1, warmup=0, train_precisions=(), infer_precisions=("fp16",), device="cpu")
+
+
+def test_bench_on_an_absent_gpu_is_a_clear_error(monkeypatch):
+    from typer.testing import CliRunner
+
+    from sian.cli import app
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(app, ["bench", "--size", "8x8", "--device", "cuda"])
+    assert result.exit_code == 2 and "sees no CUDA device" in result.output
+
+
+def test_gpu_rows_report_gpu_memory_and_every_reduced_precision():
+    def row(model, precision, seconds):
+        return BenchRow("inference", model, "8x8", precision, seconds, 1.0, 2.0, 3.0, 900.0, [seconds], "cuda", 123.0)
+
+    rows = [row(m, p, s * (1.5 if m == "sian" else 1.0)) for p, s in (("fp32", 0.04), ("bf16", 0.02), ("fp16", 0.01))
+            for m in ("sian", "prenet")]  # fmt: skip
+    machine = {"date": "d", "cpu": "c", "threads": 16, "torch": "t", "python": "p", "cpu_features": {}, "cuda": "13.0",
+               "auto_precision": "bf16 (auto: G supports bf16)", "gpu": "G (compute capability 9.0)"}  # fmt: skip
+    table = to_markdown(rows, machine)
+    assert "Ran on the GPU: G (compute capability 9.0), CUDA 13.0" in table and "the fused kernel is the CPU's" in table
+    assert "| peak RSS (MB) | peak GPU (MB) |" in table and "| 900 | 123 |" in table
+    assert "sian: bf16 image rate 2.00x fp32's" in table and "sian: fp16 image rate 4.00x fp32's" in table
+    assert "inference 8x8 fp16: time ratio sian/prenet = 1.50" in table
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_bench_on_the_gpu_in_every_precision():
+    rows, machine = run_benchmark([(40, 32)], train_batch=2, train_patch=24, repeats=1, warmup=1,
+                                  train_precisions=("fp32", "fp16"), infer_precisions=("fp32", "bf16", "fp16", "auto"),
+                                  device="cuda")  # fmt: skip
+    assert {(r.kind, r.precision) for r in rows} == {
+        ("inference", "fp32"), ("inference", "bf16"), ("inference", "fp16"), ("training", "fp32"), ("training", "fp16")
+    }  # fmt: skip
+    assert all(r.device == "cuda" and r.peak_gpu_mb > 0 and r.seconds > 0 for r in rows)
+    assert "compute capability" in machine["gpu"] and "Ran on the GPU" in to_markdown(rows, machine)
 
 
 def test_bench_without_training_rows():

@@ -7,6 +7,11 @@ paired ratio. The reported ratio is the median of those per-turn ratios with its
 load from another process spoils one turn's pair, not one model's median. FLOPs
 (torch.utils.flop_counter) and peak memory come from one extra run in a fresh subprocess per
 measurement (RSS never shrinks, so one process each is the honest attribution).
+
+On a GPU (``device="cuda"``) an inference is what ``sian derain`` does with a decoded image: the float32
+image moves to the GPU, is derained and comes back, so each timed run ends when the result is on the host;
+a training step ends with a device synchronisation. Peak memory is then the GPU's (PyTorch's allocator
+peak) beside the process's RSS.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ._allocator import keep_freed_memory
 from ._native import dog_library
-from .inference import derain_tensor
+from .inference import derain_tensor, resolve_device
 from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
 
@@ -48,6 +53,8 @@ class BenchRow:
     gflops_per_second: float
     peak_rss_mb: float
     turn_seconds: list[float]  # every timed run, in turn order (paired with the other models' runs)
+    device: str = "cpu"  # cpu | cuda
+    peak_gpu_mb: float | None = None  # PyTorch's peak GPU allocation (CUDA rows only)
 
 
 def _count_flops(fn) -> float:
@@ -72,30 +79,37 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def inference_workload(model_name: str, width: int, height: int, precision: str = "fp32"):
+def inference_workload(model_name: str, width: int, height: int, precision: str = "fp32", device: str = "cpu"):
     """A callable that derains one random ``width x height`` image the way ``sian derain`` does, with the
-    forward pass in ``precision`` (autocast, :mod:`sian.precision`)."""
+    forward pass in ``precision`` (autocast, :mod:`sian.precision`), on ``device``; the image starts and
+    ends on the host."""
     torch.manual_seed(0)
-    model = create_model(model_name).eval().to(memory_format=torch.channels_last)
+    model = create_model(model_name).eval().to(torch.device(device), memory_format=torch.channels_last)
     image = torch.rand(1, 3, height, width)
-    return lambda: derain_tensor(model, image, memory_budget=None, precision=precision)
+    return lambda: derain_tensor(model, image, memory_budget=None, precision=precision).cpu()
 
 
-def training_workload(model_name: str, batch: int, patch: int, precision: str = "fp32"):
+def training_workload(model_name: str, batch: int, patch: int, precision: str = "fp32", device: str = "cpu"):
     """A callable that runs one training step (forward, stage loss, backward, Adam) on random patches,
-    with the trainer's own forward-and-loss function (:func:`sian.training.trainer.forward_loss`)."""
+    with the trainer's own forward-and-loss function (:func:`sian.training.trainer.forward_loss`) and, for
+    fp16, its gradient scaler."""
     from .training.trainer import forward_loss
 
     torch.manual_seed(0)
-    model = create_model(model_name).train()
+    where = torch.device(device)
+    model = create_model(model_name).train().to(where)
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
-    rainy, clean = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, patch, patch)
-    choice = resolve_precision(precision, rainy.device)
+    rainy, clean = (torch.rand(batch, 3, patch, patch).to(where) for _ in range(2))
+    choice = resolve_precision(precision, where)
+    scaler = torch.amp.GradScaler(where.type, enabled=choice.precision == "fp16")
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        forward_loss(model, rainy, clean, "ssim", choice)[1].backward()
-        optimizer.step()
+        scaler.scale(forward_loss(model, rainy, clean, "ssim", choice)[1]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if where.type == "cuda":
+            torch.cuda.synchronize(where)  # the step is done when the GPU is
 
     return step
 
@@ -106,14 +120,16 @@ def _workload(spec: dict):
     return inference_workload(**spec) if kind == "inference" else training_workload(**spec)
 
 
-def measure_footprint(spec: dict) -> tuple[float, float]:
-    """``(GFLOP, peak RSS in MB)`` of one run of a workload; call in a fresh process for a clean RSS."""
+def measure_footprint(spec: dict) -> tuple[float, float, float | None]:
+    """``(GFLOP, peak RSS in MB, peak GPU memory in MB or None)`` of one run of a workload; call in a fresh
+    process for a clean RSS."""
     fn = _workload(spec)
     flops = _count_flops(fn)
-    return flops / 1e9, _peak_rss_mb()
+    on_gpu = spec.get("device", "cpu").startswith("cuda")
+    return flops / 1e9, _peak_rss_mb(), torch.cuda.max_memory_allocated() / 1e6 if on_gpu else None
 
 
-def _isolated_footprint(spec: dict) -> tuple[float, float]:
+def _isolated_footprint(spec: dict) -> tuple[float, float, float | None]:
     code = (
         "import json, sys; from sian._allocator import keep_freed_memory; keep_freed_memory(); "
         "from sian.benchmark import measure_footprint; "
@@ -157,36 +173,40 @@ def run_benchmark(
     sizes: list[tuple[int, int]], train_batch: int = 4, train_patch: int = 120, repeats: int = 5,
     models: tuple[str, ...] = ("sian", "prenet"), warmup: int = 1,
     train_precisions: tuple[str, ...] = ("fp32", "bf16"), infer_precisions: tuple[str, ...] = ("fp32",),
+    device: str | torch.device | None = "cpu",
 ) -> tuple[list[BenchRow], dict]:  # fmt: skip
     """Inference at every size (in each of ``infer_precisions``) and training throughput (in each of
-    ``train_precisions``) for every model, timed in turns in this process; FLOPs and peak memory from one
-    isolated run each. Returns the rows and a machine description (CPU, its bf16 features, and what ``auto``
-    picks on it).
+    ``train_precisions``) for every model on ``device`` (``None`` or ``"auto"``: CUDA when available), timed
+    in turns in this process; FLOPs and peak memory from one isolated run each. Returns the rows and a
+    machine description (CPU, its bf16 features, the GPU if one ran, and what ``auto`` picks on the device).
 
     ``auto`` among ``infer_precisions`` is resolved first (the rows say what ran, the machine says why), and
     a precision is measured once however often it is named: ``fp32`` and ``auto`` on a CPU without native
-    bf16 give one row per model and size.
+    bf16 give one row per model and size. ``fp16`` needs a CUDA device (``ValueError`` elsewhere).
 
     Runs with the allocator setting of ``sian train`` (:mod:`sian._allocator`), for every row alike."""
     allocator = keep_freed_memory()
-    cpu = torch.device("cpu")
-    auto = resolve_precision("auto", cpu)
+    where = resolve_device(device)
+    auto = resolve_precision("auto", where)
+    for precision in (*infer_precisions, *train_precisions):
+        resolve_precision(precision, where)  # an impossible request fails before anything is timed
     infer = dict.fromkeys(auto.precision if p == "auto" else p for p in infer_precisions)
-    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h, "precision": p}, p)
+    on = {"device": str(where)}
+    groups = [("inference", f"{w}x{h}", w * h, {"width": w, "height": h, "precision": p, **on}, p)
               for w, h in sizes for p in infer]  # fmt: skip
     pixels = train_batch * train_patch * train_patch
     for precision in train_precisions:
-        groups.append(("training", f"{train_batch}x{train_patch}x{train_patch}", pixels,
-                       {"batch": train_batch, "patch": train_patch, "precision": precision}, precision))  # fmt: skip
+        args = {"batch": train_batch, "patch": train_patch, "precision": precision, **on}
+        groups.append(("training", f"{train_batch}x{train_patch}x{train_patch}", pixels, args, precision))
     rows = []
     for kind, size, pixel_count, args, precision in groups:
         specs = {name: {"kind": kind, "model_name": name, **args} for name in models}
         times = interleaved_times({n: _workload(spec) for n, spec in specs.items()}, warmup, repeats)
         for name in models:
-            gflops, peak = _isolated_footprint(specs[name])
+            gflops, peak, peak_gpu = _isolated_footprint(specs[name])
             seconds = statistics.median(times[name])
             rows.append(BenchRow(kind, name, size, precision, seconds, pixel_count / seconds / 1e6, gflops,
-                                 gflops / seconds, peak, times[name]))  # fmt: skip
+                                 gflops / seconds, peak, times[name], where.type, peak_gpu))  # fmt: skip
     machine = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_name(),
@@ -198,7 +218,12 @@ def run_benchmark(
         "allocator_keeps_freed_memory": allocator,
         "auto_precision": f"{auto.precision} ({auto.reason})",
         "fused_dog": dog_library() is not None,
+        "device": where.type,
     }
+    if where.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(where)
+        machine["gpu"] = f"{torch.cuda.get_device_name(where)} (compute capability {major}.{minor})"
+        machine["cuda"] = torch.version.cuda
     return rows, machine
 
 
@@ -207,28 +232,38 @@ _DOG_PATHS = {
     False: "PyTorch operations (no C compiler, or SIAN_NATIVE=0).",
     None: "not recorded.",
 }
+_DOG_ON_GPU = "PyTorch operations on the GPU (the fused kernel is the CPU's)."
 
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
     features = machine.get("cpu_features", {})
+    gpu = machine.get("gpu")
+    on_gpu = any(r.peak_gpu_mb is not None for r in rows)
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
         f"torch {machine['torch']}, Python {machine['python']}; models timed in turns (order reversed "
         f"every turn), median of {machine.get('repeats', '?')} runs after a warm-up.",
         "",
+    ]
+    if gpu:
+        lines += [f"Ran on the GPU: {gpu}, CUDA {machine.get('cuda')}; each inference moves the image to the GPU "
+                  "and the result back, as `sian derain` does.", ""]  # fmt: skip
+    lines += [
         f"CPU features: {', '.join(k for k, v in features.items() if v) or 'none of note'}"
         f" (absent: {', '.join(k for k, v in features.items() if not v) or 'none'}); "
         f"`--precision auto` picks {machine.get('auto_precision', '?')}.",
         "",
-        f"SIAN's DoG pyramid (inference): {_DOG_PATHS[machine.get('fused_dog')]}",
+        f"SIAN's DoG pyramid (inference): {_DOG_ON_GPU if gpu else _DOG_PATHS[machine.get('fused_dog')]}",
         "",
-        "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |"
+        + (" peak GPU (MB) |" if on_gpu else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if on_gpu else ""),
     ]
     for r in rows:
+        gpu_cell = f" {r.peak_gpu_mb:.0f} |" if on_gpu and r.peak_gpu_mb is not None else (" |" if on_gpu else "")
         lines.append(f"| {r.kind} | {r.model} | {r.size} | {r.precision} | {r.seconds:.3f} | "
                      f"{r.megapixels_per_second:.4f} | {r.gflops:.1f} | {r.gflops_per_second:.1f} | "
-                     f"{r.peak_rss_mb:.0f} |")  # fmt: skip
+                     f"{r.peak_rss_mb:.0f} |{gpu_cell}")  # fmt: skip
     lines.append("")
     a, b = models
     for key in dict.fromkeys((r.kind, r.size, r.precision) for r in rows):
@@ -240,15 +275,15 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
             lines.append(f"- {key[0]} {key[1]} {key[2]}: time ratio {a}/{b} = {r['median']:.2f} "
                          f"(median of {r['turns']} per-turn ratios, quartiles {r['q1']:.2f}-{r['q3']:.2f}; "
                          f"ratio of medians {median_ratio:.2f}; FLOP ratio {flop_ratio:.2f})")  # fmt: skip
-    # Speed-up of bf16 over fp32, same model, kind and size, same run (ratio of medians; the benchmark runs on
-    # the CPU, where fp16 is refused).
+    # Speed-up of each reduced precision over fp32, same model, kind and size, same run (ratio of medians).
     for kind, size in dict.fromkeys((r.kind, r.size) for r in rows):
         for model in models:
             by_precision = {r.precision: r for r in rows if (r.kind, r.size, r.model) == (kind, size, model)}
-            if "fp32" in by_precision and "bf16" in by_precision:
-                speedup = by_precision["fp32"].seconds / by_precision["bf16"].seconds
-                what = "step rate" if kind == "training" else "image rate"
-                lines.append(f"- {kind} {size} {model}: bf16 {what} {speedup:.2f}x fp32's (ratio of medians)")
+            for reduced in ("bf16", "fp16"):
+                if "fp32" in by_precision and reduced in by_precision:
+                    speedup = by_precision["fp32"].seconds / by_precision[reduced].seconds
+                    what = "step rate" if kind == "training" else "image rate"
+                    lines.append(f"- {kind} {size} {model}: {reduced} {what} {speedup:.2f}x fp32's (ratio of medians)")
     return "\n".join(lines) + "\n"
 
 

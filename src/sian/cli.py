@@ -697,17 +697,21 @@ def bench_command(
     repeats: Annotated[int, typer.Option(help="Timed repetitions (median reported).")] = 5,
     train_precision: Annotated[
         list[str] | None,
-        typer.Option(help="Training rows in these precisions (repeatable; default fp32 and bf16; none: no training)."),
+        typer.Option(
+            help="Training rows in these precisions (repeatable; default fp32 and bf16; fp16 on a GPU; none: no "
+            "training)."
+        ),
     ] = None,
     precision: Annotated[
         list[str] | None,
         typer.Option(
-            help="Inference rows in these precisions (repeatable; default fp32): fp32, bf16, or auto, "
-            "what 'sian derain' picks on this machine."
+            help="Inference rows in these precisions (repeatable; default fp32): fp32, bf16, fp16 (GPU), or "
+            "auto, what 'sian derain' picks on this machine."
         ),
     ] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
 ) -> None:
     """Time SIAN against PReNet (inference at each size, training throughput) in one run."""
     from .benchmark import rows_to_dict, run_benchmark, to_markdown
@@ -725,14 +729,20 @@ def bench_command(
     if train_precisions == ("none",):  # inference rows only: the training rows take most of a run's time
         train_precisions = ()
     infer_precisions = tuple(precision or ("fp32",))
-    # The benchmark runs on the CPU, where fp16 autocast is emulated.
-    for option, values, allowed in (("--train-precision", train_precisions, ("fp32", "bf16")),
-                                    ("--precision", infer_precisions, ("fp32", "bf16", "auto"))):  # fmt: skip
+    try:
+        where = resolve_device(device)
+    except RuntimeError as error:
+        raise _fail(str(error)) from None
+    # fp16 only on a GPU: a CPU runs fp16 autocast emulated, which would time the emulation.
+    reduced = ("bf16", "fp16") if where.type == "cuda" else ("bf16",)
+    for option, values, allowed in (("--train-precision", train_precisions, ("fp32", *reduced)),
+                                    ("--precision", infer_precisions, ("fp32", *reduced, "auto"))):  # fmt: skip
         bad = [p for p in values if p not in allowed]
         if bad:
-            raise _fail(f"{option} takes {' or '.join(allowed)}, got {bad[0]!r}")
+            on = f" on {where.type}" + (" (fp16 needs --device cuda)" if bad[0] == "fp16" else "")
+            raise _fail(f"{option} takes {' or '.join(allowed)}{on}, got {bad[0]!r}")
     rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats, train_precisions=train_precisions,
-                                  infer_precisions=infer_precisions)  # fmt: skip
+                                  infer_precisions=infer_precisions, device=where)  # fmt: skip
     table = to_markdown(rows, machine)
     report.say(table)
     if markdown is not None:
