@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# Issue 16's GPU half of `--precision auto`, measured on a GPU machine lent by the `device` tool, in one call:
-#   1. `sian bench --device cuda`: SIAN and PReNet at 481x321 and 1920x1080 in fp32 (IEEE, no TF32), bf16,
-#      fp16 and auto, training steps in all three; then twice more at 481x321, inference only (3 runs in all).
-#   2. scripts/precision_cost.py --device cuda: the PSNR cost of bf16 and fp16 on all 100 Rain100L test images
-#      with the authors' SIAN and with our default sian-general (cuDNN's own reduced-precision convolutions,
-#      where the CPU run of fp16 was emulated), and fp32 on the GPU against the CPU's scores.
-#   3. `sian derain --verbose` on one image: the precision auto picks on this GPU, and why.
-#   4. the tests that touch CUDA, on CUDA.
-# Everything lands in $OUT/gpu-precision.tar (re-written after every step, so a call stopped at its limit
-# still returns what finished); extract it into build/ here and copy what the docs cite.
+# Issue 16's measurements on a machine lent by the `device` tool, in one call:
+#   bash scripts/gpu_precision_checks.sh [STEP ...]      (default: amx bench cost tests)
+#   amx    the lent machine's own CPU, if it has AMX (the H200 machines' Xeon host had it on 2026-11-27): three
+#          `sian bench --device cpu` runs at 481x321 pinned to 2 cores, auto against fp32: issue 16's last
+#          acceptance line (>= 2x on a CPU with AMX), which no 2-core session machine has offered yet. ~4 min.
+#   bench  `sian bench --device cuda` at 481x321 in fp32 (IEEE, no TF32), bf16, fp16 and auto, three runs
+#          (~75 s each on an H200, most of it in the isolated footprint runs).
+#   cost   scripts/precision_cost.py --device cuda: the PSNR cost of bf16 and fp16 on all 100 Rain100L test
+#          images, the authors' SIAN and sian-general (needs the eval kit below; ~25 s each on an H200).
+#   tests  the test files that touch CUDA, on CUDA.
+# Every step is time-boxed; everything lands in $OUT/gpu-precision.tar, re-written after every step, so a call
+# stopped at its limit still returns what finished. Extract it into build/ here, then copy what the docs cite.
+# Done on 2026-11-27 (docs/benchmarks.md, "On a GPU"): bench and cost. Left: amx, tests.
 #
-# Here first:  python scripts/gpu_kit.py pack eval     (build/gpu/wheels, build/gpu/eval/part1..N; prints the
-# device calls: one per folder, carried, "true" until the last, which runs this script; timeout_s 560: the steps are time-boxed to about 530 s).
+# The wheels the device image lacks: `python scripts/gpu_kit.py pack eval` here (build/gpu/wheels, and for
+# `cost` build/gpu/eval/part1..N); it prints the device calls, one per folder carried, "true" until the last,
+# which runs this script. Without `cost` one call does: carry ["build/gpu/wheels"], timeout_s 560.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+steps=("$@")
+[ "${#steps[@]}" -gt 0 ] || steps=(amx bench cost tests)
 out="${OUT:-/tmp/out}"
 results=/tmp/gpu-precision
+stamp="$(date -u +%Y-%m-%d)"
 mkdir -p "$out" "$results"
 save() { tar -cf "$out/gpu-precision.tar" -C "$(dirname "$results")" "$(basename "$results")"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
   build/gpu/wheels/*.whl || exit 2
 export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1 SIAN_SHARED=/tmp/shared
-python3 scripts/gpu_kit.py unpack /tmp/shared build/gpu/eval/part* || exit 2
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-  lscpu | grep -E "Model name|^CPU\(s\)"; } 2>&1 | tee "$results/machine.txt"
+  lscpu; } > "$results/machine.txt" 2>&1
+grep -E "Model name|^CPU\(s\)" "$results/machine.txt"
 
 step() {  # step NAME SECONDS COMMAND...: time-boxed, logged, saved
   local name="$1" seconds="$2"
@@ -32,27 +39,37 @@ step() {  # step NAME SECONDS COMMAND...: time-boxed, logged, saved
   echo "== $name ($(date -u +%H:%M:%S))"
   timeout -k 10 "$seconds" "$@" > "$results/$name.log" 2>&1
   echo "rc $? after $name" | tee -a "$results/$name.log"
-  tail -n 25 "$results/$name.log"
+  grep -E "ratio|rate|auto|cost|passed|failed|error" "$results/$name.log" | tail -n 12
   save
 }
 
-sizes=(--size 481x321)
-step bench-1 150 python3 -m sian bench --device cuda "${sizes[@]}" --size 1920x1080 --repeats 20 \
-  --precision fp32 --precision bf16 --precision fp16 --precision auto \
-  --train-precision fp32 --train-precision bf16 --train-precision fp16 --markdown "$results/bench-cuda-1.md"
-for model in sian-rain100l sian-general; do
-  for precision in bf16 fp16; do
-    step "cost-$model-$precision" 60 python3 scripts/precision_cost.py --device cuda --model "$model" \
-      --precision "$precision"
-    cp docs/results/precision/"$model-$precision"-cuda.* "$results/" 2>/dev/null
-  done
+for s in "${steps[@]}"; do
+  case "$s" in
+    amx)
+      if ! grep -qw amx_bf16 /proc/cpuinfo; then echo "amx: this host CPU has no AMX-BF16; skipped"; continue; fi
+      for run in 1 2 3; do  # two cores, two threads: the 2-core machines the issue's figures come from
+        step "amx-$run" 150 env OMP_NUM_THREADS=2 taskset -c 0,1 python3 -m sian bench --device cpu --size 481x321 \
+          --precision fp32 --precision auto --train-precision none --repeats 7 \
+          --markdown "$results/native-bf16-amx-$stamp-$run.md"
+      done ;;
+    bench)
+      for run in 1 2 3; do
+        step "bench-$run" 100 python3 -m sian bench --device cuda --size 481x321 --repeats 20 --train-precision none \
+          --precision fp32 --precision bf16 --precision fp16 --precision auto --markdown "$results/bench-cuda-$run.md"
+      done ;;
+    cost)
+      python3 scripts/gpu_kit.py unpack /tmp/shared build/gpu/eval/part* || { echo "cost: carry the eval kit"; continue; }
+      for model in sian-rain100l sian-general; do
+        for precision in bf16 fp16; do
+          step "cost-$model-$precision" 60 python3 scripts/precision_cost.py --device cuda --model "$model" \
+            --precision "$precision"
+          cp docs/results/precision/"$model-$precision"-cuda.* "$results/" 2>/dev/null
+        done
+      done ;;
+    tests)
+      step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_benchmark.py tests/test_precision.py \
+        tests/test_models.py ;;
+    *) echo "unknown step $s (amx, bench, cost, tests)" >&2; exit 2 ;;
+  esac
 done
-for run in 2 3; do
-  step "bench-$run" 45 python3 -m sian bench --device cuda "${sizes[@]}" --repeats 20 --train-precision none \
-    --precision fp32 --precision bf16 --precision fp16 --precision auto --markdown "$results/bench-cuda-$run.md"
-done
-step derain-verbose 30 python3 -m sian derain /tmp/shared/data/Rain100L_test/rainy/rain-001.png -o /tmp/derained \
-  --verbose
-step pytest-cuda 60 python3 -m pytest -q -p no:cacheprovider tests/test_benchmark.py tests/test_precision.py \
-  tests/test_models.py tests/test_pipeline.py
 echo "done $(date -u +%H:%M:%S)"
