@@ -13,7 +13,8 @@
 # and 10-40x slower.
 # Done so far (docs/benchmarks.md, "Reduced precision"): steps 1 and 2 on an AVX512-BF16 CPU without AMX
 # (2026-11-26; step 2's CSVs are complete, so a rerun only reprints them). Left for a CPU with AMX: step 1
-# (issue 16's 2x is asked there) and step 3.
+# (issue 16's 2x is asked there) and step 3. The GPU machines the `device` tool lends had an AMX Xeon host on
+# 2026-11-27: `bash scripts/gpu_precision_checks.sh amx` runs step 1 there, pinned to two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sian="${SIAN:-.venv/bin/sian}"
