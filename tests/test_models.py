@@ -151,3 +151,18 @@ def test_optimised_inference_path_equals_the_straightforward_release_in_float32(
         expected = release_sian(authors, rainy)[-1]
     got = derain_tensor(model, rainy, memory_budget=None)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_sian_forward_dispatches_no_more_operations_than_it_needs():
+    """On a GPU every PyTorch operation costs a launch whatever its size (issue 16: SIAN took 1.6-2.7x PReNet's
+    time on an H200 against a FLOP ratio of 1.46). After its first forward SIAN dispatches 795 operations per
+    forward (216 convolutions); 1276 before its DoG blurs stopped rebuilding their weights every time."""
+    from sian.benchmark import operation_counts
+
+    model = create_model("sian").eval()
+    x = torch.rand(1, 3, 32, 28)
+    with torch.inference_mode():
+        model(x)
+        counts = operation_counts(lambda: model(x))
+    assert counts["conv2d"] == 216  # 20 layers and 16 blurs a stage, six stages
+    assert sum(counts.values()) <= 800, counts.most_common(10)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sian import _native, scale_space
+from sian.benchmark import operation_counts
 from sian.scale_space import DoGPyramid, dog_pyramid, gaussian_blur, gaussian_kernels, sift_sigmas
 
 DOCUMENTED_SIGMAS = [1.5199, 1.2263, 1.5450, 1.9466, 2.4525, 3.0900]
@@ -153,6 +154,39 @@ def test_inference_stacks_equal_the_autograd_ones_bit_for_bit(mode, layout, monk
     for a, b in zip(streamed, recorded, strict=True):
         assert a.is_contiguous(memory_format=layout)
         assert torch.equal(a, b.detach())
+
+
+@pytest.mark.parametrize("mode", ["release", "full"])
+def test_blur_weights_are_built_once_per_module_not_per_blur(mode):
+    """Bug (issue 16, found on a GPU): every blur rebuilt its depthwise weights from the 1-D kernel (cast, outer
+    product, expand), five small operations each, 480 of SIAN's 1276 per forward; on a GPU each costs a launch.
+    A DoGPyramid builds them once per dtype, device and width; after that a blur is its convolution(s) alone."""
+    pyramid = DoGPyramid(octaves=3, intervals=3, mode=mode)
+    x = torch.rand(1, 4, 24, 20)
+    with torch.no_grad():
+        first = operation_counts(lambda: pyramid(x))
+        again = operation_counts(lambda: pyramid(x))
+    blurs = 1 + 3 * 5  # the pre-blur, then five per octave
+    assert again["convolution"] == blurs * (1 if mode == "release" else 2)  # conv2d, as no_grad dispatches it
+    assert not {"mul", "expand", "unsqueeze", "_to_copy"} & set(again), again
+    assert sum(first.values()) > sum(again.values())  # the first call built them
+    with torch.no_grad():
+        for a, b in zip(pyramid(x), dog_pyramid(x, mode=mode), strict=True):
+            assert torch.equal(a, b)  # the cached weights are the ones the functional builds per call
+        pyramid(x.double())  # another dtype: its own weights, the float32 ones kept
+    assert {key[1] for key in pyramid._blur_weights} == {torch.float32, torch.float64}
+
+
+def test_blur_weights_cached_under_inference_mode_serve_training():
+    """Validation runs under inference_mode between training steps: the weights it caches must be ordinary
+    tensors, or the next training step's backward fails ("Inference tensors cannot be saved for backward")."""
+    pyramid = DoGPyramid()
+    x = torch.rand(1, 2, 16, 16)
+    with torch.inference_mode():
+        pyramid(x)
+    leaf = x.clone().requires_grad_()
+    pyramid(leaf)[0].sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ peak) beside the process's RSS.
 
 from __future__ import annotations
 
+import collections
 import json
 import platform
 import resource
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._allocator import keep_freed_memory
@@ -36,8 +38,8 @@ from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
 
 __all__ = [
-    "BenchRow", "inference_workload", "interleaved_times", "measure_footprint", "run_benchmark", "training_workload",
-    "turn_ratios",
+    "BenchRow", "inference_workload", "interleaved_times", "measure_footprint", "operation_counts", "run_benchmark",
+    "training_workload", "turn_ratios",
 ]  # fmt: skip
 
 
@@ -61,6 +63,30 @@ def _count_flops(fn) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
+
+
+class _OperationCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operation_counts(fn) -> collections.Counter[str]:
+    """The PyTorch operations that ``fn()`` dispatches, by name. On a GPU each one costs a kernel launch and
+    Python's dispatch whatever its size, so a model of many small operations is bound by their count. A
+    dispatch mode sees PyTorch's operations only: SIAN's fused CPU DoG kernel stays out of it, as on a GPU.
+
+    Example:
+        >>> operation_counts(lambda: torch.ones(3).mul(2).sum())
+        Counter({'ones': 1, 'mul': 1, 'sum': 1})
+    """
+    with _OperationCounter() as counter:
+        fn()
+    return counter.counts
 
 
 def _peak_rss_mb() -> float:

@@ -112,20 +112,51 @@ def gaussian_blur(x: Tensor, kernel: Tensor, border: Literal["zeros", "replicate
     """
     if border not in ("zeros", "replicate"):
         raise ValueError(f"unknown border {border!r}; expected 'zeros' or 'replicate'")
-    channels = x.shape[1]
-    radius = kernel.numel() // 2
-    kernel = kernel.to(dtype=x.dtype, device=x.device)
+    return _convolve(x, _depthwise_weights(kernel, x.shape[1], x.dtype, x.device), kernel.numel() // 2, border)
+
+
+def _depthwise_weights(kernel: Tensor, channels: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+    """The depthwise convolution weights that blur ``channels`` maps with ``kernel``: one 2-D ``(C, 1, K, K)``
+    for small kernels, else a horizontal and a vertical 1-D pass."""
+    kernel = kernel.to(dtype=dtype, device=device)
+    if kernel.numel() < _SEPARABLE_FROM:
+        # One 2-D depthwise pass beats two 1-D passes for small kernels (one read of the maps, not two).
+        return ((kernel[:, None] * kernel[None, :]).expand(channels, 1, -1, -1),)
+    return kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+
+
+def _convolve(x: Tensor, weights: tuple[Tensor, ...], radius: int, border: str) -> Tensor:
     if border == "replicate":
         x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
     padding = radius if border == "zeros" else 0
-    if kernel.numel() < _SEPARABLE_FROM:
-        # One 2-D depthwise pass beats two 1-D passes for small kernels (one read of the maps, not two).
-        weight = (kernel[:, None] * kernel[None, :]).expand(channels, 1, -1, -1)
-        return F.conv2d(x, weight, padding=padding, groups=channels)
-    horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    x = F.conv2d(x, horizontal, padding=(0, padding), groups=channels)
-    return F.conv2d(x, vertical, padding=(padding, 0), groups=channels)
+    if len(weights) == 1:
+        return F.conv2d(x, weights[0], padding=padding, groups=x.shape[1])
+    x = F.conv2d(x, weights[0], padding=(0, padding), groups=x.shape[1])
+    return F.conv2d(x, weights[1], padding=(padding, 0), groups=x.shape[1])
+
+
+class _Blurs:
+    """The blurs of one scale space, ``blurs(x, i)`` = ``gaussian_blur(x, kernels[i], border)``, with each kernel's
+    depthwise weights built once per dtype, device and channel count and kept in ``cache`` (a :class:`DoGPyramid`
+    keeps its cache across calls). Why: building them takes five small operations (cast, two unsqueezes, outer
+    product, expand), which on a GPU cost a launch and a dispatch each, whatever their size: per SIAN forward that
+    was 480 of its 1276 operations, for 96 blurs (scripts/op_count.py). Same weights, same numbers."""
+
+    def __init__(self, kernels: list[Tensor], border: Literal["zeros", "replicate"], cache: dict | None = None):
+        self.kernels, self.border = kernels, border
+        self.cache = {} if cache is None else cache
+
+    def __call__(self, x: Tensor, index: int) -> Tensor:
+        kernel = self.kernels[index]
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a graph records the weights as it builds them
+            return gaussian_blur(x, kernel, self.border)
+        key = (index, x.dtype, x.device, x.shape[1])
+        weights = self.cache.get(key)
+        if weights is None:
+            # Ordinary tensors even when built under inference_mode: training reuses them after validation.
+            with torch.inference_mode(False), torch.no_grad():
+                weights = self.cache[key] = _depthwise_weights(kernel, x.shape[1], x.dtype, x.device)
+        return _convolve(x, weights, kernel.numel() // 2, self.border)
 
 
 def _border(mode: str) -> Literal["zeros", "replicate"]:
@@ -133,7 +164,7 @@ def _border(mode: str) -> Literal["zeros", "replicate"]:
 
 
 def gaussian_octaves(
-    x: Tensor, kernels: list[Tensor], octaves: int = 3, mode: KernelMode = "release"
+    x: Tensor, kernels: list[Tensor], octaves: int = 3, mode: KernelMode = "release", blurs: _Blurs | None = None
 ) -> list[list[Tensor]]:
     """Gaussian images of every octave.
 
@@ -143,21 +174,22 @@ def gaussian_octaves(
             (see :func:`sift_sigmas` and :func:`gaussian_kernels`).
         octaves: number of octaves; octave ``o`` has spatial size ``(H // 2**o, W // 2**o)``.
         mode: ``"release"`` (zero padding) or ``"full"`` (replicate padding).
+        blurs: the blurs of ``kernels`` with a weight cache (:class:`DoGPyramid` passes its own).
 
     Returns:
         ``octaves`` lists of ``len(kernels)`` tensors ``(B, C, H_o, W_o)``.
     """
-    border = _border(mode)
+    blurs = blurs or _Blurs(kernels, _border(mode))
     intervals = len(kernels) - 3
-    first = gaussian_blur(x, kernels[0], border)
+    first = blurs(x, 0)
     pyramid = []
     for octave in range(octaves):
         if octave:
             # Image `intervals` has twice the octave's base blur: subsample it to seed the next octave.
             first = F.max_pool2d(pyramid[-1][intervals], kernel_size=2, stride=2)
         images = [first]
-        for kernel in kernels[1:]:
-            images.append(gaussian_blur(images[-1], kernel, border))
+        for index in range(1, len(kernels)):
+            images.append(blurs(images[-1], index))
         pyramid.append(images)
     return pyramid
 
@@ -190,8 +222,9 @@ def dog_pyramid(
 
 
 def _dog_stacks(
-    x: Tensor, kernels: list[Tensor], octaves: int, mode: KernelMode, reuse: list[Tensor] | None = None
-) -> list[Tensor]:
+    x: Tensor, kernels: list[Tensor], octaves: int, mode: KernelMode, reuse: list[Tensor] | None = None,
+    blurs: _Blurs | None = None,
+) -> list[Tensor]:  # fmt: skip
     """The DoG stacks of :func:`dog_pyramid` and :class:`DoGPyramid`: concatenated differences of the whole
     pyramid where autograd records them, else streamed into (reused) stacks (:func:`_streamed_dogs`)."""
     # Under torch.compile too: Dynamo cannot trace the streamed path's writes into channel slices (`out=`),
@@ -199,11 +232,11 @@ def _dog_stacks(
     if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
         return [
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
-            for images in gaussian_octaves(x, kernels, octaves, mode)
+            for images in gaussian_octaves(x, kernels, octaves, mode, blurs)
         ]
     if _fusable(x, kernels, mode):
         return _fused_dogs(dog_library(), x, kernels, octaves, reuse)
-    return _streamed_dogs(x, kernels, octaves, mode, reuse)
+    return _streamed_dogs(x, kernels, octaves, mode, reuse, blurs)
 
 
 def fused_kernel_serves(mode: str, device: torch.device, dtype: torch.dtype) -> bool:
@@ -273,8 +306,9 @@ def _fused_dogs(
 
 
 def _streamed_dogs(
-    x: Tensor, kernels: list[Tensor], octaves: int, mode: KernelMode, reuse: list[Tensor] | None = None
-) -> list[Tensor]:
+    x: Tensor, kernels: list[Tensor], octaves: int, mode: KernelMode, reuse: list[Tensor] | None = None,
+    blurs: _Blurs | None = None,
+) -> list[Tensor]:  # fmt: skip
     """The stacks of :func:`dog_pyramid` without autograd, the same numbers computed in a cache-friendlier order.
 
     Each difference is written straight into its channel slice of the stack (no concatenation copy) as soon
@@ -283,16 +317,16 @@ def _streamed_dogs(
     stacks of an earlier call are written over: a fresh 100 MB stack per call costs more in page faults than
     the subtractions themselves (54 ms against 15 ms at 481x321, measured).
     """
-    border = _border(mode)
+    blurs = blurs or _Blurs(kernels, _border(mode))
     intervals = len(kernels) - 3
-    seed = gaussian_blur(x, kernels[0], border)
+    seed = blurs(x, 0)
     stacks = []
     for octave in range(octaves):
         stack = _stack_like(seed, len(kernels) - 1, reuse[octave] if reuse and len(reuse) == octaves else None)
         channels = seed.shape[1]
         earlier = seed
-        for level, kernel in enumerate(kernels[1:]):
-            later = gaussian_blur(earlier, kernel, border)
+        for level in range(len(kernels) - 1):
+            later = blurs(earlier, level + 1)
             torch.sub(later, earlier, out=stack[:, level * channels : (level + 1) * channels])
             if level + 1 == intervals:  # twice the octave's base blur: subsampled, it seeds the next octave
                 seed = later
@@ -339,13 +373,17 @@ class DoGPyramid(nn.Module):
         for i, kernel in enumerate(gaussian_kernels(sift_sigmas(sigma, intervals), mode)):
             # Kept in float64 and cast per call, so the module serves float32 and float64 alike.
             self.register_buffer(f"kernel{i}", kernel, persistent=False)
+        self._blur_weights: dict = {}  # the blurs' depthwise weights per dtype, device and width (_Blurs)
 
     @property
     def kernels(self) -> list[Tensor]:
         return [getattr(self, f"kernel{i}") for i in range(self.intervals + 3)]
 
+    def _blurs(self) -> _Blurs:
+        return _Blurs(self.kernels, _border(self.mode), self._blur_weights)
+
     def gaussian_octaves(self, x: Tensor) -> list[list[Tensor]]:
-        return gaussian_octaves(x, self.kernels, self.octaves, self.mode)
+        return gaussian_octaves(x, self.kernels, self.octaves, self.mode, self._blurs())
 
     def forward(self, x: Tensor, reuse: list[Tensor] | None = None) -> list[Tensor]:
         """DoG stacks of every octave (see :func:`dog_pyramid`).
@@ -354,7 +392,7 @@ class DoGPyramid(nn.Module):
         stages): empty at first, it receives the stacks, which later calls of the same size write over.
         The returned stacks are then only valid until the next call.
         """
-        return _dog_stacks(x, self.kernels, self.octaves, self.mode, reuse)
+        return _dog_stacks(x, self.kernels, self.octaves, self.mode, reuse, self._blurs())
 
     def extra_repr(self) -> str:
         return f"octaves={self.octaves}, intervals={self.intervals}, sigma={self.sigma}, mode={self.mode!r}"
