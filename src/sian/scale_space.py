@@ -164,7 +164,7 @@ def _border(mode: str) -> Literal["zeros", "replicate"]:
 
 
 def gaussian_octaves(
-    x: Tensor, kernels: list[Tensor], octaves: int = 3, mode: KernelMode = "release", blurs: _Blurs | None = None
+    x: Tensor, kernels: list[Tensor], octaves: int = 3, mode: KernelMode = "release"
 ) -> list[list[Tensor]]:
     """Gaussian images of every octave.
 
@@ -174,13 +174,15 @@ def gaussian_octaves(
             (see :func:`sift_sigmas` and :func:`gaussian_kernels`).
         octaves: number of octaves; octave ``o`` has spatial size ``(H // 2**o, W // 2**o)``.
         mode: ``"release"`` (zero padding) or ``"full"`` (replicate padding).
-        blurs: the blurs of ``kernels`` with a weight cache (:class:`DoGPyramid` passes its own).
 
     Returns:
         ``octaves`` lists of ``len(kernels)`` tensors ``(B, C, H_o, W_o)``.
     """
-    blurs = blurs or _Blurs(kernels, _border(mode))
-    intervals = len(kernels) - 3
+    return _gaussian_octaves(x, _Blurs(kernels, _border(mode)), octaves)
+
+
+def _gaussian_octaves(x: Tensor, blurs: _Blurs, octaves: int) -> list[list[Tensor]]:
+    intervals = len(blurs.kernels) - 3
     first = blurs(x, 0)
     pyramid = []
     for octave in range(octaves):
@@ -188,7 +190,7 @@ def gaussian_octaves(
             # Image `intervals` has twice the octave's base blur: subsample it to seed the next octave.
             first = F.max_pool2d(pyramid[-1][intervals], kernel_size=2, stride=2)
         images = [first]
-        for index in range(1, len(kernels)):
+        for index in range(1, len(blurs.kernels)):
             images.append(blurs(images[-1], index))
         pyramid.append(images)
     return pyramid
@@ -232,7 +234,7 @@ def _dog_stacks(
     if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
         return [
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
-            for images in gaussian_octaves(x, kernels, octaves, mode, blurs)
+            for images in _gaussian_octaves(x, blurs or _Blurs(kernels, _border(mode)), octaves)
         ]
     if _fusable(x, kernels, mode):
         return _fused_dogs(dog_library(), x, kernels, octaves, reuse)
@@ -383,7 +385,7 @@ class DoGPyramid(nn.Module):
         return _Blurs(self.kernels, _border(self.mode), self._blur_weights)
 
     def gaussian_octaves(self, x: Tensor) -> list[list[Tensor]]:
-        return gaussian_octaves(x, self.kernels, self.octaves, self.mode, self._blurs())
+        return _gaussian_octaves(x, self._blurs(), self.octaves)
 
     def forward(self, x: Tensor, reuse: list[Tensor] | None = None) -> list[Tensor]:
         """DoG stacks of every octave (see :func:`dog_pyramid`).
