@@ -55,14 +55,14 @@ print(f"one stage's DoG: fused float32 {stage_ms(features, True):.1f} ms, "
       f"PyTorch float32 {stage_ms(features, False):.1f} ms")  # fmt: skip
 
 
-def upcast(x, kernels, octaves, mode, reuse=None):
+def upcast(x, kernels, octaves, mode, reuse=None, blurs=None):
     if x.dtype == torch.bfloat16:
         x = x.float().contiguous(memory_format=torch.channels_last)
-    return stacks(x, kernels, octaves, mode, reuse)
+    return stacks(x, kernels, octaves, mode, reuse, blurs)
 
 
-def pytorch_bf16(x, kernels, octaves, mode, reuse=None):
-    return scale_space._streamed_dogs(x, kernels, octaves, mode, reuse)
+def pytorch_bf16(x, kernels, octaves, mode, reuse=None, blurs=None):
+    return scale_space._streamed_dogs(x, kernels, octaves, mode, reuse, blurs)
 
 
 VARIANTS = {"fused bf16": stacks, "PyTorch bf16": pytorch_bf16, "upcast to fused float32": upcast}
