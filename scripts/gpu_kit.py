@@ -115,9 +115,10 @@ def pack(shared: Path, kit: Path, part_bytes: int = PART_BYTES, wheels: bool = T
     for old in kit.glob("part*"):
         shutil.rmtree(old)
     counts, part, used = {}, 1, 0
+    first = dataset_of(datasets[0])
     for dataset in datasets:
-        first = datasets[0]
-        if dataset != first and counts.get(dataset_of(first)) and FIRST_PARTS not in counts:
+        key = dataset_of(dataset)  # as unpack counts it: a single file counts for its folder
+        if key != first and counts.get(first) and FIRST_PARTS not in counts:
             # The other datasets start a fresh part, so the first dataset's parts alone make a complete kit.
             counts[FIRST_PARTS], part, used = part, part + 1, 0
         for group in _packed_items(shared, dataset):
@@ -129,7 +130,6 @@ def pack(shared: Path, kit: Path, part_bytes: int = PART_BYTES, wheels: bool = T
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(blob)
             used += size
-            key = dataset_of(dataset)  # as unpack counts it: a single file counts for its folder
             counts[key] = counts.get(key, 0) + 1
     counts.setdefault(FIRST_PARTS, part)
     (kit / "part1" / "counts.json").write_text(json.dumps(counts, indent=1) + "\n")

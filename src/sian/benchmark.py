@@ -263,8 +263,7 @@ _DOG_ON_GPU = "PyTorch operations on the GPU (the fused kernel is the CPU's)."
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
     features = machine.get("cpu_features", {})
-    gpu = machine.get("gpu")
-    on_gpu = any(r.peak_gpu_mb is not None for r in rows)
+    gpu = machine.get("gpu")  # set by run_benchmark for a CUDA run: its rows carry peak GPU memory
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
         f"torch {machine['torch']}, Python {machine['python']}; models timed in turns (order reversed "
@@ -282,11 +281,11 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
         f"SIAN's DoG pyramid (inference): {_DOG_ON_GPU if gpu else _DOG_PATHS[machine.get('fused_dog')]}",
         "",
         "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |"
-        + (" peak GPU (MB) |" if on_gpu else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if on_gpu else ""),
+        + (" peak GPU (MB) |" if gpu else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""),
     ]
     for r in rows:
-        gpu_cell = f" {r.peak_gpu_mb:.0f} |" if on_gpu and r.peak_gpu_mb is not None else (" |" if on_gpu else "")
+        gpu_cell = "" if not gpu else f" {r.peak_gpu_mb:.0f} |" if r.peak_gpu_mb is not None else " |"
         lines.append(f"| {r.kind} | {r.model} | {r.size} | {r.precision} | {r.seconds:.3f} | "
                      f"{r.megapixels_per_second:.4f} | {r.gflops:.1f} | {r.gflops_per_second:.1f} | "
                      f"{r.peak_rss_mb:.0f} |{gpu_cell}")  # fmt: skip

@@ -231,10 +231,11 @@ def _dog_stacks(
     pyramid where autograd records them, else streamed into (reused) stacks (:func:`_streamed_dogs`)."""
     # Under torch.compile too: Dynamo cannot trace the streamed path's writes into channel slices (`out=`),
     # and inductor writes the differences of the concatenation straight into the stacks anyway.
+    blurs = blurs or _Blurs(kernels, _border(mode))
     if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
         return [
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
-            for images in _gaussian_octaves(x, blurs or _Blurs(kernels, _border(mode)), octaves)
+            for images in _gaussian_octaves(x, blurs, octaves)
         ]
     if _fusable(x, kernels, mode):
         return _fused_dogs(dog_library(), x, kernels, octaves, reuse)
