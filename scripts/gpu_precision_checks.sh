@@ -3,7 +3,8 @@
 #   bash scripts/gpu_precision_checks.sh [STEP ...]      (default: amx blurs bench cost tests)
 #   amx    the lent machine's own CPU, if it has AMX (the H200 machines' Xeon host had it on 2026-11-27): three
 #          `sian bench --device cpu` runs at 481x321 pinned to 2 cores, auto against fp32: issue 16's last
-#          acceptance line (>= 2x on a CPU with AMX), which no 2-core session machine has offered yet. ~4 min.
+#          acceptance line (>= 2x on a CPU with AMX), which no 2-core session machine has offered yet, then
+#          scripts/onednn_breakdown.py on the same two cores (which kernels oneDNN ran). ~5 min.
 #   bench  `sian bench --device cuda` at 481x321 in fp32 (IEEE, no TF32), bf16, fp16 and auto, three runs
 #          (~75 s each on an H200, most of it in the isolated footprint runs).
 #   blurs  scripts/blur_cache_probe.py on the GPU, fp32 and bf16: what building the DoG's blur weights once
@@ -55,7 +56,8 @@ for s in "${steps[@]}"; do
         step "amx-$run" 150 env OMP_NUM_THREADS=2 taskset -c 0,1 python3 -m sian bench --device cpu --size 481x321 \
           --precision fp32 --precision auto --train-precision none --repeats 7 \
           --markdown "$results/native-bf16-amx-$stamp-$run.md"
-      done ;;
+      done  # and whether oneDNN multiplied on AMX tiles (brg_conv_fwd:avx512_core_amx), convolutions against the rest
+      step amx-onednn 90 env OMP_NUM_THREADS=2 taskset -c 0,1 python3 scripts/onednn_breakdown.py ;;
     bench)
       for run in 1 2 3; do
         step "bench-$run" 100 python3 -m sian bench --device cuda --size 481x321 --repeats 20 --train-precision none \

@@ -33,6 +33,7 @@ for run in 1 2 3; do
   "$sian" bench --size 481x321 --precision fp32 --precision auto --train-precision fp32 --train-precision bf16 \
     --repeats 7 --markdown "docs/benchmarks/native-bf16-$kind-$stamp-$run.md"
 done
+"$python" scripts/onednn_breakdown.py  # which kernels oneDNN ran (AMX tiles?), convolutions against the rest
 default_model="$("$python" -c "from sian.inference import DEFAULT_MODEL; print(DEFAULT_MODEL)")"
 for model in sian-rain100l "$default_model"; do
   "$python" scripts/precision_cost.py --model "$model" --precision bf16
