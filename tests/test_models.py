@@ -103,6 +103,88 @@ def test_convlstm_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda a, b, d: cell(a, (b, d)), (x, h, c))
 
 
+@pytest.fixture
+def fused_convlstm():
+    """The compiled ConvLSTM update (sian/_native/convlstm.c); skipped where this machine cannot build it."""
+    from sian import _native
+
+    if _native.convlstm_library() is None:
+        pytest.skip("the compiled ConvLSTM update could not be built here (no C compiler, or SIAN_NATIVE=0)")
+
+
+def _cell_steps(cell, x, monkeypatch, fused: bool):
+    """Two steps of ``cell`` (zero state, then carried), through the compiled update or PyTorch's operations."""
+    from sian.models import layers
+
+    with monkeypatch.context() as patch:
+        if not fused:
+            patch.setattr(layers, "convlstm_library", lambda: None)
+        first = cell(x)
+        return first, cell(x, first)
+
+
+@pytest.mark.parametrize("channels", [16, 5])  # a whole number of vectors, and a remainder
+def test_fused_convlstm_update_equals_pytorchs_in_float32(fused_convlstm, monkeypatch, channels):
+    """Gates from -60 to +60 (saturated sigmoids both ways) and batch 2: the same h and c to float rounding."""
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(3, channels).eval()
+    x = (torch.randn(2, 3, 11, 9) * torch.logspace(-2, 1.5, 9)).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = _cell_steps(cell, x, monkeypatch, fused=True)
+        expected = _cell_steps(cell, x, monkeypatch, fused=False)
+    for a, b in zip([*got[0], *got[1]], [*expected[0], *expected[1]], strict=True):
+        assert a.dtype == torch.float32 and a.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    x[1, :, 4, 4] = float("nan")  # a NaN spreads as PyTorch spreads it, and nowhere else
+    with torch.no_grad():
+        got, expected = cell(x), _cell_steps(cell, x, monkeypatch, fused=False)[0]
+    for a, b in zip(got, expected, strict=True):
+        assert a.isnan().any() and torch.equal(a.isnan(), b.isnan())
+
+
+def test_fused_convlstm_update_in_bf16_rounds_once(fused_convlstm, monkeypatch):
+    """Under autocast the PyTorch update rounds to bfloat16 after each of its six operations, the compiled one
+    once at the end: its h and c are bfloat16 as before and closer to the float64 update."""
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(8, 16).eval()
+    x = torch.randn(1, 8, 24, 20).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exact = _cell_steps(cell.double(), x.double(), monkeypatch, fused=False)[1]
+        cell.float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = _cell_steps(cell, x, monkeypatch, fused=True)[1]
+            pytorch = _cell_steps(cell, x, monkeypatch, fused=False)[1]
+    for a, b, e in zip(got, pytorch, exact, strict=True):
+        assert a.dtype == b.dtype == torch.bfloat16
+        assert (a.double() - e).abs().mean() < 0.75 * (b.double() - e).abs().mean()
+        torch.testing.assert_close(a.double(), e, rtol=0, atol=0.02)
+
+
+def test_fused_convlstm_update_serves_only_inference(fused_convlstm, monkeypatch):
+    """Training (autograd records), NCHW maps, float64, a state of another dtype and dispatch modes (torch's FLOP
+    counter, tracers) must see PyTorch's operations."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sian.models import layers
+
+    calls = []
+    real = layers._fused_update
+    monkeypatch.setattr(layers, "_fused_update", lambda *args: calls.append(1) or real(*args))
+    cell = ConvLSTMCell(2, 4).to(memory_format=torch.channels_last)
+    x = torch.rand(1, 2, 6, 5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        state = cell(x)
+        cell(x, state)
+        assert len(calls) == 2
+        ConvLSTMCell(2, 4)(torch.rand(1, 2, 6, 5))  # NCHW gates
+        cell.double()(x.double())
+        cell.float()(x, (state[0], state[1].double()))
+        with FlopCounterMode(display=False) as flops:
+            cell(x)
+    cell(x)  # autograd records
+    assert len(calls) == 2 and flops.get_total_flops() > 0
+
+
 def test_small_sian_gradcheck_float64():
     model = SIAN(channels=2, stages=2, kernel_mode="full").double()
     rainy = torch.rand(1, 3, 9, 10, dtype=torch.float64, requires_grad=True)

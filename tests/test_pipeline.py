@@ -241,6 +241,19 @@ def test_describe_says_which_dog_path_runs(monkeypatch):
     assert "DoG" not in Pipeline(create_model("prenet", channels=4, stages=1).eval(), precision="fp32").describe()
 
 
+def test_describe_says_which_convlstm_update_runs(monkeypatch):
+    from sian.models import layers
+
+    for name in ("sian", "prenet"):
+        pipeline = Pipeline(create_model(name, channels=4, stages=1).eval(), precision="fp32")
+        monkeypatch.setattr(layers, "convlstm_library", lambda: None)
+        assert "ConvLSTM update: PyTorch operations" in pipeline.describe()
+        monkeypatch.setattr(layers, "convlstm_library", lambda: object())
+        assert "ConvLSTM update: compiled kernel" in pipeline.describe()
+    no_lstm = Pipeline(create_model("sian_baseline", channels=4, stages=1).eval(), precision="fp32")
+    assert "ConvLSTM" not in no_lstm.describe()
+
+
 def test_describe_names_the_fused_dog_kernel_under_bf16_too(monkeypatch):
     """Bug: describe() named the DoG path only for fp32, though the fused kernel serves bf16 maps since issue 16."""
     from sian import scale_space

@@ -328,18 +328,25 @@ def test_fused_kernel_reuses_the_stacks(fused):
 
 
 def test_without_a_compiler_or_when_turned_off_the_pytorch_path_runs(monkeypatch, tmp_path):
+    from sian.models import ConvLSTMCell
+
+    libraries = (_native.dog_library, _native.convlstm_library)
     monkeypatch.setenv("SIAN_CACHE", str(tmp_path))
     try:
-        _native.dog_library.cache_clear()
+        for library in libraries:
+            library.cache_clear()
         monkeypatch.setenv("SIAN_NATIVE", "0")
-        assert _native.dog_library() is None
-        _native.dog_library.cache_clear()
+        assert all(library() is None for library in libraries)
+        for library in libraries:
+            library.cache_clear()
         monkeypatch.delenv("SIAN_NATIVE")
         monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-        assert _native.dog_library() is None and not list(tmp_path.rglob("*.so"))
+        assert all(library() is None for library in libraries) and not list(tmp_path.rglob("*.so"))
         x = torch.rand(1, 4, 12, 12).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             stacks = DoGPyramid()(x)
-        assert [s.shape[1] for s in stacks] == [20, 20, 20]
+            hidden, cell = ConvLSTMCell(4, 3)(x)
+        assert [s.shape[1] for s in stacks] == [20, 20, 20] and hidden.shape == cell.shape == (1, 3, 12, 12)
     finally:
-        _native.dog_library.cache_clear()
+        for library in libraries:
+            library.cache_clear()

@@ -32,7 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._allocator import keep_freed_memory
-from ._native import dog_library
+from ._native import convlstm_library, dog_library
 from .inference import derain_tensor, resolve_device
 from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
@@ -244,6 +244,7 @@ def run_benchmark(
         "allocator_keeps_freed_memory": allocator,
         "auto_precision": f"{auto.precision} ({auto.reason})",
         "fused_dog": dog_library() is not None,
+        "compiled_convlstm": convlstm_library() is not None,
         "device": where.type,
     }
     if where.type == "cuda":
@@ -259,6 +260,12 @@ _DOG_PATHS = {
     None: "not recorded.",
 }
 _DOG_ON_GPU = "PyTorch operations on the GPU (the fused kernel is the CPU's)."
+_CONVLSTM_PATHS = {
+    True: "one compiled pass (sian/_native/convlstm.c).",
+    False: "PyTorch operations (no C compiler, or SIAN_NATIVE=0).",
+    None: "not recorded.",
+}
+_CONVLSTM_ON_GPU = "PyTorch operations on the GPU (the compiled pass is the CPU's)."
 
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
@@ -279,6 +286,9 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
         f"`--precision auto` picks {machine.get('auto_precision', '?')}.",
         "",
         f"SIAN's DoG pyramid (inference): {_DOG_ON_GPU if gpu else _DOG_PATHS[machine.get('fused_dog')]}",
+        "",
+        "The ConvLSTM update (inference, both models): "
+        + (_CONVLSTM_ON_GPU if gpu else _CONVLSTM_PATHS[machine.get("compiled_convlstm")]),
         "",
         "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |"
         + (" peak GPU (MB) |" if gpu else ""),

@@ -43,6 +43,7 @@ from .io import (
     to_tensor,
     write_picture,
 )
+from .models.layers import ConvLSTMCell, compiled_update_serves
 from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
 from .scale_space import fused_kernel_serves
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tiled_apply
@@ -180,14 +181,17 @@ class Pipeline:
         return int(getattr(self.model, "min_size", 1))
 
     def describe(self) -> str:
-        """One line for logs and ``--verbose``: model device, precision and why, self-ensemble, and for a SIAN
-        whose DoG pyramid runs as the compiled fused kernel (sian/_native), that."""
+        """One line for logs and ``--verbose``: model device, precision and why, self-ensemble, and on a CPU
+        whether the ConvLSTM update and SIAN's DoG pyramid run as compiled kernels (sian/_native) or not."""
         ensemble = f", {self.tta} self-ensemble" if self.tta else ""
         fused = ""
+        if self.device.type == "cpu" and any(isinstance(m, ConvLSTMCell) for m in self.model.modules()):
+            compiled = compiled_update_serves(self.device, self.precision.dtype)
+            fused = ", ConvLSTM update: compiled kernel" if compiled else ", ConvLSTM update: PyTorch operations"
         pyramid = getattr(self.model, "scale_space", None)
         if pyramid is not None and self.device.type == "cpu":  # the pyramid sees the autocast dtype's maps
             fusable = fused_kernel_serves(pyramid.mode, self.device, self.precision.dtype)
-            fused = ", DoG pyramid: fused kernel" if fusable else ", DoG pyramid: PyTorch operations"
+            fused += ", DoG pyramid: fused kernel" if fusable else ", DoG pyramid: PyTorch operations"
         return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}{fused}"
 
     # -- tensors -------------------------------------------------------------------------------------------

@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import get_gaussian_kernel1d
 from torch import Tensor, nn
-from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
-from ._native import dog_library
+from ._native import dog_library, untraced
 
 KernelMode = Literal["release", "full"]
 KERNEL_MODES: tuple[str, ...] = ("release", "full")
@@ -262,9 +261,8 @@ def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
     a plain tensor no one is recording. A tracer (ONNX, JIT), a fake tensor or a dispatch mode (torch's FLOP
     counter) must see the PyTorch operations: the kernel works on raw memory, invisible to them."""
     return (
-        type(x) is Tensor and x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        and all(k.numel() == 3 for k in kernels) and not torch.jit.is_tracing() and _len_torch_dispatch_stack() == 0
-        and torch._C._len_torch_function_stack() == 0 and fused_kernel_serves(mode, x.device, x.dtype)
+        x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and all(k.numel() == 3 for k in kernels)
+        and untraced(x) and fused_kernel_serves(mode, x.device, x.dtype)
     )  # fmt: skip
 
 

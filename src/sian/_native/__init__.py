@@ -1,11 +1,12 @@
 """Compiled kernels, built on first use with the system's C compiler and cached; ``None`` where they cannot be.
 
-There is one: the fused DoG octave of ``dog.c`` (see its header for why it is written by hand). It is
-compiled with ``-O3 -march=native -fopenmp`` (its threads are PyTorch's own OpenMP threads) into
-``$SIAN_CACHE`` (default ``~/.cache/sian``) under a name that hashes the source, the compiler and this CPU's
-model and flags, so a cache shared by different machines never runs code built for another CPU. Building
-takes about a second; without a C compiler with OpenMP, or with ``SIAN_NATIVE=0``, callers use their
-PyTorch path (:func:`sian.scale_space.dog_pyramid` gives the same numbers either way, to float rounding).
+Two, each in a C file whose header says why it is written by hand: the fused DoG octave (``dog.c``) and the
+ConvLSTM cell's pointwise update (``convlstm.c``). Each is compiled with ``-O3 -march=native -fopenmp`` (its
+threads are PyTorch's own OpenMP threads) into ``$SIAN_CACHE`` (default ``~/.cache/sian``) under a name that
+hashes the source, the compiler and this CPU's model and flags, so a cache shared by different machines never
+runs code built for another CPU. Building takes about a second; without a C compiler with OpenMP, or with
+``SIAN_NATIVE=0``, callers use their PyTorch path (the same numbers either way, to float rounding; tests
+compare the two).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["dog_library", "native_enabled"]
+import torch
+from torch import Tensor
+from torch.utils._python_dispatch import _len_torch_dispatch_stack
+
+__all__ = ["convlstm_library", "dog_library", "native_enabled", "untraced"]
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("dog.c")
 FLAGS = ("-O3", "-march=native", "-std=c11", "-fopenmp", "-shared", "-fPIC")
 
 
@@ -47,18 +51,20 @@ def _cpu_signature() -> str:
     return "\n".join(dict.fromkeys(wanted))  # every core repeats them: once each
 
 
-@functools.lru_cache(maxsize=1)
-def dog_library() -> ctypes.CDLL | None:
-    """The compiled DoG kernel (``sian_dog_octave``), built once per source, compiler and CPU; or ``None``."""
+def _build(name: str, purpose: str) -> ctypes.CDLL | None:
+    """The compiled ``name`` (a C file beside this one), built once per source (with the headers beside it),
+    compiler, flags and CPU; or ``None`` (turned off, no compiler, or the build failed: ``purpose`` then runs
+    as PyTorch operations)."""
     if not native_enabled():
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
-        logger.debug("no C compiler found: the DoG pyramid runs as PyTorch operations")
+        logger.debug(f"no C compiler found: {purpose} runs as PyTorch operations")
         return None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(FLAGS).encode(), _cpu_signature().encode()]))
-    path = _cache_dir() / f"dog-{key.hexdigest()[:16]}.so"
+    source_path = Path(__file__).with_name(name)
+    sources = [source_path.read_bytes(), *(h.read_bytes() for h in sorted(source_path.parent.glob("*.h")))]
+    key = hashlib.sha256(b"\0".join([*sources, compiler.encode(), " ".join(FLAGS).encode(), _cpu_signature().encode()]))
+    path = _cache_dir() / f"{source_path.stem}-{key.hexdigest()[:16]}.so"
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,17 +72,57 @@ def dog_library() -> ctypes.CDLL | None:
             # ranks) may build at once, and none may load a half-written file.
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
                 built = Path(tmp) / path.name
-                subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], check=True, capture_output=True,
-                               timeout=300)  # fmt: skip
+                subprocess.run([compiler, *FLAGS, str(source_path), "-o", str(built)], check=True,
+                               capture_output=True, timeout=300)  # fmt: skip
                 os.replace(built, path)
-        library = ctypes.CDLL(str(path))
+        return ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         logger.debug(f"could not build or load {path.name} ({exc}; {detail.decode(errors='replace')[-500:]}): "
-                     "the DoG pyramid runs as PyTorch operations")  # fmt: skip
+                     f"{purpose} runs as PyTorch operations")  # fmt: skip
         return None
-    function = library.sian_dog_octave
-    function.argtypes = [ctypes.c_void_p, ctypes.c_int, *[ctypes.c_int64] * 4, ctypes.c_void_p, *[ctypes.c_int64] * 2,
-                         ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
-    function.restype = ctypes.c_int
+
+
+@functools.lru_cache(maxsize=1)
+def dog_library() -> ctypes.CDLL | None:
+    """The compiled DoG kernel (``sian_dog_octave`` of dog.c); ``None`` where it cannot be built."""
+    library = _build("dog.c", "the DoG pyramid")
+    if library is not None:
+        function = library.sian_dog_octave
+        function.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            *[ctypes.c_int64] * 4,
+            ctypes.c_void_p,
+            *[ctypes.c_int64] * 2,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+        ]
+        function.restype = ctypes.c_int
+    return library  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def convlstm_library() -> ctypes.CDLL | None:
+    """The compiled ConvLSTM update (``sian_convlstm_update`` of convlstm.c); ``None`` where it cannot be built."""
+    library = _build("convlstm.c", "the ConvLSTM update")
+    if library is not None:
+        function = library.sian_convlstm_update
+        function.argtypes = [*[ctypes.c_void_p] * 4, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+        function.restype = None
     return library
+
+
+def untraced(*tensors: Tensor) -> bool:
+    """Whether a compiled kernel may work on these tensors' raw memory: plain tensors that nothing records.
+
+    A tracer (ONNX, JIT), torch.compile, a fake tensor or a dispatch mode (torch's FLOP counter) must see
+    PyTorch operations: a kernel called through ctypes is invisible to them. (Autograd too: callers check it.)
+    """
+    return (
+        all(type(t) is Tensor for t in tensors)
+        and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+        and _len_torch_dispatch_stack() == 0 and torch._C._len_torch_function_stack() == 0
+    )  # fmt: skip

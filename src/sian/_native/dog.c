@@ -18,23 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef uint16_t bf16_t;
-
-static inline float bf16_to_float(bf16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+#include "bf16.h"
 
 static inline int64_t element_bytes(int bf16) { return bf16 ? (int64_t)sizeof(bf16_t) : (int64_t)sizeof(float); }
 
-static inline bf16_t float_to_bf16(float f) {  /* round to nearest even, as torch's .bfloat16() */
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x40);  /* NaN stays a quiet NaN */
-    return (bf16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvLSTMCell", "ResBlock", "conv3x3"]
+from .._native import convlstm_library, untraced
+
+__all__ = ["ConvLSTMCell", "ResBlock", "compiled_update_serves", "conv3x3"]
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
@@ -39,7 +41,9 @@ class ConvLSTMCell(nn.Module):
     by a single convolution over ``concat(x, h)`` with ``4 * hidden`` outputs in the order
     input, forget, cell candidate, output. That is the same function as separate input-to-gate and
     hidden-to-gate convolutions (their weights concatenate along the input channels, their biases
-    add), in one pass instead of eight.
+    add), in one pass instead of eight. For inference on a CPU the update after the gate convolution
+    runs as one compiled pass (``sian/_native/convlstm.c``) instead of six PyTorch operations, the same
+    to float rounding.
 
     Args:
         in_channels: channels of the input ``x``.
@@ -79,6 +83,8 @@ class ConvLSTMCell(nn.Module):
             gates = F.conv2d(x, weight[:, : x.shape[1]], bias, padding=1)
         else:
             gates = F.conv2d(torch.cat([x, state[0]], dim=1), weight, bias, padding=1)
+        if _fusable(gates, state):
+            return _fused_update(gates, None if state is None else state[1])
         # One in-place sigmoid over the whole (contiguous) gate tensor: its slices then hold sigmoid(i),
         # sigmoid(f), sigmoid(2 g) and sigmoid(o). Unary ops on channel slices of a channels_last tensor are
         # strided and 2-3x slower (measured). In place is safe under autograd: the convolution's backward
@@ -90,3 +96,40 @@ class ConvLSTMCell(nn.Module):
             cell = torch.mul(f, state[1]).sub_(i).addcmul_(i, s, value=2)
         hidden = o * torch.tanh(cell)
         return hidden, cell
+
+
+def compiled_update_serves(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the compiled ConvLSTM update (sian/_native/convlstm.c) computes inference on this device and gate
+    dtype: float32 or bfloat16 (autocast) on a CPU, where the kernel could be built.
+
+    Example:
+        >>> compiled_update_serves(torch.device("cpu"), torch.float64)
+        False
+    """
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and convlstm_library() is not None
+
+
+def _fusable(gates: Tensor, state: tuple[Tensor, Tensor] | None) -> bool:
+    """Whether the compiled update serves this call (:func:`compiled_update_serves`): inference (nothing for
+    autograd to record), gates in channels_last, a cell state of the same dtype, layout and size."""
+    tensors = (gates,) if state is None else (gates, state[1])
+    return (
+        all(t.dtype == gates.dtype and t.is_contiguous(memory_format=torch.channels_last) for t in tensors)
+        and (state is None or state[1].shape == (gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]))
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        and untraced(*tensors) and compiled_update_serves(gates.device, gates.dtype)
+    )  # fmt: skip
+
+
+def _fused_update(gates: Tensor, cell: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(hidden, cell)`` from the gate pre-activations in one pass of the compiled kernel: the same function as
+    :meth:`ConvLSTMCell.forward`'s PyTorch operations (within ~1e-6 in float32), computed in float32 and, for
+    bfloat16 gates, rounded once instead of after every operation."""
+    batch, channels, height, width = gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]
+    hidden = torch.empty(batch, channels, height, width, dtype=gates.dtype, memory_format=torch.channels_last)
+    new_cell = torch.empty_like(hidden)
+    convlstm_library().sian_convlstm_update(
+        gates.data_ptr(), None if cell is None else cell.data_ptr(), new_cell.data_ptr(), hidden.data_ptr(),
+        gates.dtype == torch.bfloat16, batch * height * width, channels, torch.get_num_threads(),
+    )  # fmt: skip
+    return hidden, new_cell
