@@ -1,12 +1,16 @@
 """What the compiled ConvLSTM update (sian/_native/convlstm.c) saves per inference, SIAN and PReNet, in one process.
 
-    python scripts/convlstm_update_probe.py [--size 481x321] [--precision fp32 --precision bf16] [--turns 9]
+    python scripts/convlstm_update_probe.py [--size 481x321 | --image PHOTO] [--precision fp32 --precision bf16]
+                                            [--turns 9] [--model sian --model prenet]
 
 Both models run a ConvLSTM cell per level and stage (SIAN 18 a forward, PReNet 6). Its update after the gate
 convolution, as PyTorch operations, is six passes over memory; the compiled kernel does it in one. This times
 each model both ways in alternating turns (the PyTorch update restored by hiding the compiled library), as
 `sian derain` runs it (channels_last, no autograd, autocast for bf16), and prints the medians, their ratio
-and the largest difference between the two outputs. Pause any training first.
+and the largest difference between the two outputs; for bf16 also each output's mean distance from the fp32
+output (the compiled update rounds once, the PyTorch one after every operation). Models are named weights
+(``sian-general``) or architectures with random weights (``sian``, ``prenet``); the image is random unless
+given. Pause any training first.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import statistics
 import torch
 
 from sian.benchmark import interleaved_times
+from sian.hub import load_model
 from sian.inference import derain_tensor
-from sian.models import create_model, layers
+from sian.io import read_image, to_tensor
+from sian.models import create_model, layers, list_models
 from sian.precision import describe_machine
 
 
@@ -39,15 +45,22 @@ def main() -> None:
     parser.add_argument("--size", default="481x321")
     parser.add_argument("--precision", action="append")
     parser.add_argument("--turns", type=int, default=9)
+    parser.add_argument("--image", help="a photo to derain (default: a random image of --size)")
+    parser.add_argument("--model", action="append", help="named weights or an architecture (default: sian, prenet)")
     args = parser.parse_args()
     if layers.convlstm_library() is None:
         raise SystemExit("the compiled ConvLSTM update could not be built here (no C compiler, or SIAN_NATIVE=0)")
-    width, height = (int(v) for v in args.size.split("x"))
-    image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    print(f"{describe_machine()}; {args.size}, medians of {args.turns} alternating turns")
-    for name in ("sian", "prenet"):
+    if args.image:
+        image = to_tensor(read_image(args.image))
+    else:
+        width, height = (int(v) for v in args.size.split("x"))
+        image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    where = args.image or f"a random {args.size} image"
+    print(f"{describe_machine()}; {where}, medians of {args.turns} alternating turns")
+    for name in args.model or ["sian", "prenet"]:
         torch.manual_seed(0)
-        model = create_model(name).eval().to(memory_format=torch.channels_last)
+        model = create_model(name) if name in list_models() else load_model(name)
+        model = model.eval().to(memory_format=torch.channels_last)
         for precision in args.precision or ["fp32", "bf16"]:
             fused = functools.partial(derain_tensor, model, image, memory_budget=None, precision=precision)
 
@@ -55,7 +68,13 @@ def main() -> None:
                 with _pytorch_update():
                     return fused()
 
-            difference = (fused() - pytorch()).abs().max().item()
+            compiled_out, pytorch_out = fused(), pytorch()
+            difference = (compiled_out - pytorch_out).abs().max().item()
+            if precision != "fp32":
+                fp32 = derain_tensor(model, image, memory_budget=None, precision="fp32")
+                distances = [(out - fp32).abs().mean().item() for out in (compiled_out, pytorch_out)]
+                print(f"{name} {precision}: mean |output - fp32's|: compiled update {distances[0]:.3e}, "
+                      f"PyTorch update {distances[1]:.3e}")  # fmt: skip
             times = interleaved_times({"compiled": fused, "pytorch": pytorch}, warmup=1, repeats=args.turns)
             compiled, plain = statistics.median(times["compiled"]), statistics.median(times["pytorch"])
             ratios = sorted(a / b for a, b in zip(times["pytorch"], times["compiled"], strict=True))
