@@ -89,19 +89,11 @@ def dog_library() -> ctypes.CDLL | None:
     library = _build("dog.c", "the DoG pyramid")
     if library is not None:
         function = library.sian_dog_octave
-        function.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_int,
-            *[ctypes.c_int64] * 4,
-            ctypes.c_void_p,
-            *[ctypes.c_int64] * 2,
-            ctypes.c_void_p,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-        ]
+        function.argtypes = [ctypes.c_void_p, ctypes.c_int, *[ctypes.c_int64] * 4, ctypes.c_void_p,
+                             *[ctypes.c_int64] * 2, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                             ctypes.c_int64]  # fmt: skip
         function.restype = ctypes.c_int
-    return library  # fmt: skip
+    return library
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,8 +11,9 @@
  * i, f, s, o the gates' sigmoids; without a previous state, c' = 2 i s - i. Everything is computed in float32;
  * bfloat16 maps (autocast) are widened on the way in and c', h rounded once to nearest-even on the way out.
  *
- * exp is Cephes' expf (a degree-6 polynomial on |r| <= ln2/2, within 2 ulp), written branch-free so that
- * the per-pixel loop vectorizes (libm's expf does not); sigmoids match torch.sigmoid to ~2e-7.
+ * exp is Cephes' expf (a degree-6 polynomial on |r| <= ln2/2), written branch-free so that the per-pixel loop
+ * vectorizes (libm's expf does not). h and c equal PyTorch's float32 update to 1e-6 for gates from -60 to
+ * +60, and a NaN spreads as PyTorch's does (tests/test_models.py).
  */
 #include <stdint.h>
 #include <stddef.h>
