@@ -14,6 +14,13 @@ AMX = {"amx_bf16": True, "avx512_bf16": True, "avx512_f": True, "avx2": True}
 AVX512_BF16 = {"amx_bf16": False, "avx512_bf16": True, "avx512_f": True, "avx2": True}
 
 
+@pytest.fixture(autouse=True)
+def _onednn_uncapped(monkeypatch):
+    """The decisions below assume a oneDNN free to use every instruction (the machine's environment may cap it)."""
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(variable, raising=False)
+
+
 @pytest.mark.parametrize(
     ("features", "expected"), [(AVX2_ONLY, "fp32"), (AMX, "bf16"), (AVX512_BF16, "bf16")], ids=["avx2", "amx", "avx512"]
 )
@@ -67,6 +74,35 @@ def test_auto_on_a_gpu_picks_bf16_then_fp16_tensor_cores_then_fp32(monkeypatch, 
     assert choice.precision == expected and choice.reason.startswith(f"auto: {name} ")
     assert f"{capability[0]}.{capability[1]}" in choice.reason or expected == "bf16"
     assert resolve_precision("fp32", torch.device("cuda")).precision == "fp32"  # asked for: obeyed
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "features", "expected", "why"),
+    [
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", AMX, "fp32", "ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN from this CPU's bf16"),
+        ("ONEDNN_MAX_CPU_ISA", "avx512_core", AVX512_BF16, "fp32", "ONEDNN_MAX_CPU_ISA=avx512_core keeps oneDNN"),
+        ("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI", AMX, "fp32", "DNNL_MAX_CPU_ISA=AVX512_CORE_VNNI keeps oneDNN"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", AMX, "bf16", "AVX512-BF16 (and AMX-BF16, which ONEDNN_MAX_CPU"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX", AMX, "bf16", "this CPU has AMX-BF16"),
+        ("ONEDNN_MAX_CPU_ISA", "DEFAULT", AVX512_BF16, "bf16", "this CPU has AVX512-BF16"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", AVX2_ONLY, "fp32", "neither AMX-BF16 nor AVX512-BF16"),
+    ],
+)
+def test_auto_keeps_fp32_where_onednn_is_capped_below_the_cpus_bf16(monkeypatch, variable, value, features, expected,
+                                                                    why):  # fmt: skip
+    """oneDNN runs the convolutions: held below AVX512-BF16 by its ISA cap it emulates bf16, 2.6-7x slower than
+    fp32 on an AVX512-BF16 CPU (docs/benchmarks.md); auto used to pick bf16 there from the CPU's flags alone."""
+    monkeypatch.setenv(variable, value)
+    choice = resolve_precision("auto", CPU, features=features)
+    assert choice.precision == expected and why in choice.reason
+
+
+def test_auto_keeps_fp32_where_onednn_is_off(monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    choice = resolve_precision("auto", CPU, features=AMX)
+    assert choice.precision == "fp32" and "oneDNN is off" in choice.reason
+    monkeypatch.undo()
+    assert torch.backends.mkldnn.enabled and resolve_precision("auto", CPU, features=AMX).precision == "bf16"
 
 
 def test_native_bf16_explains_itself():

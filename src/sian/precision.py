@@ -10,7 +10,8 @@ One place decides this for training (``train.precision``), inference and ``sian 
   (compute capability 7.x: Volta, Turing), ``fp16``; ``fp32`` everywhere else.
 
 Features are read from PyTorch's own CPU probe (cpuinfo) and, failing that, from the kernel's
-``/proc/cpuinfo`` flags, never from the CPU's model name.
+``/proc/cpuinfo`` flags, never from the CPU's model name; a oneDNN held below them (``ONEDNN_MAX_CPU_ISA``,
+or oneDNN turned off) counts as not having them, since oneDNN runs the convolutions.
 
 Example:
     >>> import torch
@@ -44,6 +45,7 @@ __all__ = [
     "fp16_tensor_cores",
     "ieee_fp32",
     "native_bf16",
+    "onednn_isa_cap",
     "resolve_precision",
 ]
 
@@ -117,11 +119,44 @@ def native_bf16(device: torch.device, features: dict[str, bool] | None = None) -
     if device.type != "cpu":
         return False, f"no bf16 detection for {device.type} devices"
     features = cpu_features() if features is None else features
-    if features.get("amx_bf16"):
+    if not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
+        return False, "oneDNN is off (torch.backends.mkldnn), so bf16 convolutions would be emulated (slower)"
+    level, setting = onednn_isa_cap() or (None, "")
+    if features.get("amx_bf16") and (level is None or level in _ONEDNN_AMX):
         return True, "this CPU has AMX-BF16"
-    if features.get("avx512_bf16"):
-        return True, "this CPU has AVX512-BF16"
+    if features.get("avx512_bf16") and (level is None or level in _ONEDNN_BF16):
+        amx_unused = f" (and AMX-BF16, which {setting} keeps oneDNN from)" if features.get("amx_bf16") else ""
+        return True, f"this CPU has AVX512-BF16{amx_unused}"
+    if features.get("amx_bf16") or features.get("avx512_bf16"):
+        return False, f"{setting} keeps oneDNN from this CPU's bf16 instructions, so bf16 would be emulated (slower)"
     return False, "this CPU has neither AMX-BF16 nor AVX512-BF16, so bf16 would be emulated (slower)"
+
+
+# oneDNN's ISA levels (its ONEDNN_MAX_CPU_ISA values): those that multiply bf16 natively, and those with AMX.
+# A cap below them leaves bf16 convolutions emulated, slower than fp32 (docs/benchmarks.md: 2.6x fp32's time
+# under AVX512_CORE, 7x under AVX2, on an AVX512-BF16 CPU).
+_ONEDNN_AMX = {"avx10_1_512_amx", "avx512_core_amx", "avx10_1_512_amx_fp16", "avx512_core_amx_fp16"}
+_ONEDNN_BF16 = {"avx512_core_bf16", "avx10_1_512", "avx512_core_fp16", *_ONEDNN_AMX}
+_ONEDNN_BELOW_BF16 = {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"}
+
+
+def onednn_isa_cap() -> tuple[str, str] | None:
+    """oneDNN's instruction-set cap from the environment, as ``(level, "VARIABLE=value")``; ``None`` if uncapped.
+
+    oneDNN reads ``ONEDNN_MAX_CPU_ISA`` (or the older ``DNNL_MAX_CPU_ISA``) once, when it starts: a user or a
+    container may set it below the CPU's bf16 instructions. Values oneDNN does not know cap nothing here.
+
+    Example (``ONEDNN_MAX_CPU_ISA=AVX2`` gives ``('avx2', 'ONEDNN_MAX_CPU_ISA=AVX2')``):
+        >>> cap = onednn_isa_cap()
+        >>> cap is None or cap[1].startswith(("ONEDNN_MAX_CPU_ISA=", "DNNL_MAX_CPU_ISA="))
+        True
+    """
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            level = value.lower()
+            return (level, f"{variable}={value}") if level in _ONEDNN_BF16 | _ONEDNN_BELOW_BF16 else None
+    return None
 
 
 def fp16_tensor_cores(device: torch.device) -> tuple[bool, str]:
