@@ -676,3 +676,26 @@ def test_the_stopping_rule_stops_every_process_of_a_torchrun_job_together(tmp_pa
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["status"] == "stopped" and summary["step"] == 4 and summary["ranks_identical"] is True
     assert "stop: less than 100 dB gained" in result.stdout and "STOPPED" in result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator and getrusage page-fault counts")
+def test_large_blocks_are_reused_instead_of_faulted_in_again(tmp_path):
+    """Bug: blocks above glibc's largest mmap threshold (32 MB; a 768x768 tile's 32-channel maps are 75 MB) came
+    from a fresh mmap every time, so the kernel zeroed them again on every forward. With the allocator setting a
+    freed 80 MB block is reused: once the heap has grown, writing new ones faults in almost no pages."""
+    script = tmp_path / "faults.py"
+    script.write_text(
+        "import resource, sys, torch\nfrom sian._allocator import keep_freed_memory\n"
+        "if sys.argv[1] == 'on':\n    assert keep_freed_memory()\n"
+        "def faults():\n    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(3):  # warm-up, as a first forward: the heap grows to hold the block\n"
+        "    torch.empty(20_000_000).fill_(1.0)  # 80 MB, freed at once\n"
+        "before = faults()\nfor _ in range(3):\n    torch.empty(20_000_000).fill_(2.0)\nprint(faults() - before)\n"
+    )
+    faults = {}
+    for mode in ("off", "on"):
+        result = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        faults[mode] = int(result.stdout.split()[-1])
+    assert faults["off"] > 45_000  # three times 80 MB of 4 kB pages, faulted in afresh (the old setting: the same)
+    assert faults["on"] < 3_000, faults

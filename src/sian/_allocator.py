@@ -8,6 +8,13 @@ keeps that memory in the process: a 4x120x120 SIAN training step ran 3.7% faster
 (``docs/benchmarks.md``), PReNet's unchanged. PyTorch's CPU tuning guide suggests jemalloc or tcmalloc
 for the same reason; those need ``LD_PRELOAD`` before start-up, this needs nothing.
 
+Allocations above glibc's largest mmap threshold (32 MB) were still served by fresh ``mmap`` calls and
+unmapped when freed, whatever the threshold: at 768x768 (about the automatic tile of large photos) a SIAN
+forward's 32-channel float32 maps are 75 MB, each faulted in and zeroed afresh by the kernel. Taking
+them from the heap as well (``M_MMAP_MAX = 0``: no ``mmap`` at all) made a 12 MP photo in fp32 1.15x faster
+(``docs/benchmarks.md``, "Large photos"); its peak rose 10%, while a process deraining images of mixed sizes
+peaked 10-13% lower (``scripts/allocator_mixed_sizes.py``).
+
 The cost is that the process's resident memory stays at its peak (it was reached anyway). Applied by
 training, by every :class:`~sian.inference.Pipeline` (``sian derain``, ``serve``, ``eval``, ...) and by
 ``sian bench``, so the benchmark measures what the commands do; a no-op where the C library is not glibc.
@@ -21,7 +28,7 @@ import functools
 
 __all__ = ["keep_freed_memory"]
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's <malloc.h>
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4  # glibc's <malloc.h>
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
 _KEEP = 2**31 - 1
 
@@ -35,5 +42,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False  # not glibc (macOS, musl, Windows): leave the allocator alone
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, _KEEP), (_M_TOP_PAD, 256 * 1024 * 1024))
+    settings = (
+        (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP),
+        (_M_TOP_PAD, 256 * 1024 * 1024),
+    )  # fmt: skip
     return all(mallopt(option, value) == 1 for option, value in settings)
