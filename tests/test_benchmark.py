@@ -27,6 +27,10 @@ def test_benchmark_reports_every_model_and_the_ratios():
     assert "inference 40x32 bf16: time ratio sian/prenet" in table and "inference 40x32 sian: bf16 image rate" in table
     assert set(machine["cpu_features"]) == {"amx_bf16", "avx512_bf16", "avx512_f", "avx2"}
     assert "CPU features:" in table and machine["auto_precision"] in table
+    lstm = "one compiled pass" if machine["compiled_convlstm"] else "PyTorch operations"
+    dog = "the fused compiled kernel" if machine["fused_dog"] else "PyTorch operations"
+    assert f"The ConvLSTM update (inference, both models): {lstm}" in table
+    assert f"SIAN's DoG pyramid (inference): {dog}" in table
 
 
 def test_bench_refuses_a_precision_it_cannot_measure_on_the_cpu():

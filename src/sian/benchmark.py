@@ -254,23 +254,23 @@ def run_benchmark(
     return rows, machine
 
 
-_DOG_PATHS = {
-    True: "the fused compiled kernel (sian/_native/dog.c).",
-    False: "PyTorch operations (no C compiler, or SIAN_NATIVE=0).",
-    None: "not recorded.",
-}
-_DOG_ON_GPU = "PyTorch operations on the GPU (the fused kernel is the CPU's)."
-_CONVLSTM_PATHS = {
-    True: "one compiled pass (sian/_native/convlstm.c).",
-    False: "PyTorch operations (no C compiler, or SIAN_NATIVE=0).",
-    None: "not recorded.",
-}
-_CONVLSTM_ON_GPU = "PyTorch operations on the GPU (the compiled pass is the CPU's)."
+def _native_path(compiled: bool | None, kernel: str, short: str, gpu: bool) -> str:
+    """How a part with a compiled CPU kernel ran: ``kernel`` where it was built (``compiled``, the machine's
+    record), PyTorch operations where it was not, and always on a GPU, where ``short`` (the kernel) does not run."""
+    if gpu:
+        return f"PyTorch operations on the GPU ({short} is the CPU's)."
+    if compiled is None:
+        return "not recorded."
+    return f"{kernel}." if compiled else "PyTorch operations (no C compiler, or SIAN_NATIVE=0)."
 
 
 def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = ("sian", "prenet")) -> str:
     features = machine.get("cpu_features", {})
     gpu = machine.get("gpu")  # set by run_benchmark for a CUDA run: its rows carry peak GPU memory
+    dog = _native_path(machine.get("fused_dog"), "the fused compiled kernel (sian/_native/dog.c)", "the fused kernel",
+                       bool(gpu))  # fmt: skip
+    lstm = _native_path(machine.get("compiled_convlstm"), "one compiled pass (sian/_native/convlstm.c)",
+                        "the compiled pass", bool(gpu))  # fmt: skip
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
         f"torch {machine['torch']}, Python {machine['python']}; models timed in turns (order reversed "
@@ -285,10 +285,9 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
         f" (absent: {', '.join(k for k, v in features.items() if not v) or 'none'}); "
         f"`--precision auto` picks {machine.get('auto_precision', '?')}.",
         "",
-        f"SIAN's DoG pyramid (inference): {_DOG_ON_GPU if gpu else _DOG_PATHS[machine.get('fused_dog')]}",
+        f"SIAN's DoG pyramid (inference): {dog}",
         "",
-        "The ConvLSTM update (inference, both models): "
-        + (_CONVLSTM_ON_GPU if gpu else _CONVLSTM_PATHS[machine.get("compiled_convlstm")]),
+        f"The ConvLSTM update (inference, both models): {lstm}",
         "",
         "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |"
         + (" peak GPU (MB) |" if gpu else ""),
