@@ -30,11 +30,11 @@ def _status(field: str) -> int:
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "new"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 14
-    if mode == "old":
+    if mode == "old":  # every setting of keep_freed_memory but M_MMAP_MAX, before the Pipeline applies them all
         libc = ctypes.CDLL("libc.so.6")
-        for option, value in ((-3, 32 * 1024 * 1024), (-1, 2**31 - 1), (-2, 256 * 1024 * 1024)):
-            libc.mallopt(option, value)
-        _allocator.keep_freed_memory.cache_clear()
+        for option, value in _allocator._SETTINGS:
+            if option != _allocator._M_MMAP_MAX:
+                libc.mallopt(option, value)
         _allocator.keep_freed_memory = lambda: True  # the Pipeline's call must not apply the new setting
     from sian.inference import Pipeline
     from sian.models import create_model

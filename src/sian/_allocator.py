@@ -31,6 +31,11 @@ __all__ = ["keep_freed_memory"]
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4  # glibc's <malloc.h>
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
 _KEEP = 2**31 - 1
+# (option, value) for mallopt: every block from the heap (no mmap), nothing trimmed back, the heap grown 256 MB ahead.
+_SETTINGS = (
+    (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP),
+    (_M_TOP_PAD, 256 * 1024 * 1024),
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,8 +47,4 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False  # not glibc (macOS, musl, Windows): leave the allocator alone
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    settings = (
-        (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP),
-        (_M_TOP_PAD, 256 * 1024 * 1024),
-    )  # fmt: skip
-    return all(mallopt(option, value) == 1 for option, value in settings)
+    return all(mallopt(option, value) == 1 for option, value in _SETTINGS)
