@@ -184,15 +184,17 @@ class Pipeline:
         """One line for logs and ``--verbose``: model device, precision and why, self-ensemble, and on a CPU
         whether the ConvLSTM update and SIAN's DoG pyramid run as compiled kernels (sian/_native) or not."""
         ensemble = f", {self.tta} self-ensemble" if self.tta else ""
-        fused = ""
-        if self.device.type == "cpu" and any(isinstance(m, ConvLSTMCell) for m in self.model.modules()):
-            compiled = compiled_update_serves(self.device, self.precision.dtype)
-            fused = ", ConvLSTM update: compiled kernel" if compiled else ", ConvLSTM update: PyTorch operations"
-        pyramid = getattr(self.model, "scale_space", None)
-        if pyramid is not None and self.device.type == "cpu":  # the pyramid sees the autocast dtype's maps
-            fusable = fused_kernel_serves(pyramid.mode, self.device, self.precision.dtype)
-            fused += ", DoG pyramid: fused kernel" if fusable else ", DoG pyramid: PyTorch operations"
-        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}{fused}"
+        kernels = ""
+        if self.device.type == "cpu":  # both kernels see the autocast dtype's maps
+            dtype = self.precision.dtype
+            if any(isinstance(m, ConvLSTMCell) for m in self.model.modules()):
+                compiled = compiled_update_serves(self.device, dtype)
+                kernels += ", ConvLSTM update: " + ("compiled kernel" if compiled else "PyTorch operations")
+            pyramid = getattr(self.model, "scale_space", None)
+            if pyramid is not None:
+                fusable = fused_kernel_serves(pyramid.mode, self.device, dtype)
+                kernels += ", DoG pyramid: " + ("fused kernel" if fusable else "PyTorch operations")
+        return f"{self.device.type}, {self.precision.precision} ({self.precision.reason}){ensemble}{kernels}"
 
     # -- tensors -------------------------------------------------------------------------------------------
 
