@@ -31,6 +31,8 @@ def test_benchmark_reports_every_model_and_the_ratios():
     dog = "the fused compiled kernel" if machine["fused_dog"] else "PyTorch operations"
     assert f"The ConvLSTM update (inference, both models): {lstm}" in table
     assert f"SIAN's DoG pyramid (inference): {dog}" in table
+    pyramid = "one compiled pass each" if machine["compiled_pyramid"] else "PyTorch operations"
+    assert f"SIAN's attention step and coarse-to-fine fusion inputs (inference): {pyramid}" in table
 
 
 def test_bench_refuses_a_precision_it_cannot_measure_on_the_cpu():

@@ -185,6 +185,116 @@ def test_fused_convlstm_update_serves_only_inference(fused_convlstm, monkeypatch
     assert len(calls) == 2 and flops.get_total_flops() > 0
 
 
+@pytest.fixture
+def pyramid_kernels():
+    """SIAN's compiled pyramid steps (sian/_native/pyramid.c); skipped where this machine cannot build them."""
+    from sian import _native
+
+    if _native.pyramid_library() is None:
+        pytest.skip("the compiled pyramid kernels could not be built here (no C compiler, or SIAN_NATIVE=0)")
+
+
+def _pyramid_step(step, *maps, monkeypatch, compiled: bool):
+    """``step`` (attend or upsample_concat) through the compiled kernel or PyTorch's operations; the inputs are
+    cloned (PyTorch's attend takes the sigmoid in place)."""
+    from sian.models import sian_arch
+
+    with monkeypatch.context() as patch, torch.no_grad():
+        if not compiled:
+            patch.setattr(sian_arch, "pyramid_library", lambda: None)
+        return step(*(m.clone() for m in maps))
+
+
+def _channels_last(*shape, scale=1.0, dtype=torch.float32):
+    return (torch.randn(*shape) * scale).to(dtype).contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels", [32, 5])  # a whole number of vectors, and a remainder
+@pytest.mark.parametrize("size", [(321, 481), (8, 9), (7, 5), (2, 3)])  # even, odd and smallest fine sizes
+def test_compiled_upsample_concat_equals_pytorchs(pyramid_kernels, monkeypatch, channels, size):
+    """The same concatenation as F.interpolate (bilinear, align_corners), F.pad and torch.cat: float32 to an ulp of
+    the inputs (|x| < 6), bfloat16 to one bf16 rounding (both compute in float32 and round once), zeros where the
+    pad is."""
+    from sian.models.sian_arch import upsample_concat
+
+    torch.manual_seed(0)
+    fine, coarse = _channels_last(2, channels, *size), _channels_last(2, channels, size[0] // 2, size[1] // 2)
+    padding = torch.ones(size, dtype=torch.bool)  # floor(d / 2) before the upsampled map, the rest after
+    padding[: 2 * (size[0] // 2), : 2 * (size[1] // 2)] = False
+    for dtype, rtol in ((torch.float32, 0.0), (torch.bfloat16, 2.0**-7)):
+        maps = (fine.to(dtype), coarse.to(dtype))
+        got = _pyramid_step(upsample_concat, *maps, monkeypatch=monkeypatch, compiled=True)
+        expected = _pyramid_step(upsample_concat, *maps, monkeypatch=monkeypatch, compiled=False)
+        assert got.dtype == dtype and got.shape == expected.shape == (2, 2 * channels, *size)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(got[:, :channels], maps[0]) and (got[:, channels:, padding] == 0).all()
+        torch.testing.assert_close(got.float(), expected.float(), rtol=rtol, atol=1e-6)
+
+
+def test_compiled_attend_equals_pytorchs(pyramid_kernels, monkeypatch):
+    """F + F * sigmoid(A) for logits from -90 to +90 (saturated both ways): float32 to 2 ulps, bfloat16 rounded
+    once and no farther from the float64 result than PyTorch's (which rounds the mask first); a NaN spreads."""
+    from sian.models.sian_arch import attend
+
+    torch.manual_seed(0)
+    features, logits = _channels_last(2, 19, 23, 17, scale=3.0), _channels_last(2, 19, 23, 17, scale=30.0)
+    got = _pyramid_step(attend, features, logits, monkeypatch=monkeypatch, compiled=True)
+    expected = _pyramid_step(attend, features, logits, monkeypatch=monkeypatch, compiled=False)
+    torch.testing.assert_close(got, expected, rtol=2.0**-22, atol=1e-12)
+    maps16 = (features.bfloat16(), logits.bfloat16())
+    exact = _pyramid_step(attend, *(m.double() for m in maps16), monkeypatch=monkeypatch, compiled=False)
+    got16 = _pyramid_step(attend, *maps16, monkeypatch=monkeypatch, compiled=True)
+    pytorch16 = _pyramid_step(attend, *maps16, monkeypatch=monkeypatch, compiled=False)
+    assert got16.dtype == torch.bfloat16
+    assert (got16.double() - exact).abs().mean() <= (pytorch16.double() - exact).abs().mean()
+    torch.testing.assert_close(got16.double(), exact, rtol=2.0**-8, atol=0)
+    logits[1, 3, 4, 5] = float("nan")
+    got = _pyramid_step(attend, features, logits, monkeypatch=monkeypatch, compiled=True)
+    assert got.isnan().sum() == 1 and got[1, 3, 4, 5].isnan()
+
+
+def test_compiled_pyramid_steps_serve_only_inference(pyramid_kernels, monkeypatch):
+    """Training (autograd records), NCHW maps, float64, a fine map smaller than twice the coarse one and dispatch
+    modes (torch's FLOP counter, tracers) must see PyTorch's operations; a whole SIAN forward uses both kernels
+    at every level and stage, and gives the output of PyTorch's operations."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sian.models import sian_arch
+
+    calls = []
+
+    class Counting:
+        def __init__(self, library):
+            self.library = library
+
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(self.library, name)
+
+    real = sian_arch.pyramid_library()
+    monkeypatch.setattr(sian_arch, "pyramid_library", lambda: Counting(real))
+    fine, coarse = _channels_last(1, 4, 9, 8), _channels_last(1, 4, 4, 4)
+    with torch.no_grad():
+        sian_arch.upsample_concat(fine, coarse)
+        sian_arch.attend(fine, fine.clone())
+        assert calls.count("sian_upsample_concat") == calls.count("sian_attend") == 1
+        calls.clear()
+        sian_arch.upsample_concat(fine.contiguous(), coarse.contiguous())  # NCHW
+        sian_arch.attend(fine.double(), fine.double())
+        sian_arch.upsample_concat(fine[..., :7], coarse)  # 7 columns cannot hold 2 x 4
+        with FlopCounterMode(display=False) as flops:
+            sian_arch.attend(fine, fine.clone())
+    sian_arch.attend(fine.requires_grad_(), fine.detach().clone())  # autograd records
+    assert not calls and flops.get_total_flops() == 0  # (the sigmoid and addcmul count no FLOPs; no kernel call)
+    model = SIAN(channels=4, stages=2).eval().to(memory_format=torch.channels_last)
+    rainy = torch.rand(1, 3, 27, 22).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = model(rainy)
+        assert calls.count("sian_attend") == 6 and calls.count("sian_upsample_concat") == 4
+        monkeypatch.setattr(sian_arch, "pyramid_library", lambda: None)
+        torch.testing.assert_close(got, model(rainy), rtol=0, atol=1e-6)
+
+
 def test_small_sian_gradcheck_float64():
     model = SIAN(channels=2, stages=2, kernel_mode="full").double()
     rainy = torch.rand(1, 3, 9, 10, dtype=torch.float64, requires_grad=True)

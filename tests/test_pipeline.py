@@ -254,6 +254,17 @@ def test_describe_says_which_convlstm_update_runs(monkeypatch):
     assert "ConvLSTM" not in no_lstm.describe()
 
 
+def test_describe_says_whether_sians_pyramid_steps_run_compiled(monkeypatch):
+    from sian.models import sian_arch
+
+    pipeline = Pipeline(create_model("sian", channels=4, stages=1).eval(), precision="bf16")
+    monkeypatch.setattr(sian_arch, "pyramid_library", lambda: None)
+    assert "attention and fusion inputs: PyTorch operations" in pipeline.describe()
+    monkeypatch.setattr(sian_arch, "pyramid_library", lambda: object())
+    assert "attention and fusion inputs: compiled kernels" in pipeline.describe()
+    assert "attention" not in Pipeline(create_model("prenet", channels=4, stages=1).eval()).describe()
+
+
 def test_describe_names_the_fused_dog_kernel_under_bf16_too(monkeypatch):
     """Bug: describe() named the DoG path only for fp32, though the fused kernel serves bf16 maps since issue 16."""
     from sian import scale_space

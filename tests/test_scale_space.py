@@ -329,8 +329,9 @@ def test_fused_kernel_reuses_the_stacks(fused):
 
 def test_without_a_compiler_or_when_turned_off_the_pytorch_path_runs(monkeypatch, tmp_path):
     from sian.models import ConvLSTMCell
+    from sian.models.sian_arch import upsample_concat
 
-    libraries = (_native.dog_library, _native.convlstm_library)
+    libraries = (_native.dog_library, _native.convlstm_library, _native.pyramid_library)
     monkeypatch.setenv("SIAN_CACHE", str(tmp_path))
     try:
         for library in libraries:
@@ -346,7 +347,9 @@ def test_without_a_compiler_or_when_turned_off_the_pytorch_path_runs(monkeypatch
         with torch.no_grad():
             stacks = DoGPyramid()(x)
             hidden, cell = ConvLSTMCell(4, 3)(x)
+            fusion_input = upsample_concat(x, x[..., :6, :6].contiguous(memory_format=torch.channels_last))
         assert [s.shape[1] for s in stacks] == [20, 20, 20] and hidden.shape == cell.shape == (1, 3, 12, 12)
+        assert fusion_input.shape == (1, 8, 12, 12)
     finally:
         for library in libraries:
             library.cache_clear()

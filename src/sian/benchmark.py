@@ -32,7 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._allocator import keep_freed_memory
-from ._native import convlstm_library, dog_library
+from ._native import convlstm_library, dog_library, pyramid_library
 from .inference import derain_tensor, resolve_device
 from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
@@ -245,6 +245,7 @@ def run_benchmark(
         "auto_precision": f"{auto.precision} ({auto.reason})",
         "fused_dog": dog_library() is not None,
         "compiled_convlstm": convlstm_library() is not None,
+        "compiled_pyramid": pyramid_library() is not None,
         "device": where.type,
     }
     if where.type == "cuda":
@@ -271,6 +272,8 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
                        bool(gpu))  # fmt: skip
     lstm = _native_path(machine.get("compiled_convlstm"), "one compiled pass (sian/_native/convlstm.c)",
                         "the compiled pass", bool(gpu))  # fmt: skip
+    pyramid = _native_path(machine.get("compiled_pyramid"), "one compiled pass each (sian/_native/pyramid.c)",
+                           "the compiled pass", bool(gpu))  # fmt: skip
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['threads']} threads), "
         f"torch {machine['torch']}, Python {machine['python']}; models timed in turns (order reversed "
@@ -288,6 +291,8 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
         f"SIAN's DoG pyramid (inference): {dog}",
         "",
         f"The ConvLSTM update (inference, both models): {lstm}",
+        "",
+        f"SIAN's attention step and coarse-to-fine fusion inputs (inference): {pyramid}",
         "",
         "| kind | model | size | precision | s | MP/s | GFLOP | GFLOP/s | peak RSS (MB) |"
         + (" peak GPU (MB) |" if gpu else ""),

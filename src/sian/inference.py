@@ -44,6 +44,7 @@ from .io import (
     write_picture,
 )
 from .models.layers import ConvLSTMCell, compiled_update_serves
+from .models.sian_arch import SIAN, pyramid_kernels_serve
 from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
 from .scale_space import fused_kernel_serves
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tiled_apply
@@ -182,14 +183,18 @@ class Pipeline:
 
     def describe(self) -> str:
         """One line for logs and ``--verbose``: model device, precision and why, self-ensemble, and on a CPU
-        whether the ConvLSTM update and SIAN's DoG pyramid run as compiled kernels (sian/_native) or not."""
+        whether the ConvLSTM update, SIAN's DoG pyramid and its attention and fusion inputs run as compiled kernels
+        (sian/_native) or not."""
         ensemble = f", {self.tta} self-ensemble" if self.tta else ""
         kernels = ""
-        if self.device.type == "cpu":  # both kernels see the autocast dtype's maps
+        if self.device.type == "cpu":  # the kernels see the autocast dtype's maps
             dtype = self.precision.dtype
             if any(isinstance(m, ConvLSTMCell) for m in self.model.modules()):
                 compiled = compiled_update_serves(self.device, dtype)
                 kernels += ", ConvLSTM update: " + ("compiled kernel" if compiled else "PyTorch operations")
+            if isinstance(self.model, SIAN):
+                steps = "compiled kernels" if pyramid_kernels_serve(self.device, dtype) else "PyTorch operations"
+                kernels += f", attention and fusion inputs: {steps}"
             pyramid = getattr(self.model, "scale_space", None)
             if pyramid is not None:
                 fusable = fused_kernel_serves(pyramid.mode, self.device, dtype)

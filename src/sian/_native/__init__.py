@@ -1,12 +1,12 @@
 """Compiled kernels, built on first use with the system's C compiler and cached; ``None`` where they cannot be.
 
-Two, each in a C file whose header says why it is written by hand: the fused DoG octave (``dog.c``) and the
-ConvLSTM cell's pointwise update (``convlstm.c``). Each is compiled with ``-O3 -march=native -fopenmp`` (its
-threads are PyTorch's own OpenMP threads) into ``$SIAN_CACHE`` (default ``~/.cache/sian``) under a name that
-hashes the source, the compiler and this CPU's model and flags, so a cache shared by different machines never
-runs code built for another CPU. Building takes about a second; without a C compiler with OpenMP, or with
-``SIAN_NATIVE=0``, callers use their PyTorch path (the same numbers either way, to float rounding; tests
-compare the two).
+Three, each in a C file whose header says why it is written by hand: the fused DoG octave (``dog.c``), the
+ConvLSTM cell's pointwise update (``convlstm.c``) and two pointwise steps of SIAN's pyramid (``pyramid.c``).
+Each is compiled with ``-O3 -march=native -fopenmp`` (its threads are PyTorch's own OpenMP threads) into
+``$SIAN_CACHE`` (default ``~/.cache/sian``) under a name that hashes the source, the headers beside it, the
+compiler and this CPU's model and flags, so a cache shared by different machines never runs code built for
+another CPU. Building takes about a second; without a C compiler with OpenMP, or with ``SIAN_NATIVE=0``,
+callers use their PyTorch path (the same numbers either way, to float rounding; tests compare the two).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
-__all__ = ["convlstm_library", "dog_library", "native_enabled", "untraced"]
+__all__ = ["convlstm_library", "dog_library", "inference_maps", "native_enabled", "pyramid_library", "untraced"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,20 @@ def convlstm_library() -> ctypes.CDLL | None:
     return library
 
 
+@functools.lru_cache(maxsize=1)
+def pyramid_library() -> ctypes.CDLL | None:
+    """SIAN's pyramid steps (``sian_attend`` and ``sian_upsample_concat`` of pyramid.c); ``None`` where they cannot
+    be built."""
+    library = _build("pyramid.c", "the attention and coarse-to-fine steps")
+    if library is not None:
+        library.sian_attend.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int, ctypes.c_int64, ctypes.c_int]
+        library.sian_attend.restype = None
+        library.sian_upsample_concat.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int, *[ctypes.c_int64] * 6,
+                                                 ctypes.c_int]  # fmt: skip
+        library.sian_upsample_concat.restype = None
+    return library
+
+
 def untraced(*tensors: Tensor) -> bool:
     """Whether a compiled kernel may work on these tensors' raw memory: plain tensors that nothing records.
 
@@ -117,4 +131,22 @@ def untraced(*tensors: Tensor) -> bool:
         all(type(t) is Tensor for t in tensors)
         and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
         and _len_torch_dispatch_stack() == 0 and torch._C._len_torch_function_stack() == 0
+    )  # fmt: skip
+
+
+def inference_maps(*tensors: Tensor) -> bool:
+    """Whether a compiled pointwise kernel may compute on these maps: CPU tensors of one dtype, float32 or bfloat16,
+    channels_last, that neither autograd (training) nor a tracer (:func:`untraced`) records.
+
+    Example:
+        >>> inference_maps(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
+        False
+    """
+    first = tensors[0]
+    return (
+        untraced(*tensors)  # first: under a tracer, reading shapes and layouts would add guards to the graph
+        and first.device.type == "cpu" and first.dtype in (torch.float32, torch.bfloat16)
+        and all(t.dtype == first.dtype and t.device == first.device and t.ndim == 4
+                and t.is_contiguous(memory_format=torch.channels_last) for t in tensors)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
     )  # fmt: skip

@@ -11,32 +11,15 @@
  * i, f, s, o the gates' sigmoids; without a previous state, c' = 2 i s - i. Everything is computed in float32;
  * bfloat16 maps (autocast) are widened on the way in and c', h rounded once to nearest-even on the way out.
  *
- * exp is Cephes' expf (a degree-6 polynomial on |r| <= ln2/2), written branch-free so that the per-pixel loop
- * vectorizes (libm's expf does not). h and c equal PyTorch's float32 update to 1e-6 for gates from -60 to
- * +60, and a NaN spreads as PyTorch's does (tests/test_models.py).
+ * The sigmoid is sigmoid.h's (Cephes' expf, branch-free so that the per-pixel loop vectorizes). h and c equal
+ * PyTorch's float32 update to 1e-6 for gates from -60 to +60, and a NaN spreads as PyTorch's does
+ * (tests/test_models.py).
  */
 #include <stdint.h>
 #include <stddef.h>
 
 #include "bf16.h"
-
-static inline float exp_cephes(float x) {
-    x = x < -87.0f ? -87.0f : x; /* ternaries, not fminf/fmaxf: those are calls the vectorizer keeps scalar */
-    x = x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2), 1.5 * 2^23 */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;            /* x - n ln2, ln2 in two parts */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23}; /* 2^n */
-    return p * scale.f;
-}
-
-static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_cephes(-x)); }
+#include "sigmoid.h"
 
 /* One pixel's C channels; c_prev NULL for the first step. Split per gate so that every access is unit-stride. */
 static void cell_f32(const float *restrict gi, const float *restrict gf, const float *restrict gs,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._native import convlstm_library, untraced
+from .._native import convlstm_library, inference_maps
 
 __all__ = ["ConvLSTMCell", "ResBlock", "compiled_update_serves", "conv3x3"]
 
@@ -114,10 +114,8 @@ def _fusable(gates: Tensor, state: tuple[Tensor, Tensor] | None) -> bool:
     autograd to record), gates in channels_last, a cell state of the same dtype, layout and size."""
     tensors = (gates,) if state is None else (gates, state[1])
     return (
-        all(t.dtype == gates.dtype and t.is_contiguous(memory_format=torch.channels_last) for t in tensors)
-        and (state is None or state[1].shape == (gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]))
-        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        and untraced(*tensors) and compiled_update_serves(gates.device, gates.dtype)
+        (state is None or state[1].shape == (gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]))
+        and inference_maps(*tensors) and compiled_update_serves(gates.device, gates.dtype)
     )  # fmt: skip
 
 
