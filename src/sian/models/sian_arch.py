@@ -29,79 +29,6 @@ from .layers import ConvLSTMCell, ResBlock, conv3x3
 __all__ = ["SIAN", "attend", "pyramid_kernels_serve", "upsample_concat"]
 
 
-def pyramid_kernels_serve(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether :func:`attend` and :func:`upsample_concat` run as compiled kernels (sian/_native/pyramid.c) for
-    inference on this device and dtype: float32 or bfloat16 (autocast) on a CPU, where they could be built.
-
-    Example:
-        >>> pyramid_kernels_serve(torch.device("cpu"), torch.float64)
-        False
-    """
-    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and pyramid_library() is not None
-
-
-def attend(features: Tensor, logits: Tensor) -> Tensor:
-    """Eq. (3): ``F + F * M`` with the importance mask ``M = sigmoid(logits)``.
-
-    For inference on a CPU (channels_last float32 or bfloat16 maps) one pass of a compiled kernel; otherwise
-    PyTorch's operations, the sigmoid in place over ``logits`` (the convolution's backward keeps no output).
-
-    Shape:
-        - features, logits: ``(B, C, H, W)``; returns ``(B, C, H, W)``.
-
-    Example:
-        >>> attend(torch.ones(1, 2, 3, 3), torch.zeros(1, 2, 3, 3))[0, 0, 0, 0].item()
-        1.5
-    """
-    if (
-        inference_maps(features, logits)
-        and features.shape == logits.shape
-        and pyramid_kernels_serve(features.device, features.dtype)
-    ):
-        out = torch.empty_like(features)
-        pyramid_library().sian_attend(
-            features.data_ptr(), logits.data_ptr(), out.data_ptr(), features.dtype == torch.bfloat16,
-            features.numel(), torch.get_num_threads(),
-        )  # fmt: skip
-        return out
-    return torch.addcmul(features, features, logits.sigmoid_())
-
-
-def upsample_concat(fine: Tensor, coarse: Tensor) -> Tensor:
-    """The input of a coarse-to-fine fusion (Eq. 4): ``concat(fine, pad(up(coarse)))``, ``up`` a bilinear x2 with
-    align_corners and ``pad`` zeros up to the fine size, ``floor(d / 2)`` before and the rest after (an odd fine
-    size leaves the upsampled map one pixel short).
-
-    For inference on a CPU (channels_last float32 or bfloat16 maps, fine at least twice coarse) one pass of a
-    compiled kernel writes the concatenation; otherwise PyTorch's upsampling, padding and concatenation.
-
-    Shape:
-        - fine: ``(B, C, H, W)``; coarse: ``(B, C, h, w)``; returns ``(B, 2C, H, W)``.
-
-    Example:
-        >>> upsample_concat(torch.zeros(1, 2, 7, 5), torch.ones(1, 2, 3, 2)).shape
-        torch.Size([1, 4, 7, 5])
-    """
-    (height, width), (h, w) = fine.shape[-2:], coarse.shape[-2:]
-    if (
-        inference_maps(fine, coarse) and fine.shape[:2] == coarse.shape[:2] and height >= 2 * h and width >= 2 * w
-        and pyramid_kernels_serve(fine.device, fine.dtype)
-    ):  # fmt: skip
-        batch, channels = fine.shape[:2]
-        out = torch.empty(batch, 2 * channels, height, width, dtype=fine.dtype, memory_format=torch.channels_last)
-        pyramid_library().sian_upsample_concat(
-            fine.data_ptr(), coarse.data_ptr(), out.data_ptr(), fine.dtype == torch.bfloat16,
-            batch, height, width, h, w, channels, torch.get_num_threads(),
-        )  # fmt: skip
-        return out
-    up = F.interpolate(coarse, size=(2 * h, 2 * w), mode="bilinear", align_corners=True)
-    dh, dw = height - up.shape[-2], width - up.shape[-1]
-    # When exporting, pad unconditionally: a branch on the traced size would be frozen into the graph.
-    if dh or dw or torch.compiler.is_compiling():
-        up = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
-    return torch.cat([fine, up], dim=1)
-
-
 class PyramidLevel(nn.Module):
     """One resolution of the feature pyramid: features, DoG attention, refinement, ConvLSTM."""
 
@@ -230,3 +157,79 @@ def _check_input(x: Tensor, min_size: int) -> None:
         raise ValueError(f"expected a batch of RGB images (B, 3, H, W), got shape {tuple(x.shape)}")
     if min(x.shape[-2:]) < min_size:
         raise ValueError(f"image {x.shape[-1]}x{x.shape[-2]} is smaller than the minimum {min_size}x{min_size}")
+
+
+# The two pyramid steps a compiled kernel serves for CPU inference (sian/_native/pyramid.c).
+
+
+def pyramid_kernels_serve(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether :func:`attend` and :func:`upsample_concat` run as compiled kernels (sian/_native/pyramid.c) for
+    inference on this device and dtype: float32 or bfloat16 (autocast) on a CPU, where they could be built.
+
+    Example:
+        >>> pyramid_kernels_serve(torch.device("cpu"), torch.float64)
+        False
+    """
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and pyramid_library() is not None
+
+
+def attend(features: Tensor, logits: Tensor) -> Tensor:
+    """Eq. (3): ``F + F * M`` with the importance mask ``M = sigmoid(logits)``.
+
+    For inference on a CPU (channels_last float32 or bfloat16 maps) one pass of a compiled kernel; otherwise
+    PyTorch's operations, the sigmoid in place over ``logits`` (the convolution's backward keeps no output).
+
+    Shape:
+        - features, logits: ``(B, C, H, W)``; returns ``(B, C, H, W)``.
+
+    Example:
+        >>> attend(torch.ones(1, 2, 3, 3), torch.zeros(1, 2, 3, 3))[0, 0, 0, 0].item()
+        1.5
+    """
+    if (
+        inference_maps(features, logits)
+        and features.shape == logits.shape
+        and pyramid_kernels_serve(features.device, features.dtype)
+    ):
+        out = torch.empty_like(features)
+        pyramid_library().sian_attend(
+            features.data_ptr(), logits.data_ptr(), out.data_ptr(), features.dtype == torch.bfloat16,
+            features.numel(), torch.get_num_threads(),
+        )  # fmt: skip
+        return out
+    return torch.addcmul(features, features, logits.sigmoid_())
+
+
+def upsample_concat(fine: Tensor, coarse: Tensor) -> Tensor:
+    """The input of a coarse-to-fine fusion (Eq. 4): ``concat(fine, pad(up(coarse)))``, ``up`` a bilinear x2 with
+    align_corners and ``pad`` zeros up to the fine size, ``floor(d / 2)`` before and the rest after (an odd fine
+    size leaves the upsampled map one pixel short).
+
+    For inference on a CPU (channels_last float32 or bfloat16 maps, fine at least twice coarse) one pass of a
+    compiled kernel writes the concatenation; otherwise PyTorch's upsampling, padding and concatenation.
+
+    Shape:
+        - fine: ``(B, C, H, W)``; coarse: ``(B, C, h, w)``; returns ``(B, 2C, H, W)``.
+
+    Example:
+        >>> upsample_concat(torch.zeros(1, 2, 7, 5), torch.ones(1, 2, 3, 2)).shape
+        torch.Size([1, 4, 7, 5])
+    """
+    (height, width), (h, w) = fine.shape[-2:], coarse.shape[-2:]
+    if (
+        inference_maps(fine, coarse) and fine.shape[:2] == coarse.shape[:2] and height >= 2 * h and width >= 2 * w
+        and pyramid_kernels_serve(fine.device, fine.dtype)
+    ):  # fmt: skip
+        batch, channels = fine.shape[:2]
+        out = torch.empty(batch, 2 * channels, height, width, dtype=fine.dtype, memory_format=torch.channels_last)
+        pyramid_library().sian_upsample_concat(
+            fine.data_ptr(), coarse.data_ptr(), out.data_ptr(), fine.dtype == torch.bfloat16,
+            batch, height, width, h, w, channels, torch.get_num_threads(),
+        )  # fmt: skip
+        return out
+    up = F.interpolate(coarse, size=(2 * h, 2 * w), mode="bilinear", align_corners=True)
+    dh, dw = height - up.shape[-2], width - up.shape[-1]
+    # When exporting, pad unconditionally: a branch on the traced size would be frozen into the graph.
+    if dh or dw or torch.compiler.is_compiling():
+        up = F.pad(up, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+    return torch.cat([fine, up], dim=1)
