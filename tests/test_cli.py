@@ -60,6 +60,21 @@ def test_verbose_says_which_precision_ran_and_why_without_other_libraries_debug_
     assert "STREAM" not in result.output
 
 
+def test_global_flags_work_after_the_command_too(tmp_path, tiny_model):
+    """`sian derain --verbose ...` (as issue 16 writes it) failed with "No such option: --verbose": click parses a
+    group's options only before the command name. A `--` still ends the options: a file named `-v` stays one."""
+    source = write_png(tmp_path / "a.png")
+    verbose = runner.invoke(app, ["derain", str(source), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                                  "--verbose"])  # fmt: skip
+    assert verbose.exit_code == 0, verbose.output
+    plain = runner.invoke(app, ["derain", str(source), "-o", str(tmp_path / "out1"), "--model", str(tiny_model)])
+    assert "derain with " in verbose.output and "derain with " not in plain.output  # the debug line, --verbose only
+    quiet = runner.invoke(app, ["derain", str(source), "-o", str(tmp_path / "out2"), "--model", str(tiny_model), "-q"])
+    assert quiet.exit_code == 0 and quiet.stdout == "" and (tmp_path / "out2" / "a.png").is_file()
+    literal = runner.invoke(app, ["derain", "-o", str(tmp_path / "out3"), "--model", str(tiny_model), "--", "-v"])
+    assert literal.exit_code != 0 and "-v" in literal.output and "No such option" not in literal.output
+
+
 def test_derain_never_replaces_an_input_even_with_overwrite(tmp_path, tiny_model):
     src = write_png(tmp_path / "a.png")
     original = src.read_bytes()

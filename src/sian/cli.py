@@ -14,8 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import click
 import torch
 import typer
+from typer.core import TyperGroup
 
 from ._atomic import atomic_path
 from ._dist import gather_outcomes, join_group, leave_group, placement
@@ -48,7 +50,22 @@ from .models import get_variant, list_models
 from .precision import resolve_precision
 from .weights import WeightsError, read_weights_file
 
+GLOBAL_FLAGS = ("--quiet", "-q", "--verbose", "-v")
+
+
+class _GlobalFlagsAnywhere(TyperGroup):
+    """``sian derain --verbose ...`` as well as ``sian --verbose derain ...``: click parses a group's own options
+    only before the command name, so the global flags found after it (up to a ``--``) are moved in front."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+        return super().parse_args(ctx, flags + rest + args[end:])
+
+
 app = typer.Typer(
+    cls=_GlobalFlagsAnywhere,
     help="Single-image deraining with SIAN (Pang et al., arXiv 2006.05049) and the PReNet baseline.",
     no_args_is_help=True,
     add_completion=False,
