@@ -90,6 +90,17 @@ def test_demo_runs_offline_prints_psnr_and_keeps_existing_results(tmp_path, monk
     assert again.exit_code == 2 and "--overwrite" in again.output and output.read_bytes() == before
 
 
+def test_demo_runs_auto_by_default_says_what_ran_and_takes_a_precision(tmp_path):
+    """Issue 16: `auto` is demo's default as derain's; the demo did not say which precision ran, nor take one."""
+    runner = CliRunner()
+    default = runner.invoke(app, ["demo", "-o", str(tmp_path / "a")])
+    assert default.exit_code == 0 and "(cpu, " in default.output and "(auto: " in default.output, default.output
+    fp32 = runner.invoke(app, ["demo", "-o", str(tmp_path / "b"), "--precision", "fp32"])
+    assert fp32.exit_code == 0 and "(cpu, fp32 (requested)" in fp32.output, fp32.output
+    fp16 = runner.invoke(app, ["demo", "-o", str(tmp_path / "c"), "--precision", "fp16"])
+    assert fp16.exit_code == 2 and "fp16 needs a CUDA device" in fp16.output
+
+
 def test_derain_does_not_modify_the_callers_module():
     # Regression: derain(model=module) used to switch the caller's module to channels_last and eval().
     model = sian.create_model("sian", channels=4, stages=2).train()

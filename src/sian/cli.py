@@ -311,17 +311,20 @@ def demo_command(
     ),
     model: Annotated[str, typer.Option(help="Registered weights name or .safetensors file.")] = DEFAULT_MODEL,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing result.")] = False,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the CPU multiplies it natively, else fp32), fp32 or bf16.")
+    ] = "auto",
 ) -> None:
     """Derain the bundled example (Kodak's kodim16 with our synthetic rain), offline, and print its PSNR."""
     from .demo import run_demo
 
     try:
-        result = run_demo(output, model=model, overwrite=overwrite)
+        result = run_demo(output, model=model, overwrite=overwrite, precision=precision)
     except FileExistsError as exc:
         raise _fail(f"{exc}; pass --overwrite or choose another --output") from None
     except (WeightsError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"derained the bundled example with {model} in {result.seconds:.1f} s: {result.output}")
+    typer.echo(f"derained the bundled example with {model} in {result.seconds:.1f} s ({result.ran}): {result.output}")
     typer.echo(f"{'':8}{'PSNR (Y)':>10}{'SSIM (Y)':>10}   vs the clean reference")
     typer.echo(f"{'input':8}{result.input_psnr:10.2f}{result.input_ssim:10.4f}")
     typer.echo(f"{'output':8}{result.psnr:10.2f}{result.ssim:10.4f}")

@@ -39,17 +39,22 @@ class DemoResult:
     psnr: float
     ssim: float
     seconds: float
+    ran: str  # Pipeline.describe(): device, precision and why, compiled kernels
 
 
-def run_demo(output_dir: str | os.PathLike, model: str = DEFAULT_MODEL, overwrite: bool = False) -> DemoResult:
-    """Derain the bundled example into ``output_dir`` and score it against its clean reference (Y channel)."""
+def run_demo(
+    output_dir: str | os.PathLike, model: str = DEFAULT_MODEL, overwrite: bool = False, precision: str = "auto"
+) -> DemoResult:
+    """Derain the bundled example into ``output_dir`` on the CPU, in ``precision`` (``auto``: bf16 where the CPU
+    multiplies it natively, else fp32), and score it against its clean reference (Y channel)."""
     rainy, clean = load_example()
     target = Path(output_dir) / f"{EXAMPLE}_derained.png"
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists (pass overwrite to replace it)")
-    pipeline = Pipeline(model, device="cpu")
+    pipeline = Pipeline(model, device="cpu", precision=precision)
     start = time.perf_counter()
     derained = pipeline(rainy)
     seconds = time.perf_counter() - start
     write_image(target, derained, overwrite=overwrite)
-    return DemoResult(target, model, *score_y(rainy, clean), *score_y(derained, clean), seconds)
+    scores = (*score_y(rainy, clean), *score_y(derained, clean))
+    return DemoResult(target, model, *scores, seconds, pipeline.describe())
