@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from kornia.filters import get_gaussian_kernel1d
 from torch import Tensor, nn
 
-from ._native import dog_library, untraced
+from ._native import dog_library, inference_maps, kernel_serves
 
 KernelMode = Literal["release", "full"]
 KERNEL_MODES: tuple[str, ...] = ("release", "full")
@@ -250,20 +250,14 @@ def fused_kernel_serves(mode: str, device: torch.device, dtype: torch.dtype) -> 
         >>> fused_kernel_serves("full", torch.device("cpu"), torch.float32)
         False
     """
-    return (
-        mode == "release" and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
-        and dog_library() is not None
-    )  # fmt: skip
+    return mode == "release" and kernel_serves(dog_library, device, dtype)
 
 
 def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
     """Whether the compiled kernel serves this call (:func:`fused_kernel_serves`) for a channels_last map that is
     a plain tensor no one is recording. A tracer (ONNX, JIT), a fake tensor or a dispatch mode (torch's FLOP
     counter) must see the PyTorch operations: the kernel works on raw memory, invisible to them."""
-    return (
-        x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and all(k.numel() == 3 for k in kernels)
-        and untraced(x) and fused_kernel_serves(mode, x.device, x.dtype)
-    )  # fmt: skip
+    return inference_maps(x) and all(k.numel() == 3 for k in kernels) and fused_kernel_serves(mode, x.device, x.dtype)
 
 
 def _fused_dogs(

@@ -26,7 +26,10 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
-__all__ = ["convlstm_library", "dog_library", "inference_maps", "native_enabled", "pyramid_library", "untraced"]
+__all__ = [
+    "convlstm_library", "dog_library", "inference_maps", "kernel_serves", "native_enabled", "pyramid_library",
+    "untraced",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +54,10 @@ def _cpu_signature() -> str:
     return "\n".join(dict.fromkeys(wanted))  # every core repeats them: once each
 
 
-def _build(name: str, purpose: str) -> ctypes.CDLL | None:
+def _build(name: str, purpose: str, signatures: dict[str, tuple[list, type | None]]) -> ctypes.CDLL | None:
     """The compiled ``name`` (a C file beside this one), built once per source (with the headers beside it),
-    compiler, flags and CPU; or ``None`` (turned off, no compiler, or the build failed: ``purpose`` then runs
-    as PyTorch operations)."""
+    compiler, flags and CPU, its functions typed by ``signatures`` (function: (argument types, result type));
+    or ``None`` (turned off, no compiler, or the build failed: ``purpose`` then runs as PyTorch operations)."""
     if not native_enabled():
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -75,50 +78,57 @@ def _build(name: str, purpose: str) -> ctypes.CDLL | None:
                 subprocess.run([compiler, *FLAGS, str(source_path), "-o", str(built)], check=True,
                                capture_output=True, timeout=300)  # fmt: skip
                 os.replace(built, path)
-        return ctypes.CDLL(str(path))
+        library = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         logger.debug(f"could not build or load {path.name} ({exc}; {detail.decode(errors='replace')[-500:]}): "
                      f"{purpose} runs as PyTorch operations")  # fmt: skip
         return None
+    for symbol, (argtypes, restype) in signatures.items():
+        function = getattr(library, symbol)
+        function.argtypes, function.restype = argtypes, restype
+    return library
+
+
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
 @functools.lru_cache(maxsize=1)
 def dog_library() -> ctypes.CDLL | None:
     """The compiled DoG kernel (``sian_dog_octave`` of dog.c); ``None`` where it cannot be built."""
-    library = _build("dog.c", "the DoG pyramid")
-    if library is not None:
-        function = library.sian_dog_octave
-        function.argtypes = [ctypes.c_void_p, ctypes.c_int, *[ctypes.c_int64] * 4, ctypes.c_void_p,
-                             *[ctypes.c_int64] * 2, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-                             ctypes.c_int64]  # fmt: skip
-        function.restype = ctypes.c_int
-    return library
+    return _build("dog.c", "the DoG pyramid", {
+        "sian_dog_octave": ([_PTR, ctypes.c_int, *[_I64] * 4, _PTR, *[_I64] * 2, _PTR, ctypes.c_int, _PTR, _I64],
+                            ctypes.c_int),
+    })  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
 def convlstm_library() -> ctypes.CDLL | None:
     """The compiled ConvLSTM update (``sian_convlstm_update`` of convlstm.c); ``None`` where it cannot be built."""
-    library = _build("convlstm.c", "the ConvLSTM update")
-    if library is not None:
-        function = library.sian_convlstm_update
-        function.argtypes = [*[ctypes.c_void_p] * 4, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-        function.restype = None
-    return library
+    return _build("convlstm.c", "the ConvLSTM update", {
+        "sian_convlstm_update": ([*[_PTR] * 4, ctypes.c_int, _I64, _I64, ctypes.c_int], None),
+    })  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
 def pyramid_library() -> ctypes.CDLL | None:
     """SIAN's pyramid steps (``sian_attend`` and ``sian_upsample_concat`` of pyramid.c); ``None`` where they cannot
     be built."""
-    library = _build("pyramid.c", "the attention and coarse-to-fine steps")
-    if library is not None:
-        library.sian_attend.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int, ctypes.c_int64, ctypes.c_int]
-        library.sian_attend.restype = None
-        library.sian_upsample_concat.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int, *[ctypes.c_int64] * 6,
-                                                 ctypes.c_int]  # fmt: skip
-        library.sian_upsample_concat.restype = None
-    return library
+    return _build("pyramid.c", "the attention and coarse-to-fine steps", {
+        "sian_attend": ([*[_PTR] * 3, ctypes.c_int, _I64, ctypes.c_int], None),
+        "sian_upsample_concat": ([*[_PTR] * 3, ctypes.c_int, *[_I64] * 6, ctypes.c_int], None),
+    })  # fmt: skip
+
+
+def kernel_serves(library, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether a compiled kernel computes inference on this device and map dtype: float32 or bfloat16 (autocast)
+    on a CPU, where ``library()`` (one of the ``*_library`` functions above) could be built.
+
+    Example:
+        >>> kernel_serves(convlstm_library, torch.device("cpu"), torch.float64)
+        False
+    """
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and library() is not None
 
 
 def untraced(*tensors: Tensor) -> bool:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._native import convlstm_library, inference_maps
+from .._native import convlstm_library, inference_maps, kernel_serves
 
 __all__ = ["ConvLSTMCell", "ResBlock", "compiled_update_serves", "conv3x3"]
 
@@ -106,7 +106,7 @@ def compiled_update_serves(device: torch.device, dtype: torch.dtype) -> bool:
         >>> compiled_update_serves(torch.device("cpu"), torch.float64)
         False
     """
-    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and convlstm_library() is not None
+    return kernel_serves(convlstm_library, device, dtype)
 
 
 def _fusable(gates: Tensor, state: tuple[Tensor, Tensor] | None) -> bool:
@@ -114,8 +114,9 @@ def _fusable(gates: Tensor, state: tuple[Tensor, Tensor] | None) -> bool:
     autograd to record), gates in channels_last, a cell state of the same dtype, layout and size."""
     tensors = (gates,) if state is None else (gates, state[1])
     return (
-        (state is None or state[1].shape == (gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]))
-        and inference_maps(*tensors) and compiled_update_serves(gates.device, gates.dtype)
+        inference_maps(*tensors)
+        and (state is None or state[1].shape == (gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]))
+        and compiled_update_serves(gates.device, gates.dtype)
     )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._native import inference_maps, pyramid_library
+from .._native import inference_maps, kernel_serves, pyramid_library
 from ..scale_space import KERNEL_MODES, DoGPyramid, KernelMode
 from .layers import ConvLSTMCell, ResBlock, conv3x3
 
@@ -170,7 +170,7 @@ def pyramid_kernels_serve(device: torch.device, dtype: torch.dtype) -> bool:
         >>> pyramid_kernels_serve(torch.device("cpu"), torch.float64)
         False
     """
-    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and pyramid_library() is not None
+    return kernel_serves(pyramid_library, device, dtype)
 
 
 def attend(features: Tensor, logits: Tensor) -> Tensor:
