@@ -16,6 +16,14 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def compiled_kernel(library, what: str):
+    """``library()``, one of sian._native's loaders; skips the test where this machine cannot build ``what``."""
+    built = library()
+    if built is None:
+        pytest.skip(f"{what} could not be built here (no C compiler, or SIAN_NATIVE=0)")
+    return built
+
+
 @pytest.fixture(autouse=True)
 def _isolated_weights_home(tmp_path_factory, monkeypatch):
     """Every test gets its own empty weights folder, never the user's cache."""

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import compiled_kernel
 from release_reference import random_authors_prenet, random_authors_sian, release_prenet, release_sian
 from sian.convert import convert_authors_state_dict
 from sian.models import SIAN, ConvLSTMCell, PReNet, create_model, get_variant, list_models
@@ -108,8 +109,7 @@ def fused_convlstm():
     """The compiled ConvLSTM update (sian/_native/convlstm.c); skipped where this machine cannot build it."""
     from sian import _native
 
-    if _native.convlstm_library() is None:
-        pytest.skip("the compiled ConvLSTM update could not be built here (no C compiler, or SIAN_NATIVE=0)")
+    return compiled_kernel(_native.convlstm_library, "the compiled ConvLSTM update")
 
 
 def _cell_steps(cell, x, monkeypatch, fused: bool):
@@ -190,8 +190,7 @@ def pyramid_kernels():
     """SIAN's compiled pyramid steps (sian/_native/pyramid.c); skipped where this machine cannot build them."""
     from sian import _native
 
-    if _native.pyramid_library() is None:
-        pytest.skip("the compiled pyramid kernels could not be built here (no C compiler, or SIAN_NATIVE=0)")
+    return compiled_kernel(_native.pyramid_library, "the compiled pyramid kernels")
 
 
 def _pyramid_step(step, *maps, monkeypatch, compiled: bool):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import compiled_kernel
 from sian import _native, scale_space
 from sian.benchmark import operation_counts
 from sian.scale_space import DoGPyramid, dog_pyramid, gaussian_blur, gaussian_kernels, sift_sigmas
@@ -192,10 +193,7 @@ def test_blur_weights_cached_under_inference_mode_serve_training():
 @pytest.fixture
 def fused():
     """The compiled DoG kernel (sian/_native/dog.c); skipped where this machine cannot build it."""
-    library = _native.dog_library()
-    if library is None:
-        pytest.skip("the fused DoG kernel could not be built here (no C compiler, or SIAN_NATIVE=0)")
-    return library
+    return compiled_kernel(_native.dog_library, "the fused DoG kernel")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
