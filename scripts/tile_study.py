@@ -1,6 +1,7 @@
 """Issue 16, item 4: which tile size and overlap derain a large photo fastest per megapixel in bounded memory.
 
     python scripts/tile_study.py [--sizes 256 384 512 640 768 896 1024] [--repeats 2] [--width 4000 --height 3000]
+                                 [--precision fp32|auto|bf16]
 
 1. Seconds per megapixel and peak resident memory of SIAN on one square tile of each size, each size in a
    fresh child process (so one size's peak does not hide in another's), random weights of the release
@@ -8,6 +9,8 @@
 2. For the photo size, the tile layouts `sian.tiling.tile_starts` makes for each (tile, overlap): how many
    pixels they derain and the predicted time (tiles x seconds per pixel of their size), so the choice is
    the measured optimum under the memory bound, not a guess.
+Each tile runs through `sian.inference.Pipeline` (untiled) at ``--precision``, so `auto` times what `sian derain`
+runs by default on this machine.
 Pause training first: the timings share the cores with anything else running.
 """
 
@@ -24,26 +27,29 @@ from sian.tiling import tile_starts
 CHILD = """
 import json, sys, time, torch
 from sian._allocator import keep_freed_memory
+from sian.inference import Pipeline
 from sian.models import create_model
 keep_freed_memory()
-size, repeats = int(sys.argv[1]), int(sys.argv[2])
+size, repeats, precision = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 model = create_model("sian").eval().to(memory_format=torch.channels_last)
-x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+pipeline = Pipeline(model, precision=precision, memory_budget=None)
+x = torch.rand(1, 3, size, size)
 times = []
-with torch.inference_mode():
-    model(x)
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
+pipeline.tensor(x)
+for _ in range(repeats):
+    start = time.perf_counter()
+    pipeline.tensor(x)
+    times.append(time.perf_counter() - start)
 peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
-print(json.dumps({"size": size, "seconds": min(times), "peak_bytes": peak}))
+ran = pipeline.precision.precision
+print(json.dumps({"size": size, "seconds": min(times), "peak_bytes": peak, "precision": ran}))
 """
 
 
-def measure(size: int, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(size), str(repeats)], capture_output=True, text=True)
+def measure(size: int, repeats: int, precision: str) -> dict:
+    command = [sys.executable, "-c", CHILD, str(size), str(repeats), precision]
+    out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode:
         sys.exit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,15 +85,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
+    parser.add_argument("--precision", default="fp32", help="as `sian derain --precision` (default fp32)")
     args = parser.parse_args()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu()}")
-    print("| tile | s / MP | peak RSS (MB) |\n|---|---|---|")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu()}; --precision {args.precision}")
+    print("| tile | precision run | s / MP | peak RSS (MB) |\n|---|---|---|---|")
     per_pixel, peaks = {}, {}
     for size in args.sizes:
-        result = measure(size, args.repeats)
+        result = measure(size, args.repeats, args.precision)
         per_pixel[size] = result["seconds"] / size**2
         peaks[size] = result["peak_bytes"]
-        print(f"| {size} | {per_pixel[size] * 1e6:.2f} | {peaks[size] / 2**20:.0f} |", flush=True)
+        row = f"| {size} | {result['precision']} | {per_pixel[size] * 1e6:.2f} | {peaks[size] / 2**20:.0f} |"
+        print(row, flush=True)
     megapixels = args.width * args.height / 1e6
     print(f"\n{args.width}x{args.height} ({megapixels:.1f} MP), predicted from the table:\n")
     print("| layout | tile | overlap | tiles | pixels derained / photo | predicted s | s / MP | peak RSS (MB) |")

@@ -7,7 +7,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_path
-from sian.inference import auto_tile, derain_tensor
+from sian import inference
+from sian.inference import BYTES_PER_PIXEL, MAX_AUTO_TILE, auto_tile, derain_tensor
 from sian.io import read_image, to_tensor
 from sian.metrics import psnr_y, quantize
 from sian.models import SIAN
@@ -71,8 +72,35 @@ def test_no_seams_on_a_synthetic_image():
 
 def test_auto_tile_only_when_over_budget():
     assert auto_tile(321, 481) is None
-    assert auto_tile(3000, 4000) == 768  # the default budget (2 GiB) allows the default tile
+    assert auto_tile(3000, 4000) == 832  # the largest multiple of 64 whose float32 maps fit the default 2 GiB
     assert auto_tile(3000, 4000, memory_budget=128 * 1024**2) == 192
+    assert auto_tile(6000, 8000, memory_budget=16 * 1024**3) == MAX_AUTO_TILE  # larger tiles slow float32 down
+
+
+def test_auto_tile_follows_the_precision_that_runs():
+    # bf16 maps take about half the memory: larger tiles (fewer overlapping pixels) in the same budget, and
+    # images that float32 must tile run whole.
+    assert auto_tile(3000, 4000, dtype=torch.bfloat16) == auto_tile(3000, 4000, dtype=torch.float16) == 1152
+    assert auto_tile(1024, 1024) == 832 and auto_tile(1024, 1024, dtype=torch.bfloat16) is None
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, return_all=False):
+        return [x * self.scale] if return_all else x * self.scale
+
+
+def test_pipeline_tiles_by_the_precision_that_runs(monkeypatch):
+    tiles = []
+    monkeypatch.setattr(inference, "tiled_apply", lambda fn, image, tile, overlap, align: tiles.append(tile) or image)
+    image = torch.rand(1, 3, 200, 200)
+    budget = 200 * 200 * BYTES_PER_PIXEL[2]  # the whole image fits in bf16, not in float32
+    for precision in ("fp32", "bf16"):
+        inference.Pipeline(_Scale(), precision=precision, memory_budget=budget).tensor(image)
+    assert tiles == [128]  # float32 tiled (the largest multiple of 64 within the budget), bf16 ran whole
 
 
 @pytest.mark.shared

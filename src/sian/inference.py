@@ -47,11 +47,13 @@ from .models.layers import ConvLSTMCell, compiled_update_serves
 from .models.sian_arch import SIAN, pyramid_kernels_serve
 from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
 from .scale_space import fused_kernel_serves
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tiled_apply
+from .tiling import DEFAULT_OVERLAP, tiled_apply
 
 __all__ = [
+    "BYTES_PER_PIXEL",
     "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_MODEL",
+    "MAX_AUTO_TILE",
     "PRECISIONS",
     "TTA_FLIPS",
     "FileOutcome",
@@ -73,10 +75,14 @@ TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "flip4": ((), (-1,), (-2,), (-2, -1)),
 }
 
-# Peak inference memory per pixel of a whole image (float32, CPU), from `sian bench` (2026-11-24:
-# SIAN 969 MB at 481x321, 3046 MB at 1280x720 -> 2.7 kB per extra pixel); PReNet needs less.
-BYTES_PER_PIXEL = 2700
+# SIAN's peak inference memory per pixel, by the size in bytes of the maps' elements: the slope of peak RSS over
+# square images in `python scripts/tile_study.py` (2026-11-27, CPU: 2.8 kB in float32 over 256-896 pixels, 1.6 kB
+# under bf16 autocast over 256-1280; docs/benchmarks/tile-study-*.md). PReNet needs less.
+BYTES_PER_PIXEL = {4: 2800, 2: 1600}
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+# Time per megapixel hardly depends on the tile size (same study), so automatic tiles are the largest the budget
+# allows, which derain the fewest overlapping pixels, up to this side: beyond it float32 slows per megapixel.
+MAX_AUTO_TILE = 1152
 
 
 def resolve_device(device: str | torch.device | None, index: int | None = None) -> torch.device:
@@ -102,12 +108,21 @@ def resolve_model(model: nn.Module | str | os.PathLike | None, device: torch.dev
     return load_model(DEFAULT_MODEL if model is None else model, device=device)
 
 
-def auto_tile(height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int | None:
-    """A tile size that keeps inference within ``memory_budget`` bytes, or ``None`` if the image fits."""
-    if height * width * BYTES_PER_PIXEL <= memory_budget:
+def auto_tile(
+    height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGET, dtype: torch.dtype = torch.float32
+) -> int | None:
+    """The tile size that keeps inference with ``dtype`` maps within ``memory_budget`` bytes, or ``None`` if the
+    whole image fits: the largest such multiple of 64, at most :data:`MAX_AUTO_TILE`.
+
+    Example:
+        >>> auto_tile(3000, 4000), auto_tile(3000, 4000, dtype=torch.bfloat16), auto_tile(321, 481)
+        (832, 1152, None)
+    """
+    bytes_per_pixel = BYTES_PER_PIXEL[dtype.itemsize]
+    if height * width * bytes_per_pixel <= memory_budget:
         return None
-    side = int((memory_budget / BYTES_PER_PIXEL) ** 0.5) // 64 * 64
-    return max(128, min(DEFAULT_TILE, side))
+    side = int((memory_budget / bytes_per_pixel) ** 0.5) // 64 * 64
+    return max(128, min(MAX_AUTO_TILE, side))
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -220,7 +235,7 @@ class Pipeline:
         """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]: float32, unclipped, on the model's device."""
         tile = self.tile
         if tile is None and self.memory_budget is not None:
-            tile = auto_tile(rainy.shape[-2], rainy.shape[-1], self.memory_budget)
+            tile = auto_tile(rainy.shape[-2], rainy.shape[-1], self.memory_budget, self.precision.dtype)
         run = self._ensemble if self.tta else lambda batch: self._forward(batch, return_all=False)
         if tile is None:
             return run(rainy)

@@ -15,13 +15,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "blend_weights", "tile_starts", "tiled_apply"]
+__all__ = ["DEFAULT_OVERLAP", "blend_weights", "tile_starts", "tiled_apply"]
 
-# The one default, for the library and every command. 768-pixel tiles (at most: tile_starts spreads them evenly)
-# derain a 12 MP photo fastest per megapixel among 256-1024 with SIAN's peak near 2 GB, and 64 pixels of overlap
-# keep tiled Rain100L within 0.02 dB of whole images even at 256 (`python scripts/tile_study.py`, issue 16;
-# docs/benchmarks.md). 1024 is no faster and peaks at 3.2 GB.
-DEFAULT_TILE, DEFAULT_OVERLAP = 768, 64
+# The one default overlap, for the library and every command: 64 pixels keep tiled Rain100L within 0.02 dB of
+# whole images even with 256-pixel tiles (docs/results.md). The tile size is the caller's; `sian.inference.auto_tile`
+# picks it from a memory budget (issue 16).
+DEFAULT_OVERLAP = 64
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
@@ -70,7 +69,7 @@ def blend_weights(size: int, start: int, length: int, ramp: int) -> Tensor:
 
 
 def tiled_apply(
-    fn: Callable[[Tensor], Tensor], image: Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+    fn: Callable[[Tensor], Tensor], image: Tensor, tile: int, overlap: int = DEFAULT_OVERLAP,
     align: int = 1,
 ) -> Tensor:  # fmt: skip
     """Apply an image-to-image function ``fn`` tile by tile and cross-fade the overlaps.
@@ -107,4 +106,4 @@ def tiled_apply(
             weight = (wy[:, None] * wx[None, :])[None, None]
             output[:, :, y : y + th, x : x + tw] += result.to(output.dtype) * weight
             weight_sum[:, :, y : y + th, x : x + tw] += weight
-    return (output / weight_sum).to(dtype=image.dtype, device=image.device)
+    return output.div_(weight_sum).to(dtype=image.dtype, device=image.device)  # in place: no third full-size map
