@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..inference import BYTES_PER_PIXEL, DEFAULT_MEMORY_BUDGET
+
 __all__ = ["LoadResult", "memory_bound", "run_load_test", "wait_for_health"]
 
 KINDS = ("valid", "valid", "oversized", "garbage", "truncated", "slow")  # the mix, one per request in turn
@@ -60,7 +62,11 @@ class LoadResult:
 
 def memory_bound(base_mb: float, slots: int, queue: int, upload_mb: float, max_pixels: int) -> float:
     """The peak-RSS bound of docs/reliability.md, in MB: base + slots x per-request + queue x 2 x upload."""
-    per_request = 2 * upload_mb + (6 + 2 * 12) * max_pixels / 1e6 + min(2700 * max_pixels / 1e6, 2048)
+    inference = BYTES_PER_PIXEL[4] * max_pixels  # float32 maps, the largest of any precision
+    tiled = inference > DEFAULT_MEMORY_BUDGET
+    blend = 32 if tiled else 0  # a tiled image's float64 blend (3 channels) and its weights, beside the tile's maps
+    per_pixel = 6 + 2 * 12 + blend  # decoded picture (16-bit), float32 input and output
+    per_request = 2 * upload_mb + per_pixel * max_pixels / 1e6 + min(inference, DEFAULT_MEMORY_BUDGET) / 1e6
     return base_mb + slots * per_request + queue * 2 * upload_mb
 
 
