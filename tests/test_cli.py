@@ -60,6 +60,19 @@ def test_verbose_says_which_precision_ran_and_why_without_other_libraries_debug_
     assert "STREAM" not in result.output
 
 
+def test_verbose_says_how_an_image_was_tiled_and_why(tmp_path, tiny_model):
+    source = write_png(tmp_path / "a.png", size=(200, 150))  # tiled under a tiny budget or an explicit --tile
+    common = ["--verbose", "derain", str(source), "--model", str(tiny_model), "--precision", "fp32",
+              "--tile-overlap", "8"]  # fmt: skip
+    auto = runner.invoke(app, [*common, "-o", str(tmp_path / "auto"), "--max-memory-gb", "0.000001"])
+    assert auto.exit_code == 0, auto.output
+    assert "150x200 in 4 tiles of at most 128 pixels, overlap 8 (automatic: the memory budget in fp32)" in auto.output
+    asked = runner.invoke(app, [*common, "-o", str(tmp_path / "asked"), "--tile", "64"])
+    assert asked.exit_code == 0 and "150x200 in 12 tiles of at most 64 pixels, overlap 8 (as asked)" in asked.output
+    whole = runner.invoke(app, [*common, "-o", str(tmp_path / "whole")])
+    assert whole.exit_code == 0 and "tiles of at most" not in whole.output
+
+
 def test_global_flags_work_after_the_command_too(tmp_path, tiny_model):
     """`sian derain --verbose ...` (as issue 16 writes it) failed with "No such option: --verbose": click parses a
     group's options only before the command name. A `--` still ends the options: a file named `-v` stays one."""

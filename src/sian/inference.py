@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +48,7 @@ from .models.layers import ConvLSTMCell, compiled_update_serves
 from .models.sian_arch import SIAN, pyramid_kernels_serve
 from .precision import PRECISIONS, PrecisionChoice, autocast, resolve_precision
 from .scale_space import fused_kernel_serves
-from .tiling import DEFAULT_OVERLAP, tiled_apply
+from .tiling import DEFAULT_OVERLAP, tile_starts, tiled_apply
 
 __all__ = [
     "BYTES_PER_PIXEL",
@@ -66,6 +67,8 @@ __all__ = [
     "resolve_model",
     "shard",
 ]
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sian-general"  # our own weights, shipped in the package (works offline); issue 15 chose it
 
@@ -239,6 +242,11 @@ class Pipeline:
         run = self._ensemble if self.tta else lambda batch: self._forward(batch, return_all=False)
         if tile is None:
             return run(rainy)
+        rows, cols = (len(tile_starts(n, tile, self.overlap, self.min_size)) for n in rainy.shape[-2:])
+        if rows * cols > 1:
+            why = "as asked" if self.tile else f"automatic: the memory budget in {self.precision.precision}"
+            _log.debug(f"{rainy.shape[-1]}x{rainy.shape[-2]} in {rows * cols} tiles of at most {tile} pixels, "
+                       f"overlap {self.overlap} ({why})")  # fmt: skip
         return tiled_apply(run, rainy.to(self.device), tile, self.overlap, align=self.min_size)
 
     def _ensemble(self, batch: Tensor) -> Tensor:
