@@ -5,6 +5,8 @@
 # 1. issue 16: `sian derain`'s default (auto) against fp32 at 481x321, and the SIAN/PReNet ratios, three
 #    `sian bench` runs (the table's "inference ... sian: bf16 image rate" line is the speed-up asked: >= 2x);
 #    issue 14: the training step rate in bf16 against fp32 in the same runs (asked: >= 1.6x).
+#    Then (issue 16) whether bf16 seconds per megapixel stay flat up to the largest automatic tile (1152) there
+#    too, as on the AVX512-BF16 EPYC: `sian.inference.auto_tile` assumes it.
 # 2. issue 16: the Rain100L cost of bf16 inference on all 100 images, the authors' SIAN and our default model.
 # 3. issue 14: the quality cost of bf16 training (two short runs of the Rain100L recipe from one seed).
 # Steps 2 and 3 are resumable: run the script again after an interruption. Outputs: docs/benchmarks/
@@ -34,6 +36,7 @@ for run in 1 2 3; do
     --repeats 7 --markdown "docs/benchmarks/native-bf16-$kind-$stamp-$run.md"
 done
 "$python" scripts/onednn_breakdown.py  # which kernels oneDNN ran (AMX tiles?), convolutions against the rest
+"$python" scripts/tile_study.py --sizes 384 768 1152 --precision auto > "docs/benchmarks/tile-study-$stamp-$kind-auto.md"
 default_model="$("$python" -c "from sian.inference import DEFAULT_MODEL; print(DEFAULT_MODEL)")"
 for model in sian-rain100l "$default_model"; do
   "$python" scripts/precision_cost.py --model "$model" --precision bf16
