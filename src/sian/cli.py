@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from ._atomic import atomic_path
 from ._dist import gather_outcomes, join_group, leave_group, placement
-from ._progress import progress_bar
+from ._progress import BarSafeHandler, progress_bar
 from .convert import import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, evaluate_self_ensembles, summarize, write_csv
@@ -83,18 +83,6 @@ PRECISION_HELP = ("auto (bf16 where the CPU/GPU runs it natively, fp16 on GPUs w
 JSON_HELP = "Write the results as JSON to this file, or '-' for stdout (human output then goes to stderr)."
 
 
-class _CurrentStderr(logging.StreamHandler):
-    """Log lines go to whatever ``sys.stderr`` is when they are written (test runners swap it)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
 @app.callback()
 def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")] = False,
@@ -102,7 +90,7 @@ def _main(
 ) -> None:
     """Single-image deraining with SIAN (Pang et al., arXiv 2006.05049) and the PReNet baseline."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handler = _CurrentStderr()
+    handler = BarSafeHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     # --verbose is sian's debug lines only: other libraries stay at INFO (PIL's PNG decoder alone would print a
     # line per chunk of every image read).
