@@ -94,3 +94,15 @@ def test_self_ensemble_composes_with_onnx_tiling_and_precision(tiny):
     reduced = Pipeline(model, precision="bf16", tta="flip4").tensor(x)
     assert reduced.dtype == torch.float32
     torch.testing.assert_close(reduced, reference, rtol=0, atol=0.05)
+
+
+def test_export_warns_of_no_training_mode(tmp_path):
+    """`sian export` printed torch.export's "Exporting a model while it is in training mode" warning: the model was
+    in eval mode, but the wrapper that picks its final stage was not."""
+    import warnings
+
+    model = create_model("sian", channels=4, stages=2).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_onnx(model, tmp_path / "m.onnx")
+    assert not [w for w in caught if "training mode" in str(w.message)]

@@ -49,7 +49,7 @@ def export_onnx(model: str | os.PathLike | nn.Module, output: str | os.PathLike,
     example = torch.rand(1, 3, max(min_size, 37), max(min_size, 45))
     side = {"min": min_size, "max": 16384}
     dynamic = ({0: Dim("batch", min=1, max=256), 2: Dim("height", **side), 3: Dim("width", **side)},)
-    program = torch.onnx.export(_FinalStage(net), (example,), dynamo=True, dynamic_shapes=dynamic,
+    program = torch.onnx.export(_FinalStage(net).eval(), (example,), dynamo=True, dynamic_shapes=dynamic,
                                 input_names=["rainy"], output_names=["derained"], verbose=False)  # fmt: skip
     proto = program.model_proto
     metadata = {"sian_model": name, "arch": arch, "config": json.dumps(dict(config), sort_keys=True),
