@@ -84,22 +84,13 @@ def test_auto_tile_follows_the_precision_that_runs():
     assert auto_tile(1024, 1024) == 832 and auto_tile(1024, 1024, dtype=torch.bfloat16) is None
 
 
-class _Scale(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(0.5))
-
-    def forward(self, x, return_all=False):
-        return [x * self.scale] if return_all else x * self.scale
-
-
 def test_pipeline_tiles_by_the_precision_that_runs(monkeypatch):
     tiles = []
     monkeypatch.setattr(inference, "tiled_apply", lambda fn, image, tile, overlap, align: tiles.append(tile) or image)
-    image = torch.rand(1, 3, 200, 200)
+    model, image = SIAN(channels=4, stages=1).eval(), torch.rand(1, 3, 200, 200)
     budget = 200 * 200 * BYTES_PER_PIXEL[2]  # the whole image fits in bf16, not in float32
     for precision in ("fp32", "bf16"):
-        inference.Pipeline(_Scale(), precision=precision, memory_budget=budget).tensor(image)
+        inference.Pipeline(model, precision=precision, memory_budget=budget).tensor(image)
     assert tiles == [128]  # float32 tiled (the largest multiple of 64 within the budget), bf16 ran whole
 
 

@@ -242,11 +242,12 @@ class Pipeline:
         run = self._ensemble if self.tta else lambda batch: self._forward(batch, return_all=False)
         if tile is None:
             return run(rainy)
-        rows, cols = (len(tile_starts(n, tile, self.overlap, self.min_size)) for n in rainy.shape[-2:])
-        if rows * cols > 1:
-            why = "as asked" if self.tile else f"automatic: the memory budget in {self.precision.precision}"
-            _log.debug(f"{rainy.shape[-1]}x{rainy.shape[-2]} in {rows * cols} tiles of at most {tile} pixels, "
-                       f"overlap {self.overlap} ({why})")  # fmt: skip
+        if _log.isEnabledFor(logging.DEBUG):  # the layout is tiled_apply's; recomputed only for --verbose
+            rows, cols = (len(tile_starts(n, tile, self.overlap, self.min_size)) for n in rainy.shape[-2:])
+            if rows * cols > 1:
+                why = "as asked" if self.tile else f"automatic: the memory budget in {self.precision.precision}"
+                _log.debug(f"{rainy.shape[-1]}x{rainy.shape[-2]} in {rows * cols} tiles of at most {tile} pixels, "
+                           f"overlap {self.overlap} ({why})")  # fmt: skip
         return tiled_apply(run, rainy.to(self.device), tile, self.overlap, align=self.min_size)
 
     def _ensemble(self, batch: Tensor) -> Tensor:
