@@ -667,6 +667,24 @@ def test_the_stopping_rule_ends_a_run_and_a_resume_trains_no_further(tmp_path):
     assert finished["status"] == "finished" and finished["step"] == 8
 
 
+def test_resuming_a_finished_run_does_not_score_its_last_step_again(tmp_path):
+    """Bug: `--resume` of a finished run (scripts resume every run they need) validated its last step again, a
+    whole validation set's time for a duplicate log record. An interrupted final validation still runs."""
+    config = load_config(None, tiny_overrides(tmp_path, **{"train.steps": 4, "train.val_every": 2}))
+    assert train(config, progress=False)["status"] == "finished"
+    scored = [r["step"] for r in _log(tmp_path) if "val_psnr" in r]
+    assert scored == [2, 4]
+    again = train(config, resume=True, progress=False)
+    assert again["status"] == "finished" and again["step"] == 4
+    assert [r["step"] for r in _log(tmp_path) if "val_psnr" in r] == scored
+    # A checkpoint from before the final validation (or from older code, without the record) is scored.
+    state = torch.load(tmp_path / "run/state.pt", weights_only=True)
+    del state["validated"]
+    torch.save(state, tmp_path / "run/state.pt")
+    train(config, resume=True, progress=False)
+    assert [r["step"] for r in _log(tmp_path) if "val_psnr" in r] == [2, 4, 4]
+
+
 def test_the_stopping_rule_stops_every_process_of_a_torchrun_job_together(tmp_path):
     """Rank 0 reads the log and decides; a rank that kept training alone would hang the job."""
     overrides = tiny_overrides(tmp_path, **{"train.steps": 8, "train.val_every": 2,

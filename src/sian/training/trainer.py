@@ -201,6 +201,7 @@ class Progress:
 
     step: int = 0
     best: float = -math.inf  # best validation PSNR
+    validated: int = -1  # the step of the last validation (a resume of a finished run does not score it again)
     skipped: int = 0  # updates skipped for a non-finite loss or gradient
     consecutive_bad: int = 0
     wall_before: float = 0.0  # training time of earlier sessions of this run (resumes add up)
@@ -308,6 +309,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         self.progress.step, self.progress.best = int(state["step"]), float(state["best"])
+        self.progress.validated = int(state.get("validated", -1))  # older checkpoints: unknown
         self.progress.wall_before = float(state.get("wall_seconds", 0.0))
         self.progress.cpu_before = float(state.get("cpu_seconds", 0.0))
 
@@ -380,6 +382,7 @@ class Trainer:
         save_state(self.out_dir, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "step": step, "best": self.progress.best,
+            "validated": self.progress.validated,
             "rng": torch.get_rng_state(), "config": to_dict(self.config), **budget,
             "scaler": self.scaler.state_dict(),
         })  # fmt: skip
@@ -390,6 +393,7 @@ class Trainer:
             return
         step = self.progress.step
         scores = validate(self.model, self.val_set, self.device, self.where)
+        self.progress.validated = step
         record = {"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
                   "val_stage_psnr": scores["val_stage_psnr"], **self.budget()}  # fmt: skip
         improved = scores["val_psnr"] > self.progress.best
@@ -527,7 +531,7 @@ class Trainer:
                 if requested[1].item():
                     self.checkpoint()
                     last_checkpoint = time.monotonic()
-            if progress.status == "finished":
+            if progress.status == "finished" and progress.validated != progress.step:
                 self.validate()
             self.checkpoint(final=True)
             return self._summary(stop.signal)
