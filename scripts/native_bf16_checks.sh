@@ -8,15 +8,16 @@
 #    Then (issue 16) whether bf16 seconds per megapixel stay flat up to the largest automatic tile (1152) there
 #    too, as on the AVX512-BF16 EPYC: `sian.inference.auto_tile` assumes it.
 # 2. issue 16: the Rain100L cost of bf16 inference on all 100 images, the authors' SIAN and our default model.
-# 3. issue 14: the quality cost of bf16 training (two short runs of the Rain100L recipe from one seed).
-# Steps 2 and 3 are resumable: run the script again after an interruption. Outputs: docs/benchmarks/
-# native-bf16-{amx|avx512bf16}-DATE-RUN.md, docs/results/precision/, build/bf16-check/. Pause the training run
-# first (SIGTERM): the benchmarks want the whole machine. Elsewhere the script refuses: bf16 there is emulated
-# and 10-40x slower.
+# Step 2 is resumable: run the script again after an interruption. Outputs: docs/benchmarks/
+# native-bf16-{amx|avx512bf16}-DATE-RUN.md, docs/results/precision/. Pause the training run first (SIGTERM): the
+# benchmarks want the whole machine. Elsewhere the script refuses: bf16 there is emulated and 10-40x slower.
 # Done so far (docs/benchmarks.md, "Reduced precision"): steps 1 and 2 on an AVX512-BF16 CPU without AMX
 # (2026-11-26; step 2's CSVs are complete, so a rerun only reprints them). Left for a CPU with AMX: step 1
-# (issue 16's 2x is asked there) and step 3. The GPU machines the `device` tool lends had an AMX Xeon host on
+# (issue 16's 2x is asked there). The GPU machines the `device` tool lends had an AMX Xeon host on
 # 2026-11-27: `bash scripts/gpu_precision_checks.sh amx` runs step 1 there, pinned to two cores.
+# Issue 14's quality cost of bf16 training (`python scripts/bf16_training_check.py`, three 1500-step runs, about
+# 2.5 hours of the machine) ran on the AVX512-BF16 EPYC on 2026-11-27 and is no longer part of this script: both
+# instruction sets round the operands to bf16 and accumulate in fp32, and step 1 measures the step rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sian="${SIAN:-.venv/bin/sian}"
@@ -41,4 +42,3 @@ default_model="$("$python" -c "from sian.inference import DEFAULT_MODEL; print(D
 for model in sian-rain100l "$default_model"; do
   "$python" scripts/precision_cost.py --model "$model" --precision bf16
 done
-"$python" scripts/bf16_training_check.py
