@@ -40,6 +40,7 @@ RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain10
 HEAVY_TEST = REPO / "docs/results/heavy-rain-test.csv"
 RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
              "general": "sian-general", "streaks-heavy": "sian-streaks-heavy"}  # fmt: skip
+SOURCE = "the sian source repository"  # model cards ship in the wheel, where the repository's paths do not exist
 MIXTURES = ("general", "streaks-heavy")  # issue 15: real Rain100L pairs and streak-bank rain, fine-tuned
 # Issue 15's rule 1: each candidate run, the validation set it is judged on, and the shipped model it would replace.
 REPLACES = {"sian-general": ("configs/sian-general.yaml", "sian-synth-light"),
@@ -51,12 +52,6 @@ CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name
 
 def config_path(preset: str) -> str:
     return CONFIGS.get(preset, f"configs/{RUN_NAMES[preset]}.yaml")
-
-
-def resume_command(preset: str) -> str:
-    if preset in ("light", "heavy"):
-        return f"bash scripts/train_synth.sh {preset}"
-    return "bash scripts/train_rain100l.sh" if preset == "rain100l" else f"bash scripts/train.sh {config_path(preset)}"
 
 
 def training_record(records: list[dict], step: int) -> dict:
@@ -85,9 +80,10 @@ def init_provenance(records: list[dict], init: str | None) -> str:
         return "trained from scratch"
     start = next((r for r in records if "init_sha256" in r), None)
     if start is None:  # runs started before the trainer logged it
-        return (f"fine-tuned from `{init}` (the file packaged under that name when the run started; see "
-                f"`git log -- src/sian/pretrained/{init}.safetensors`)")  # fmt: skip
-    return f"fine-tuned from `{init}` (step {start['init_step']}, sha256 {start['init_sha256'][:16]}...)"
+        return f"fine-tuned from `{init}` (the file packaged under that name when the run started)"
+    # The card ships in the wheel: it names the weights, not the repository path they were read from.
+    name = Path(init).parent.name if "/" in init else init
+    return f"fine-tuned from `{name}` (its step-{start['init_step']} checkpoint, sha256 {start['init_sha256'][:16]}...)"
 
 
 def same_weights(path: Path, state: dict, step: int) -> bool:
@@ -126,13 +122,13 @@ def heavy_test_line(sha256: str, tensors: str) -> str:
     """Issue 15's heavy-rain acceptance figure for these weights, as a line of the card."""
     rows = rows_of(HEAVY_TEST, sha256, tensors)
     if not rows:
-        return "Held-out heavy rain: not measured for this file yet (run `python scripts/heavy_rain_test.py`)."
+        return "Held-out heavy rain: not measured for this file yet."
     row = rows[-1]
     return (
         f"Held-out heavy streak-bank rain ({row['images']} photos no model of ours trained on or was selected by, "
         f"held-out streak sets only, rainy input 14-20 dB): **{float(row['input_psnr']):.2f} -> "
-        f"{float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**, SSIM {float(row['ssim']):.4f}, measured by "
-        f"`python scripts/heavy_rain_test.py` on {row['date']} ({row['machine']})."
+        f"{float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**, SSIM {float(row['ssim']):.4f}, measured with "
+        f"{SOURCE}'s results benchmark on {row['date']} ({row['machine']})."
     )
 
 
@@ -153,15 +149,15 @@ def what_changed(name: str, sha256: str, tensors: str) -> str:
     ours = [r for r in rows if measured_on(r, sha256, tensors)]
     theirs = [r for r in rows if r["model"] == incumbent]
     scores = (
-        f"On the same {ours[-1]['images']} validation images (`{config}`: held-out Rain100L pairs and held-out "
+        f"On the same {ours[-1]['images']} validation images (held-out Rain100L pairs and held-out "
         f"photos with held-out streak sets) this model scores {float(ours[-1]['psnr']):.2f} dB, `{incumbent}` "
-        f"{float(theirs[-1]['psnr']):.2f} (`python scripts/validate_models.py`, docs/results/issue15-validation.md)"
+        f"{float(theirs[-1]['psnr']):.2f}"
         if ours and theirs
-        else "Not yet scored beside it on the validation set (run `python scripts/validate_models.py`)"
+        else "Not yet scored beside it on the validation set"
     )
     return (
         f"## What changed\n"
-        f"Replaces `{incumbent}`, which was trained from scratch on our formula-rendered rain (issue 4); this one is\n"
+        f"Replaces `{incumbent}`, which was trained from scratch on our formula-rendered rain; this one is\n"
         f"fine-tuned from our Rain100L model on real pairs and real streak layers. {scores}.\n"
         f"The older weights still ship and load: `--model {incumbent}`, or the file with\n"
         f"`--model path/to/{incumbent}.safetensors`.\n"
@@ -190,8 +186,7 @@ def select_on_classic(preset: str, tmp: Path) -> tuple[Path, str]:
     path.write_bytes(blobs[best["sha256"]])
     return path, (
         f"best held-out classic-rain PSNR among {len(rows)} committed checkpoints, "
-        f"{float(best['classic_psnr']):.2f} dB from {float(best['classic_input_psnr']):.2f}; "
-        "`python scripts/cross_renderer_val.py`"
+        f"{float(best['classic_psnr']):.2f} dB from {float(best['classic_input_psnr']):.2f}"
     )
 
 
@@ -249,9 +244,9 @@ def main() -> None:
         f"Rain100L test ({row['images']} real pairs, Y channel, never seen in training or selection): "
         f"**{float(row['psnr']):.2f} dB / {float(row['ssim']):.4f}** "
         f"(rainy input {float(row['input_psnr']):.2f} / {float(row['input_ssim']):.4f}), "
-        f"measured by `python scripts/{found[1]}` on {row['date']} ({row['machine']})."
+        f"measured with {SOURCE}'s results benchmark on {row['date']} ({row['machine']})."
         if row
-        else "Rain100L test: not measured for this file yet (run `python scripts/results_rain100l.py`)."
+        else "Rain100L test: not measured for this file yet."
     )
     if args.preset == "streaks-heavy":
         results += "\n- " + heavy_test_line(digest, tensors)
@@ -285,7 +280,7 @@ def training_section(name, preset, records, record, train_config, step, selectio
   2-core machine given to training, steps on a lent GPU counted at the run's CPU rate;
   {record["wall_seconds"] / 3600:.2f} wall-clock) = {record["cpu_seconds"] / 3600:.2f} CPU-hours of the training
   processes. Machines: {"; ".join(machines)}.
-- Config: `{config_path(preset)}`; log: `checkpoints/{name}/log.jsonl`; resume: `{resume_command(preset)}`."""
+- Config `{Path(config_path(preset)).name}`, training log and the command that resumes the run: in {SOURCE}."""
 
 
 def synth_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
@@ -313,11 +308,11 @@ Shipped inside the package: {how_to_use(name, "downpours" if preset == "heavy" e
 ## Results
 - Held-out synthetic validation ({data.val_holdout} images, {data.val_crop}x{data.val_crop} centre crops):
   {record["val_psnr"]:.2f} dB / {record["val_ssim"]:.4f} (rainy input {record["val_input_psnr"]:.2f} dB).
-- {results} Full table: docs/results-synth.md.
+- {results} Full table: the synthetic-rain results page of the documentation.
 
 ## Limits
 - Trained on synthetic streaks only: real rain with fog, drops on the lens, splashes or night-time lighting is
-  outside what it has seen; look at docs/results-synth.md for real webcam frames.
+  outside what it has seen; the documentation's synthetic-rain results page shows real webcam frames.
 - The authors' weights (trained on Rain100L's own training pairs) score higher on Rain100L; ours never saw that
   distribution.{HEAVY_LIMIT.format(default=DEFAULT_MODEL) if preset == "heavy" else ""}
 """
@@ -331,13 +326,12 @@ def rain100l_card(name, preset, state, records, record, train_config, step, sele
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
 {init_provenance(records, train_config.model.init)} by the sian project on the **real Rain100L training set**
-with the paper's loss: our own reproduction of the paper's recipe on a CPU budget (issue 14), not the authors'
+with the paper's loss: our own reproduction of the paper's recipe on a CPU budget, not the authors'
 weights. Licence: MIT, like the code. `sian derain --model {name}`.
 
 ## Data
 - `Rain100L_train` (200 synthetic-rain pairs of the benchmark's training split): {200 - held_out} for training,
-  {held_out} held out for validation and checkpoint selection (`{train_config.data.val_split}`, a fixed draw
-  committed before training).
+  {held_out} held out for validation and checkpoint selection (a fixed draw committed before training).
 - Nothing else: no synthetic rain of ours, no pre-training, and no Rain100L *test* image in training, tuning or
   selection.
 
@@ -345,18 +339,19 @@ weights. Licence: MIT, like the code. `sian derain --model {name}`.
 - Selection rule, fixed in the config before training: the best validation Y-PSNR on the {held_out} held-out
   pairs (whole images); stop after at least {stop.min_hours:g} machine-hours once the best has gained less than
   {stop.min_gain:g} dB over the last {stop.window_hours:g} machine-hours, or at {stop.max_hours:g} (`train.stop`,
-  judged by the trainer after every validation; `python scripts/summarize_log.py checkpoints/{name}/log.jsonl`).
+  judged by the trainer after every validation; the training log records each verdict).
   How the run ended: {ended}.
 
 ## Results
 - Held-out validation ({held_out} Rain100L training pairs, whole images): {record["val_psnr"]:.2f} dB /
   {record["val_ssim"]:.4f} (rainy input {record["val_input_psnr"]:.2f} dB).
-- {results} Full table, validation curve and per-stage PSNR: docs/results-rain100l.md.
+- {results} Full table, validation curve and per-stage PSNR: the Rain100L results page of the documentation.
 
 ## Limits
 - Rain100L's rain is light, synthetic and near-vertical: dense rain, haze, drops on the lens and night scenes
-  are outside what it has seen (the synthetic-rain models and issue 15's general model aim at those).
-- A CPU budget, not the paper's 100 epochs: see the curve in docs/results-rain100l.md for what more would give.
+  are outside what it has seen (the synthetic-rain models and the general model `sian-general` aim at those).
+- A CPU budget, not the paper's 100 epochs: the validation curve on the documentation's Rain100L results page
+  shows what more would give.
 """
 
 
@@ -371,13 +366,13 @@ def mixture_card(name, preset, state, records, record, train_config, step, selec
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
 {init_provenance(records, train_config.model.init)} by the sian project on a mixture of **real Rain100L
-training pairs** and **real streak layers** (Garg & Nayar's streak bank) composited over clean photos
-(issue 15). Licence: MIT, like the code. {use}.
+training pairs** and **real streak layers** (Garg & Nayar's streak bank) composited over clean photos.
+Licence: MIT, like the code. {use}.
 
 ## Data
-- {data.pair_fraction:.0%} of the samples: `Rain100L_train` pairs ({200 - held_out} for training; the {held_out} of
-  `{data.val_split}` held out).
-- The rest: `{data.synth_preset}` streak-bank rain (`src/sian/synth/streaks.py`: layers cropped, scaled, rotated,
+- {data.pair_fraction:.0%} of the samples: `Rain100L_train` pairs ({200 - held_out} for training;
+  {held_out}, a fixed draw committed before training, held out).
+- The rest: `{data.synth_preset}` streak-bank rain (`sian.synth.streaks`: layers cropped, scaled, rotated,
   thinned and screen-blended at the photo's full size; the streak sets of `streaks_val_sets.txt` never used)
   over clean photos: BSDS500 without the Rain100L/H test backgrounds and the backgrounds of the held-out pairs,
   Kodak24, McMaster18; {data.val_holdout} of them held out.

@@ -84,7 +84,8 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
     assert "Rain100L test: not measured for this file yet" in card
     # 500 CPU steps in 0.5 h, then 2000 GPU steps: 2.5 CPU-equivalent hours to the selected checkpoint.
     assert "Budget to this checkpoint: 2.50 machine-hours" in card and GPU in card
-    assert f"`{ship.config_path(preset)}`" in card and ship.resume_command(preset) in card
+    assert f"Config `{Path(ship.config_path(preset)).name}`" in card
+    assert not any(path in card for path in ("checkpoints/", "scripts/", "configs/", "docs/"))  # ships in the wheel
     if preset != "rain100l":
         assert "pairs 37.00 dB, synthetic 36.00 dB" in card and "20 held-out pairs" in card
     assert ("Held-out heavy rain: not measured for this file yet" in card) == (preset == "streaks-heavy")
@@ -125,7 +126,7 @@ def test_the_card_says_what_it_replaced_with_both_scores_on_the_same_validation_
         f"{heavy},checkpoints/sian-streaks-heavy/best.safetensors,x,{tensors_sha256(best)},40,33.1150\n"
     )
     card = ship_run(tmp_path, monkeypatch, "streaks-heavy", validation=validation)
-    assert "Replaces `sian-synth-heavy`" in card and f"`{heavy}`" in card
+    assert "Replaces `sian-synth-heavy`" in card
     assert "this model scores 33.12 dB, `sian-synth-heavy` 20.09" in card
 
 

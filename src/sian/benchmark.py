@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -234,7 +234,7 @@ def run_benchmark(
             rows.append(BenchRow(kind, name, size, precision, seconds, pixel_count / seconds / 1e6, gflops,
                                  gflops / seconds, peak, times[name], where.type, peak_gpu))  # fmt: skip
     machine = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

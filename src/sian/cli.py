@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
-import click
 import torch
 import typer
 from typer.core import TyperGroup
@@ -25,6 +24,7 @@ from ._progress import BarSafeHandler, progress_bar
 from .convert import import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, evaluate_self_ensembles, summarize, write_csv
+from .extras import MissingExtraError, require_extra
 from .hub import WEIGHTS, download_weights, load_model, weights_dir
 from .inference import (
     DEFAULT_MODEL,
@@ -57,7 +57,7 @@ class _GlobalFlagsAnywhere(TyperGroup):
     """``sian derain --verbose ...`` as well as ``sian --verbose derain ...``: click parses a group's own options
     only before the command name, so the global flags found after it (up to a ``--``) are moved in front."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         end = args.index("--") if "--" in args else len(args)
         flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
         rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
@@ -128,6 +128,14 @@ class _Report:
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def _require(extra: str, feature: str) -> None:
+    """Exit 2 with one line naming the extra to install when ``feature``'s optional dependencies are missing."""
+    try:
+        require_extra(extra, feature)
+    except MissingExtraError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _load(model: str, device: str | None, index: int | None = None):
@@ -204,7 +212,10 @@ def derain_command(
     jobs, failures = plan_outputs(files, output, suffix, fmt)
     # Under torchrun every process takes its share of the files (rank r: jobs r, r + N, ...), on its own GPU.
     where = placement()
+    if any(is_video(source) for source, _ in jobs):
+        _require("video", "deraining a video")
     if backend == "onnx":
+        _require("onnx", "sian derain --backend onnx")
         if not model.lower().endswith(".onnx"):
             raise _fail(
                 f"--backend onnx runs an exported file: pass --model FILE.onnx (from 'sian export'), got {model!r}"
@@ -328,7 +339,7 @@ def explain_command(
     overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
 ) -> None:
     """One PNG figure and one self-contained HTML page: input, every stage, rain layer, attention, DoG pyramid."""
-
+    _require("explain", "sian explain")
     from .explain import explain, render_figure, render_html, shrink_to
 
     targets = [output / f"{image.stem}_explain.png", output / f"{image.stem}_explain.html"]
@@ -375,12 +386,11 @@ def serve_command(
     queue_timeout: Annotated[float, typer.Option(help="Seconds an upload may wait for a slot (then 503).")] = 60.0,
 ) -> None:
     """A local web page (drop a photo, compare before/after, download) and an HTTP API (POST /v1/derain)."""
-    try:
-        import uvicorn
+    _require("serve", "sian serve")
+    import uvicorn
 
-        from .serve import ServeConfig, create_app, is_loopback
-    except ImportError as exc:
-        raise _fail(f"sian serve needs the serve extra: pip install 'sian-derain[serve]' ({exc})") from None
+    from .serve import ServeConfig, create_app, is_loopback
+
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     origins = list(cors_origin or [])
@@ -427,6 +437,7 @@ def export_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch, height and width); run it with 'sian derain --backend onnx'."""
+    _require("onnx", "sian export")
     from .export import export_onnx
 
     if output.suffix.lower() != ".onnx":
@@ -612,6 +623,7 @@ def train_command(
     ] = None,
 ) -> None:
     """Train SIAN or PReNet; the same command under torchrun runs DistributedDataParallel."""
+    _require("train", "sian train")
     from .training import load_config, train
     from .training.stopping import VERDICT_FILE
     from .training.trainer import CheckpointError, ConfigChangedError, NonFiniteLossError
@@ -737,6 +749,8 @@ def bench_command(
     if train_precisions == ("none",):  # inference rows only: the training rows take most of a run's time
         train_precisions = ()
     infer_precisions = tuple(precision or ("fp32",))
+    if train_precisions:
+        _require("train", "timing a training step (sian bench; --train-precision none skips it)")
     try:
         where = resolve_device(device)
     except RuntimeError as error:

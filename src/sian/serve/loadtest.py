@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +227,7 @@ def to_markdown(result: LoadResult, clients: int, rounds: int) -> str:
         float("nan"), float("nan"))  # fmt: skip
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(result.statuses.items(), key=str))
     return "\n".join([
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()} "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()} "
         f"({os.cpu_count()} CPUs) with `python -m sian.serve.loadtest --clients {clients} --rounds {rounds}`:",
         "",
         "| requests | seconds | requests/s | p50 (s) | p95 (s) | peak RSS (MB) | bound (MB) | statuses |",
