@@ -37,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", type=Path, default=REPO / "configs/splits/rain100l-train-val20.txt")
     parser.add_argument("--out", type=Path, default=REPO / "configs/splits/rain100l-train-val20-bsds500.tsv")
+    parser.add_argument("--dataset", default="Rain100L_train", help="the pairs' folder under ../shared/data")
     parser.add_argument("--max-diff", type=float, default=3.0, help="largest accepted mean abs difference")
     args = parser.parse_args()
     shared = shared_folder(REPO.parent / "shared")
@@ -44,9 +45,9 @@ def main() -> None:
     candidates = list_images(bsds, recursive=True)
     thumbs = np.stack([thumbnail(p) for p in candidates])
     flipped = thumbs[:, ::-1, ::-1]  # a portrait image turned the other way
-    rows = ["rain100l_train_clean_file\tbsds500_match\tmean_abs_diff_48x32_gray\trunner_up_diff"]
+    rows = [f"{args.dataset.lower()}_clean_file\tbsds500_match\tmean_abs_diff_48x32_gray\trunner_up_diff"]
     for name in read_pair_names(args.split):
-        clean = shared / "data/Rain100L_train/norain" / f"{name}.png"
+        clean = shared / "data" / args.dataset / "norain" / f"{name.rsplit('/', 1)[-1]}.png"
         target = thumbnail(clean)
         diffs = np.minimum(np.abs(thumbs - target).mean(axis=(1, 2)), np.abs(flipped - target).mean(axis=(1, 2)))
         order = np.argsort(diffs)
@@ -57,7 +58,7 @@ def main() -> None:
         rows.append(f"{clean.name}\t{match}\t{best:.2f}\t{second:.2f}")
         print(rows[-1], flush=True)
     header = (
-        f"# Issue 15: the BSDS500 images that are the backgrounds of the validation pairs in {args.split.name},\n"
+        f"# The BSDS500 images that are the backgrounds of the validation pairs in {args.split.name},\n"
         "# found by `python scripts/match_backgrounds.py`; exclude them from clean training images.\n"
     )
     args.out.write_text(header + "\n".join(rows) + "\n")

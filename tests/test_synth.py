@@ -20,9 +20,12 @@ def changed_share(rainy, clean):
 
 
 def needs_streak_bank(preset: str, request: pytest.FixtureRequest) -> None:
-    """Presets drawing on the real streak bank need ../shared: skip (not fail) without it."""
+    """Presets drawing on the real streak bank need ../shared: skip (not fail) without it. RainTrainH layers come
+    from a small folder made for the test."""
     if "streaks" in preset:
         request.getfixturevalue("streak_bank")
+    if "raintrainh" in preset:
+        request.getfixturevalue("rain_layers")
 
 
 @pytest.mark.parametrize("preset", PRESETS)

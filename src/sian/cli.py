@@ -636,7 +636,7 @@ def train_command(
         raise _fail(f"bad config: {exc}") from None
     try:
         summary = train(cfg, resume=resume, allow_changes=tuple(allow_change or ()))
-    except (FileExistsError, ConfigChangedError) as exc:
+    except (FileExistsError, ConfigChangedError, ValueError) as exc:  # ValueError: data the config names is unusable
         raise _fail(str(exc)) from None
     except (NonFiniteLossError, CheckpointError) as exc:
         raise _fail(str(exc), code=1) from None
@@ -657,8 +657,8 @@ def synth_command(
         str,
         typer.Option(
             help="light (one streak family), heavy (layers + haze), classic (the Photoshop recipe), streaks, "
-            "streaks-light, streaks-heavy (real streak layers from $SIAN_STREAK_BANK), or a mixture drawn per "
-            "image such as streaks+light+classic."
+            "streaks-light, streaks-heavy (real streak layers from $SIAN_STREAK_BANK), raintrainh (real Rain100H rain "
+            "layers from $SIAN_RAINTRAINH), or a mixture drawn per image such as streaks+light+classic."
         ),
     ] = "light",
     seed: Annotated[int, typer.Option(help="Base seed; image i uses seed + i.")] = 0,
@@ -689,7 +689,10 @@ def synth_command(
                 failures.append((path, f"{', '.join(existing)} exists (pass --overwrite to replace)"))
                 index += 1
                 continue
-            rainy, params = synthesize(to_tensor(clean)[0], preset, seed + index)
+            try:
+                rainy, params = synthesize(to_tensor(clean)[0], preset, seed + index)
+            except FileNotFoundError as exc:  # a rain source's data (streak bank, RainTrainH pairs) is absent
+                raise _fail(str(exc)) from None
             write_image(targets[0], quantize(rainy), overwrite=True)
             write_image(targets[1], clean, overwrite=True)
             records.append({"name": name, "source": str(path), "seed": seed + index, "preset": preset,

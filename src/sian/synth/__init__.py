@@ -1,6 +1,7 @@
-"""Synthetic rain: streak layers rendered onto clean images."""
+"""Synthetic rain: streak layers rendered onto clean images, or real rain layers added to them."""
 
 from .classic import ClassicRain
+from .layers import PairLayerRain
 from .rain import (
     PRESETS,
     RainParams,
@@ -17,6 +18,7 @@ from .streaks import StreakBankRain
 __all__ = [
     "PRESETS",
     "ClassicRain",
+    "PairLayerRain",
     "RainParams",
     "StreakBankRain",
     "StreakLayer",

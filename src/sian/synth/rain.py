@@ -24,7 +24,9 @@ heavy       3 - 4     0.0005 - 0.0125        8 - 70 (by depth)       width 0.4 -
 ==========  ========  =====================  ======================  ==========================
 
 ``classic`` is a second, independent renderer (:mod:`sian.synth.classic`): the Photoshop recipe taken
-literally, used as a validation source that our streak kernel did not make.
+literally, used as a validation source that our streak kernel did not make. ``streaks``, ``streaks-light`` and
+``streaks-heavy`` composite real streak layers (:mod:`sian.synth.streaks`); ``raintrainh`` adds real Rain100H
+rain layers taken from RainTrainH pairs (:mod:`sian.synth.layers`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from torch import Tensor
 
 from ._fft import fft_convolve
 from .classic import ClassicRain, add_classic_rain, sample_classic_rain
+from .layers import LAYER_PRESETS, PairLayerRain, add_layer_rain, sample_layer_rain
 from .streaks import STREAK_PRESETS, StreakBankRain, add_streak_rain, sample_streak_rain
 
 __all__ = [
@@ -53,7 +56,8 @@ __all__ = [
     "synthesize",
 ]
 
-PRESETS = ("light", "heavy", "classic", *STREAK_PRESETS)  # streaks*: the real streak bank (sian.synth.streaks)
+# streaks*: the real streak bank (sian.synth.streaks); raintrainh: real Rain100H rain layers (sian.synth.layers)
+PRESETS = ("light", "heavy", "classic", *STREAK_PRESETS, *LAYER_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,14 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 def sample_rain_params(
     preset: str, rng: np.random.Generator, held_out: bool = False
-) -> RainParams | ClassicRain | StreakBankRain:
+) -> RainParams | ClassicRain | StreakBankRain | PairLayerRain:
     """Draw rain parameters from a preset's documented ranges (see the module docstring).
 
     ``classic`` is the independent Photoshop-recipe renderer of :mod:`sian.synth.classic`; ``streaks``,
     ``streaks-light`` and ``streaks-heavy`` composite real streak layers (:mod:`sian.synth.streaks`),
-    from the bank's training sets, or with ``held_out`` from its validation sets only. A mixture such as
-    ``"light+classic"`` draws one of its presets per image, uniformly.
+    from the bank's training sets, or with ``held_out`` from its validation sets only; ``raintrainh`` adds the
+    rain layers of RainTrainH pairs (:mod:`sian.synth.layers`), held-in pairs or, with ``held_out``, the held-out
+    ones. A mixture such as ``"light+classic"`` draws one of its presets per image, uniformly.
     """
     if not is_preset(preset):
         raise ValueError(f"unknown rain preset {preset!r}; expected one of {PRESETS} or a mixture like light+classic")
@@ -128,6 +133,8 @@ def sample_rain_params(
         return sample_rain_params(parts[int(rng.integers(len(parts)))], rng, held_out)
     if preset in STREAK_PRESETS:
         return sample_streak_rain(preset, rng, held_out)
+    if preset in LAYER_PRESETS:
+        return sample_layer_rain(preset, rng, held_out)
     if preset == "classic":
         return sample_classic_rain(rng)
     if preset == "light":
@@ -173,7 +180,9 @@ def rain_layer(height: int, width: int, params: RainParams, rng: np.random.Gener
     return total.clamp_(0.0, 1.0)
 
 
-def add_rain(clean: Tensor, params: RainParams | ClassicRain, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+def add_rain(
+    clean: Tensor, params: RainParams | ClassicRain | StreakBankRain | PairLayerRain, rng: np.random.Generator
+) -> tuple[Tensor, Tensor]:
     """Render rain onto ``clean`` ``(3, H, W)`` in [0, 1] (classic parameters go to the classic renderer).
 
     The streaks are drawn on a canvas larger than the image by the longest streak, so streaks that
@@ -186,6 +195,8 @@ def add_rain(clean: Tensor, params: RainParams | ClassicRain, rng: np.random.Gen
         return add_classic_rain(clean, params, rng)
     if isinstance(params, StreakBankRain):
         return add_streak_rain(clean, params)
+    if isinstance(params, PairLayerRain):
+        return add_layer_rain(clean, params)
     if clean.ndim != 3 or clean.shape[0] != 3:
         raise ValueError(f"expected a clean image (3, H, W), got shape {tuple(clean.shape)}")
     h, w = clean.shape[-2:]
@@ -201,7 +212,7 @@ def add_rain(clean: Tensor, params: RainParams | ClassicRain, rng: np.random.Gen
 
 def synthesize(
     clean: Tensor, preset: str, seed: int, held_out: bool = False
-) -> tuple[Tensor, RainParams | ClassicRain | StreakBankRain]:
+) -> tuple[Tensor, RainParams | ClassicRain | StreakBankRain | PairLayerRain]:
     """Rainy version of ``clean`` ``(3, H, W)`` for one ``seed``: the same seed gives the same image.
 
     Example:

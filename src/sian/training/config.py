@@ -43,10 +43,16 @@ class DataConfig:
     # Files whose first column names clean images to leave out (e.g. the BSDS500 images that are
     # Rain100 test backgrounds); matched by file stem.
     exclude: list[str] = field(default_factory=list)
+    # Left out of training only, after the val_holdout draw (the draw, and so the held-out images, stay put):
+    # e.g. the backgrounds of held-out validation pairs.
+    exclude_training: list[str] = field(default_factory=list)
     synth_preset: str = "light"  # a preset, or a mixture drawn per sample: "light+classic"
     # With both train_pairs and train_clean: the share of samples that are real pairs, drawn per sample
     # (the rest: synthetic rain on clean images).
     pair_fraction: float = 0.5
+    # With several train_pairs folders: the share of pair samples drawn from each (relative weights, one per
+    # folder); empty: every pair equally likely. Pair names are then qualified by folder: "RainTrainH_12/norain-9".
+    pair_weights: list[float] = field(default_factory=list)
     patch_size: int = 120
     # None: a random crop per sample. An integer: the paper's fixed grid of patches with this stride,
     # visited in a fresh random order each epoch.
@@ -66,6 +72,9 @@ class DataConfig:
     # keeps checkpoint selection from rewarding the training renderer's own quirks.
     val_preset: str | None = None
     val_crop: int = 256  # centre crop of validation images (0: whole images)
+    # The validation groups whose images' mean Y-PSNR is the selection score val_psnr (best.safetensors, the
+    # stopping rule): "synthetic", "pairs", or with several train_pairs folders a folder's name. Empty: every image.
+    val_select: list[str] = field(default_factory=list)
     workers: int = 0
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "StepSampler",
     "SyntheticPatches",
     "clean_split",
+    "dataset_of",
     "list_clean_images",
     "pairs_of",
     "read_exclusions",
@@ -100,9 +101,15 @@ def split_holdout(files: list[Path], count: int) -> tuple[list[Path], list[Path]
 def clean_split(data: DataConfig) -> tuple[list[Path], list[Path]]:
     """``(train, held_out)``: a config's clean training images (``data.train_clean`` minus ``data.exclude`` and
     images smaller than a patch) with ``data.val_holdout`` of them held out by the fixed draw. Training and
-    validation both take them from here, so the held-out images can never drift into training."""
+    validation both take them from here, so the held-out images can never drift into training.
+    ``data.exclude_training`` leaves images out of training only, after the draw, so that it does not move the
+    held-out images (a fine-tune keeps the photos its starting run held out)."""
     files = list_clean_images(data.train_clean, read_exclusions(data.exclude), min_size=data.patch_size)
-    return split_holdout(files, data.val_holdout)
+    train, held_out = split_holdout(files, data.val_holdout)
+    if data.exclude_training:
+        never = read_exclusions(data.exclude_training)
+        train = [p for p in train if p.stem not in never]
+    return train, held_out
 
 
 def read_pair_names(file: str | os.PathLike) -> list[str]:
@@ -120,8 +127,21 @@ def read_pair_names(file: str | os.PathLike) -> list[str]:
 
 
 def pairs_of(roots: list[str]) -> list[Pair]:
-    """Every pair of every dataset folder in ``roots``, in order."""
-    return [pair for root in roots for pair in find_pairs(root).pairs]
+    """Every pair of every dataset folder in ``roots``, in order.
+
+    With more than one folder each pair's name is qualified by its folder's name (``RainTrainH_12/norain-9``), so
+    that datasets whose files share names (``norain-9`` is in Rain100L's and Rain100H's training sets) stay apart
+    in split files, validation logs and sampling weights.
+    """
+    if len(roots) == 1:
+        return find_pairs(roots[0]).pairs
+    return [Pair(f"{Path(root).name}/{pair.name}", pair.rainy, pair.clean) for root in roots
+            for pair in find_pairs(root).pairs]  # fmt: skip
+
+
+def dataset_of(pair: Pair) -> str:
+    """The dataset folder a pair of :func:`pairs_of` came from (``""`` when it read a single folder)."""
+    return pair.name.rsplit("/", 1)[0] if "/" in pair.name else ""
 
 
 def split_pairs(pairs: list[Pair], names: list[str]) -> tuple[list[Pair], list[Pair]]:
@@ -148,11 +168,29 @@ class PairedPatches(Dataset):
     """Patches of real rainy/clean pairs: random crops, or the paper's fixed grid with a stride."""
 
     def __init__(
-        self, roots: list[str], patch: int, stride: int | None, hflip: bool, seed: int, held_out: list[str] = ()
+        self,
+        roots: list[str],
+        patch: int,
+        stride: int | None,
+        hflip: bool,
+        seed: int,
+        held_out: list[str] = (),
+        weights: list[float] = (),
     ):
-        """``held_out``: names of pairs never to train on (:func:`split_pairs`; the validation pairs)."""
+        """``held_out``: names of pairs never to train on (:func:`split_pairs`; the validation pairs).
+        ``weights``: random crops draw a dataset folder with these relative weights (one per root), then a pair
+        of it; without them every pair is equally likely."""
         self.pairs, _ = split_pairs(pairs_of(roots), list(held_out))
         self.patch, self.stride, self.hflip, self.seed = patch, stride, hflip, seed
+        self.members: list[list[int]] = []  # per root: indices into self.pairs
+        self.weights = np.asarray(weights, dtype=np.float64)
+        if len(weights):
+            if len(weights) != len(roots) or stride or (self.weights < 0).any() or self.weights.sum() <= 0:
+                raise ValueError(f"data.pair_weights needs one non-negative weight per train_pairs folder "
+                                 f"({len(roots)}), some positive, and random crops (no patch_stride)")  # fmt: skip
+            names = [Path(root).name for root in roots] if len(roots) > 1 else [""]
+            self.members = [[i for i, p in enumerate(self.pairs) if dataset_of(p) == name] for name in names]
+            self.weights = self.weights / self.weights.sum()
         self.grid: list[tuple[int, int, int, bool]] = []
         if stride:
             for index, pair in enumerate(self.pairs):
@@ -183,7 +221,11 @@ class PairedPatches(Dataset):
             rainy, clean = _cached_image(str(pair.rainy)), _cached_image(str(pair.clean))
         else:
             rng = np.random.default_rng([self.seed, index])
-            pair = self.pairs[int(rng.integers(len(self.pairs)))]
+            if self.members:
+                members = self.members[int(rng.choice(len(self.members), p=self.weights))]
+                pair = self.pairs[members[int(rng.integers(len(members)))]]
+            else:
+                pair = self.pairs[int(rng.integers(len(self.pairs)))]
             rainy, clean = _cached_image(str(pair.rainy)), _cached_image(str(pair.clean))
             h, w = rainy.shape[:2]
             if min(h, w) < self.patch:

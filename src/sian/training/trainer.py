@@ -55,7 +55,7 @@ from .datasets import (
 )
 from .losses import stage_loss
 from .stopping import VERDICT_FILE, read_records, stop_verdict, validation_curve
-from .validation import build_validation_set, validate
+from .validation import build_validation_set, check_select, validate
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,8 @@ def _build_data(config: TrainingConfig) -> tuple[torch.utils.data.Dataset, int |
     pairs = synthetic = None
     if data.train_pairs:
         held_out = read_pair_names(data.val_split) if data.val_split else []
-        pairs = PairedPatches(data.train_pairs, data.patch_size, data.patch_stride, data.hflip, seed, held_out)
+        pairs = PairedPatches(data.train_pairs, data.patch_size, data.patch_stride, data.hflip, seed, held_out,
+                              data.pair_weights)  # fmt: skip
     if data.train_clean:
         files, _ = clean_split(data)
         synthetic = SyntheticPatches(files, data.patch_size, data.synth_preset, data.hflip, seed)
@@ -315,6 +316,8 @@ class Trainer:
 
     def _open_outputs(self) -> None:
         self.val_set = build_validation_set(self.config.data)  # every process scores its share (validate)
+        if self.val_set is not None:
+            check_select(self.val_set, self.config.data.val_select)
         self.writer = self.log_file = None
         if not self.is_main:
             return
@@ -392,7 +395,7 @@ class Trainer:
         if self.val_set is None:
             return
         step = self.progress.step
-        scores = validate(self.model, self.val_set, self.device, self.where)
+        scores = validate(self.model, self.val_set, self.device, self.where, self.config.data.val_select)
         self.progress.validated = step
         record = {"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
                   "val_stage_psnr": scores["val_stage_psnr"], **self.budget()}  # fmt: skip

@@ -18,7 +18,15 @@ from ..io import read_image, to_tensor
 from ..metrics import psnr_y, quantize, score_y
 from ..synth import synthesize
 from .config import DataConfig
-from .datasets import clean_split, list_clean_images, pairs_of, read_exclusions, read_pair_names, split_pairs
+from .datasets import (
+    clean_split,
+    dataset_of,
+    list_clean_images,
+    pairs_of,
+    read_exclusions,
+    read_pair_names,
+    split_pairs,
+)
 
 __all__ = ["ValidationSet", "ValidationSources", "build_validation_set", "validate", "validation_sources"]
 
@@ -94,7 +102,8 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
 
     for pair in sources.pairs:
         rainy, clean = read_image(pair.rainy), read_image(pair.clean)
-        add(pair.name, _centre_crop(rainy, data.val_crop), _centre_crop(clean, data.val_crop), "pairs")
+        group = dataset_of(pair) or "pairs"
+        add(pair.name, _centre_crop(rainy, data.val_crop), _centre_crop(clean, data.val_crop), group)
     for index, path in enumerate(sources.clean):
         image = _centre_crop(read_image(path), data.val_crop)
         # held_out: streak-bank rain comes from the validation streak sets only (never trained on).
@@ -103,15 +112,30 @@ def build_validation_set(data: DataConfig) -> ValidationSet | None:
     return val if val.names else None
 
 
+def check_select(val: ValidationSet, select: Sequence[str]) -> None:
+    """Fail when ``data.val_select`` names a group the validation set does not have (a typo would otherwise
+    select on nothing)."""
+    unknown = sorted(set(select) - set(val.groups))
+    if unknown:
+        raise ValueError(f"data.val_select names {unknown}, but the validation groups are {sorted(set(val.groups))}")
+
+
 @torch.inference_mode()
 def validate(
-    model: nn.Module, val: ValidationSet, device: torch.device, where: Placement | None = None
+    model: nn.Module,
+    val: ValidationSet,
+    device: torch.device,
+    where: Placement | None = None,
+    select: Sequence[str] = (),
 ) -> dict[str, float | list[float]]:
     """Mean Y-PSNR/SSIM of the final stage, PSNR of every stage, and the rainy-input baseline.
 
     ``where``: this process's place in a torchrun job. Each process then scores every ``world``-th image
     and all receive the same result, averaged over the images in their order, as one process would.
+    ``select``: groups whose images' mean PSNR is ``val_psnr``, the selection score (``data.val_select``); the
+    mean over every image is then ``val_psnr_all``.
     """
+    check_select(val, select)
     where = where or Placement(0, 1, 0)
     was_training = model.training
     model.eval()
@@ -131,6 +155,9 @@ def validate(
         "val_input_psnr": float(np.mean(inputs)),
         "val_stage_psnr": [float(np.mean(s)) for s in zip(*stages, strict=True)],
     }
+    if select:
+        result["val_psnr_all"] = result["val_psnr"]
+        result["val_psnr"] = _finite_mean([p for p, g in zip(psnrs, val.groups, strict=True) if g in set(select)])
     if len(set(val.groups)) > 1:  # a mixture: each source's own mean too
         for group in sorted(set(val.groups)):
             scores = [psnr for psnr, g in zip(psnrs, val.groups, strict=True) if g == group]
