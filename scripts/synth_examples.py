@@ -7,7 +7,11 @@ Writes two figures:
 - docs/images/rain_layers.png: rain layers alone (white streaks on black) for a few seeds of each
   formula preset (rows: light, heavy, classic), made from nothing but our renderer, so it can live in the repository;
 - docs/images/streaks_kodim16.png: streak-bank rain (streaks-light, streaks, streaks-heavy) over the bundled
-  clean example (Kodak's kodim16, free to redistribute), when the streak bank is found.
+  clean example (Kodak's kodim16, free to redistribute), when the streak bank is found;
+- docs/images/raintrainh_kodim16.png: `raintrainh` rain (real Rain100H rain layers of the held-in RainTrainH pairs)
+  over the same photo, three seeds, when the pairs are found; OUT/raintrainh_vs_pairs.png puts RainTrainH rainy
+  inputs beside such composites (third-party images: build folder only), and the input Y-PSNR of the composites
+  over configs/sian-raintrainh.yaml's 20 held-out photos (held-out layers) is printed beside the pairs' own.
 
 Usage: python scripts/synth_examples.py [--shared ../shared] [--out build]
 """
@@ -70,6 +74,11 @@ def main() -> None:
     except FileNotFoundError as exc:
         print(f"no streak bank ({exc}): skipping docs/images/streaks_kodim16.png")
 
+    try:
+        raintrainh_figures(clean, Path(args.out))
+    except FileNotFoundError as exc:
+        print(f"no RainTrainH pairs ({exc}): skipping docs/images/raintrainh_kodim16.png")
+
     shared = Path(args.shared)
     if not shared.is_dir():
         print(f"{shared} not found: skipping the comparison with real Rain100L images")
@@ -100,6 +109,36 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(stack([row(real), row(light), row(heavy)])).save(out / "synth_vs_rain100l.png")
     print(f"wrote {out / 'synth_vs_rain100l.png'} (rows: real Rain100L, synthetic light, synthetic heavy)")
+
+
+def raintrainh_figures(clean: np.ndarray, out: Path) -> None:
+    """The `raintrainh` figure for the docs, its side-by-side with real pairs, and its calibration."""
+    from sian.data import find_pairs
+    from sian.metrics import psnr_y
+    from sian.synth.layers import layer_pairs, rain_layers_dir
+    from sian.training import load_config
+    from sian.training.validation import validation_sources
+
+    panels = [quantize(synthesize(to_tensor(clean)[0], "raintrainh", seed)[0]) for seed in range(3)]
+    Image.fromarray(row([clean, *panels], height=250)).save("docs/images/raintrainh_kodim16.png")
+    print("wrote docs/images/raintrainh_kodim16.png (clean, then raintrainh seeds 0-2)")
+    pairs = {p.name: p for p in find_pairs(rain_layers_dir()).pairs}
+    real = [read_image(pairs[name].rainy) for name in layer_pairs()[:3]]
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stack([row(real), row(panels)])).save(out / "raintrainh_vs_pairs.png")
+    print(f"wrote {out / 'raintrainh_vs_pairs.png'} (rows: held-in RainTrainH inputs, raintrainh composites)")
+    own = [psnr_y(read_image(p.rainy), read_image(p.clean)) for p in pairs.values()]
+    sources = validation_sources(load_config("configs/sian-raintrainh.yaml").data)
+    composites = []
+    for index, path in enumerate(sources.clean):
+        photo = read_image(path)
+        rainy, _ = synthesize(to_tensor(photo)[0], "raintrainh", seed=1_000_000 + index, held_out=True)
+        composites.append(psnr_y(quantize(rainy), photo))
+    print(
+        f"input Y-PSNR: the 12 RainTrainH pairs {np.mean(own):.2f} dB ({np.min(own):.1f}-{np.max(own):.1f}); "
+        f"raintrainh over the {len(composites)} held-out photos, held-out layers, as validated: "
+        f"{np.mean(composites):.2f} dB ({np.min(composites):.1f}-{np.max(composites):.1f})"
+    )
 
 
 if __name__ == "__main__":
