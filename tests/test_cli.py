@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +308,40 @@ def test_write_failures_are_reported_per_file_and_leave_no_partial_file(tmp_path
         assert all("Permission denied" in f["error"] for f in report["failed"])
     leftovers = sorted(p.name for p in (tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
     assert leftovers == [Path(w["output"]).name for w in report["written"]]  # no temporary or partial file
+
+
+def test_eval_off_a_terminal_prints_at_most_one_progress_line_a_minute(tmp_path, tiny_model, monkeypatch):
+    """A log file (nohup, CI) gets the bar's first and last state, not a line per image: redrawing on every
+    postfix change once wrote one line per image."""
+    for i in range(6):
+        write_png(tmp_path / "data" / "rain" / f"{i}.png", i)
+        write_png(tmp_path / "data" / "norain" / f"{i}.png", 10 + i)
+    monkeypatch.delenv("SIAN_NO_PROGRESS", raising=False)
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_model), "--data", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    renders = result.output.count("eval:")
+    assert 1 <= renders <= 2, result.output  # the opening state and, at close, the final one
+    quiet = CliRunner().invoke(app, ["--quiet", "eval", "--model", str(tiny_model), "--data", str(tmp_path / "data")])
+    assert quiet.exit_code == 0 and "eval:" not in quiet.output
+
+
+def test_the_library_leaves_the_allocator_alone_unless_asked(tmp_path):
+    """Importing sian and calling sian.derain() changes nothing process-wide; sian.keep_freed_memory() is the
+    opt-in (the command turns it on). Observed through glibc: an 80 MB block freed and allocated again is faulted
+    in afresh by default, and reused once freed memory is kept."""
+    script = tmp_path / "faults.py"
+    script.write_text(
+        "import resource, sys, numpy as np, torch, sian\n"
+        "net = sian.create_model('sian', channels=4, stages=2).eval()\n"
+        "sian.derain(np.zeros((24, 24, 3), np.uint8), model=net)\n"
+        "if sys.argv[1] == 'opt-in':\n    assert sian.keep_freed_memory()\n"
+        "def faults():\n    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(3):\n    torch.empty(20_000_000).fill_(1.0)\n"
+        "before = faults()\nfor _ in range(3):\n    torch.empty(20_000_000).fill_(2.0)\nprint(faults() - before)\n"
+    )
+    faults = {}
+    for mode in ("library", "opt-in"):
+        result = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        faults[mode] = int(result.stdout.split()[-1])
+    assert faults["library"] > 45_000 and faults["opt-in"] < 3_000, faults

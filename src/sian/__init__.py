@@ -6,6 +6,7 @@ Example:
     >>> clean = sian.derain(rainy_pil_image, model=model)  # doctest: +SKIP
 """
 
+from ._allocator import keep_freed_memory
 from .hub import WEIGHTS, load_model
 from .inference import DEFAULT_MODEL, Pipeline, derain
 from .models import create_model, list_models
@@ -19,6 +20,7 @@ __all__ = [
     "__version__",
     "create_model",
     "derain",
+    "keep_freed_memory",
     "list_models",
     "load_model",
 ]

@@ -15,9 +15,11 @@ them from the heap as well (``M_MMAP_MAX = 0``: no ``mmap`` at all) made a 12 MP
 (``docs/benchmarks.md``, "Large photos"); its peak rose 10%, while a process deraining images of mixed sizes
 peaked 10-13% lower (``scripts/allocator_mixed_sizes.py``).
 
-The cost is that the process's resident memory stays at its peak (it was reached anyway). Applied by
-training, by every :class:`~sian.inference.Pipeline` (``sian derain``, ``serve``, ``eval``, ...) and by
-``sian bench``, so the benchmark measures what the commands do; a no-op where the C library is not glibc.
+The cost is that the process's resident memory stays at its peak (it was reached anyway), and the setting is
+the whole process's: every ``sian`` command (``derain``, ``serve``, ``eval``, ``train``, ``bench``, ...) turns it
+on at start-up, while importing or calling the library leaves the host program's allocator alone. A program
+that derains or trains in a loop opts in with ``sian.keep_freed_memory()``. A no-op where the C library is not
+glibc.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import ctypes
 import ctypes.util
 import functools
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["freed_memory_kept", "keep_freed_memory"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4  # glibc's <malloc.h>
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
@@ -40,7 +42,9 @@ _SETTINGS = (
 
 @functools.lru_cache(maxsize=1)
 def keep_freed_memory() -> bool:
-    """Apply the settings once per process; ``True`` if the C library took them."""
+    """Keep freed memory in this process for reuse (glibc ``mallopt``, see :mod:`sian._allocator`): faster
+    repeated derains and training steps, resident memory held at its peak. Applies once per process; returns
+    ``True`` if the C library took the settings. The ``sian`` command does this itself; library users opt in."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -48,3 +52,8 @@ def keep_freed_memory() -> bool:
         return False  # not glibc (macOS, musl, Windows): leave the allocator alone
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return all(mallopt(option, value) == 1 for option, value in _SETTINGS)
+
+
+def freed_memory_kept() -> bool:
+    """Whether :func:`keep_freed_memory` has been applied in this process (and the C library took it)."""
+    return keep_freed_memory.cache_info().currsize > 0 and keep_freed_memory()

@@ -7,7 +7,6 @@ another chunk of the file. Off a terminal the bar prints at most once every ``LO
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -19,9 +18,8 @@ LOG_INTERVAL = 60.0
 
 
 def progress_bar(iterable: Any = None, *, disable: bool = False, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr: live on a terminal, one line per ``LOG_INTERVAL`` seconds otherwise, none
-    under ``sian --quiet`` (``SIAN_NO_PROGRESS``)."""
-    disable = disable or bool(os.environ.get("SIAN_NO_PROGRESS"))
+    """A tqdm bar on stderr: live on a terminal, one line per ``LOG_INTERVAL`` seconds otherwise; none when
+    ``disable`` (``sian --quiet`` passes it)."""
     if not sys.stderr.isatty():
         kwargs.setdefault("mininterval", LOG_INTERVAL)
         kwargs.setdefault("maxinterval", LOG_INTERVAL * 10)

@@ -31,7 +31,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._allocator import keep_freed_memory
+from ._allocator import freed_memory_kept
 from ._native import convlstm_library, dog_library, pyramid_library
 from .inference import derain_tensor, resolve_device
 from .models import create_model
@@ -210,8 +210,9 @@ def run_benchmark(
     a precision is measured once however often it is named: ``fp32`` and ``auto`` on a CPU without native
     bf16 give one row per model and size. ``fp16`` needs a CUDA device (``ValueError`` elsewhere).
 
-    Runs with the allocator setting of ``sian train`` (:mod:`sian._allocator`), for every row alike."""
-    allocator = keep_freed_memory()
+    Runs with the process's allocator setting for every row alike (``sian bench``, like every command, keeps
+    freed memory: :mod:`sian._allocator`); the machine description says which."""
+    allocator = freed_memory_kept()
     where = resolve_device(device)
     auto = resolve_precision("auto", where)
     for precision in (*infer_precisions, *train_precisions):

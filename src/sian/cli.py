@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -18,6 +17,7 @@ import torch
 import typer
 from typer.core import TyperGroup
 
+from ._allocator import keep_freed_memory
 from ._atomic import atomic_path
 from ._dist import gather_outcomes, join_group, leave_group, placement
 from ._progress import BarSafeHandler, progress_bar
@@ -83,6 +83,14 @@ PRECISION_HELP = ("auto (bf16 where the CPU/GPU runs it natively, fp16 on GPUs w
 JSON_HELP = "Write the results as JSON to this file, or '-' for stdout (human output then goes to stderr)."
 
 
+_OPTIONS = {"quiet": False}  # the global flags, for the commands' progress bars (--quiet: none)
+
+
+def _progress(iterable=None, *, disable: bool = False, **kwargs):
+    """A progress bar, none under ``--quiet``."""
+    return progress_bar(iterable, disable=disable or _OPTIONS["quiet"], **kwargs)
+
+
 @app.callback()
 def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")] = False,
@@ -96,10 +104,10 @@ def _main(
     # line per chunk of every image read).
     logging.basicConfig(level=max(level, logging.INFO), handlers=[handler], force=True)
     logging.getLogger("sian").setLevel(level)
-    if quiet:
-        os.environ["SIAN_NO_PROGRESS"] = "1"  # read by sian._progress
-    else:
-        os.environ.pop("SIAN_NO_PROGRESS", None)
+    # The commands derain, train and serve in loops: keep freed memory for reuse (sian._allocator). The library
+    # leaves a host program's allocator alone; the command is its own process.
+    keep_freed_memory()
+    _OPTIONS["quiet"] = quiet
 
 
 class _Report:
@@ -241,7 +249,7 @@ def derain_command(
     start = time.perf_counter()
     videos = [job for job in mine if is_video(job[0])]
     images = [job for job in mine if not is_video(job[0])]
-    bar = progress_bar(total=len(images), desc="derain", unit="img", disable=not where.is_main or not images)
+    bar = _progress(total=len(images), desc="derain", unit="img", disable=not where.is_main or not images)
     outcomes = pipeline.derain_files(images, overwrite=overwrite, max_pixels=max_pixels or None)
     videos_done = (_derain_video(pipeline, s, t, overwrite, video_crf) for s, t in videos)
     for outcome in itertools.chain(outcomes, videos_done):
@@ -292,7 +300,7 @@ def _derain_video(pipeline: Pipeline, source: Path, target: Path, overwrite: boo
         return FileOutcome(source, target, "skipped")
     from .video import VideoError, derain_video
 
-    bar = progress_bar(desc=source.name, unit="frame")
+    bar = _progress(desc=source.name, unit="frame")
     try:
         report = derain_video(source, target, pipeline, crf=crf, overwrite=overwrite, on_frames=bar.update)
     except (VideoError, ValueError, OSError, RuntimeError) as exc:
@@ -501,13 +509,14 @@ def eval_command(
     if modes is not None:
         return _eval_self_ensembles(net, pairs, modes, quantization, precision, csv, report,
                                     {"model": model, "data": str(data), "layout": pairset.layout})  # fmt: skip
-    bar = progress_bar(total=len(pairs), desc="eval", unit="img")
+    bar = _progress(total=len(pairs), desc="eval", unit="img")
     rows = []
 
     def progress(row) -> None:
         rows.append(row)
         mean = summarize(rows)
-        bar.set_postfix_str(f"{row.name} {row.psnr:.2f} dB | mean {mean.psnr:.3f} / {mean.ssim:.4f}")
+        # refresh=False: the bar redraws on its own schedule (at most once a minute into a log file).
+        bar.set_postfix_str(f"{row.name} {row.psnr:.2f} dB | mean {mean.psnr:.3f} / {mean.ssim:.4f}", refresh=False)
         bar.update()
 
     try:
@@ -534,12 +543,12 @@ def eval_command(
 def _eval_self_ensembles(net, pairs, modes, quantization, precision, csv, report, about) -> None:
     """``sian eval --tta none,flip2,flip4``: one summary (and CSV) per self-ensemble, from shared passes."""
     keys = {mode: None if mode == "none" else mode for mode in modes}
-    bar = progress_bar(total=len(pairs), desc="eval", unit="img")
+    bar = _progress(total=len(pairs), desc="eval", unit="img")
     largest = max(keys.values(), key=lambda m: len(TTA_FLIPS[m]) if m else 1)
 
     def progress(mode, row) -> None:
         if mode == largest:
-            bar.set_postfix_str(f"{row.name} {mode or 'none'} {row.psnr:.2f} dB")
+            bar.set_postfix_str(f"{row.name} {mode or 'none'} {row.psnr:.2f} dB", refresh=False)
             bar.update()
 
     try:
@@ -635,7 +644,7 @@ def train_command(
     except Exception as exc:  # OmegaConf's validation errors name the offending key
         raise _fail(f"bad config: {exc}") from None
     try:
-        summary = train(cfg, resume=resume, allow_changes=tuple(allow_change or ()))
+        summary = train(cfg, resume=resume, progress=not _OPTIONS["quiet"], allow_changes=tuple(allow_change or ()))
     except (FileExistsError, ConfigChangedError, ValueError) as exc:  # ValueError: data the config names is unusable
         raise _fail(str(exc)) from None
     except (NonFiniteLossError, CheckpointError) as exc:
@@ -674,7 +683,7 @@ def synth_command(
         raise _fail(f"--preset must be one of {', '.join(PRESETS)} or a mixture like light+classic, got {preset!r}")
     files = _input_files(inputs)
     failures, records, index = [], [], 0
-    for path in progress_bar(files, desc="synth", unit="img"):
+    for path in _progress(files, desc="synth", unit="img"):
         try:
             clean = read_image(path)
         except ImageReadError as exc:

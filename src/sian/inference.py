@@ -29,7 +29,6 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ._allocator import keep_freed_memory
 from .hub import load_model
 from .io import (
     DEFAULT_MAX_PIXELS,
@@ -179,7 +178,6 @@ class Pipeline:
         quantization: Quantize = "round",
         tta: str | None = None,
     ):
-        keep_freed_memory()  # as `sian bench` measures it: no page faults for SIAN's large temporaries
         if tta is not None and tta not in TTA_FLIPS:
             raise ValueError(f"tta must be one of {', '.join(TTA_FLIPS)} (or None), got {tta!r}")
         self.tta = tta
@@ -459,9 +457,12 @@ def _to_pil(result: Picture) -> Image.Image:
 
 def derain_tensor(
     model: nn.Module, rainy: Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET, precision: str = "fp32",
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET, precision: str = "auto",
 ) -> Tensor:  # fmt: skip
-    """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]; not clipped (:meth:`Pipeline.tensor`)."""
+    """The final-stage output for a batch ``(B, 3, H, W)`` in [0, 1]; not clipped (:meth:`Pipeline.tensor`).
+
+    ``precision``: ``auto`` like every entry point of the library (bf16 only where the hardware runs it natively);
+    ``fp32`` for benchmark-exact scores."""
     return Pipeline(model, precision=precision, tile=tile, overlap=overlap, memory_budget=memory_budget).tensor(rainy)
 
 

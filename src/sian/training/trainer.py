@@ -35,7 +35,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from .._allocator import keep_freed_memory
 from .._dist import join_group, leave_group, placement
 from .._progress import progress_bar
 from ..hub import resolve_weights
@@ -225,7 +224,6 @@ class Trainer:
         self.config, self.train_cfg = config, config.train
         self.where = where = placement()
         self.rank, self.world, local_rank = where.rank, where.world, where.local_rank
-        keep_freed_memory()  # SIAN's step frees and re-allocates tens of MB hundreds of times (sian._allocator)
         self.device = resolve_device(config.train.device, index=local_rank)
         self.precision = resolve_precision(config.train.precision, self.device)
         join_group(where, self.device)
@@ -517,7 +515,9 @@ class Trainer:
                               **self.budget()}  # fmt: skip
                     window_start, window_samples = time.perf_counter(), 0
                     self.log(record)
-                    self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}")
+                    self.bar.set_postfix(
+                        loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr_rgb']:.2f}", refresh=False
+                    )
                 if cfg.val_every and progress.step % cfg.val_every == 0 and progress.step < self.total:
                     self.validate()
                     if self.rule_says_stop():
