@@ -15,6 +15,7 @@ import argparse
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 NOT_COMPARED = {"pip", "setuptools", "sian-derain"}
@@ -40,7 +41,7 @@ def main() -> int:
     parser.add_argument("--exact", action="store_true", help="every pin must be installed too")
     args = parser.parse_args()
 
-    locked = pins(open(args.lock).read())
+    locked = pins(Path(args.lock).read_text())
     problems = [f"the lock pins {name}: it must hold the CPU build of torch and no CUDA package"
                 for name in locked if name.startswith("nvidia-") or name == "triton"]  # fmt: skip
     freeze = subprocess.run([args.python, "-m", "pip", "freeze", "--all", "--exclude-editable"],

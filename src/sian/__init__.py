@@ -1,6 +1,6 @@
 """sian: single-image deraining with the Scale-space Invariant Attention Network.
 
-Example:
+Examples:
     >>> import sian
     >>> model = sian.load_model("sian-rain100l")          # doctest: +SKIP
     >>> clean = sian.derain(rainy_pil_image, model=model)  # doctest: +SKIP

@@ -63,7 +63,7 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = True) -> Iterator[P
     ``FileExistsError`` when ``target`` exists and ``overwrite`` is false; on any error the temporary
     file is removed and ``target`` is untouched.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
         >>> with atomic_path(folder / "a.txt") as tmp:

@@ -80,7 +80,7 @@ def operation_counts(fn) -> collections.Counter[str]:
     Python's dispatch whatever its size, so a model of many small operations is bound by their count. A
     dispatch mode sees PyTorch's operations only: SIAN's fused CPU DoG kernel stays out of it, as on a GPU.
 
-    Example:
+    Examples:
         >>> operation_counts(lambda: torch.ones(3).mul(2).sum())
         Counter({'ones': 1, 'mul': 1, 'sum': 1})
     """

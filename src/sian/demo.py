@@ -22,7 +22,7 @@ EXAMPLE = "kodim16"
 def load_example() -> tuple[np.ndarray, np.ndarray]:
     """The bundled ``(rainy, clean)`` pair as uint8 ``(H, W, 3)`` arrays.
 
-    Example:
+    Examples:
         >>> rainy, clean = load_example()
         >>> rainy.shape == clean.shape == (500, 500, 3)
         True

@@ -57,7 +57,7 @@ def rain_layer(rainy: torch.Tensor, derained: torch.Tensor) -> np.ndarray:
     Returns:
         ``(H, W)`` float map in [0, 1]: negatives dropped, mean over colour, 99.5th percentile white.
 
-    Example:
+    Examples:
         >>> rainy = torch.zeros(1, 3, 4, 4); rainy[..., 1, 1] = 0.5
         >>> float(rain_layer(rainy, torch.zeros(1, 3, 4, 4)).max())
         1.0
@@ -71,7 +71,7 @@ def shrink_to(rainy: np.ndarray, clean: np.ndarray | None, max_side: int) -> tup
     an explanation shows every stage and map of the image, which at full size would be tens of panels of
     megapixels. Returns the images and whether they were scaled.
 
-    Example:
+    Examples:
         >>> small, _, scaled = shrink_to(np.zeros((300, 200, 3), np.uint8), None, 150)
         >>> small.shape, scaled
         ((150, 100, 3), True)
@@ -91,7 +91,7 @@ def shrink_to(rainy: np.ndarray, clean: np.ndarray | None, max_side: int) -> tup
 def explain(model: nn.Module, rainy: np.ndarray, clean: np.ndarray | None = None) -> Explanation:
     """Panels for ``rainy`` ``(H, W, 3)`` uint8 (and per-stage scores when ``clean`` is given).
 
-    Example:
+    Examples:
         >>> import sian
         >>> net = sian.create_model("sian", channels=4, stages=2).eval()
         >>> e = explain(net, np.zeros((32, 40, 3), np.uint8))

@@ -67,7 +67,7 @@ def export_onnx(model: str | os.PathLike | nn.Module, output: str | os.PathLike,
 class OnnxModel(nn.Module):
     """An exported model run by onnxruntime, usable wherever a PyTorch model is (``derain_tensor``, tiling).
 
-    Example:
+    Examples:
         >>> import sian, tempfile
         >>> from pathlib import Path
         >>> path = export_onnx(sian.create_model("sian", channels=4, stages=2), Path(tempfile.mkdtemp()) / "m.onnx")

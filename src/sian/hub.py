@@ -140,7 +140,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Build a model from named weights or a safetensors file, in eval mode on ``device``.
 
-    Example:
+    Examples:
         >>> model = load_model("sian-rain100l")  # doctest: +SKIP
     """
     path = resolve_weights(name_or_path)
@@ -166,7 +166,7 @@ def from_pretrained(name: str | os.PathLike | None = None, device: str | torch.d
     authors' weights that are not installed yet. Offline, a missing file is a clear error that says how
     to import a local copy.
 
-    Example:
+    Examples:
         >>> from_pretrained().training
         False
     """

@@ -6,7 +6,7 @@ grid, accumulated on its device), the colour/alpha/bit-depth handling of the inp
 conversion to integers (:func:`sian.io.quantize`). So a PNG written by the CLI, the array returned by
 ``sian.derain()`` and the image ``sian eval`` scores are the same bytes.
 
-Example:
+Examples:
     >>> import numpy as np, sian
     >>> pipe = Pipeline(sian.create_model("sian", channels=4, stages=2).eval())
     >>> pipe(np.zeros((20, 24, 3), np.uint8)).shape
@@ -116,7 +116,7 @@ def auto_tile(
     """The tile size that keeps inference with ``dtype`` maps within ``memory_budget`` bytes, or ``None`` if the
     whole image fits: the largest such multiple of 64, at most :data:`MAX_AUTO_TILE`.
 
-    Example:
+    Examples:
         >>> auto_tile(3000, 4000), auto_tile(3000, 4000, dtype=torch.bfloat16), auto_tile(321, 481)
         (832, 1152, None)
     """
@@ -263,7 +263,7 @@ class Pipeline:
         running sum is the one :meth:`tensor` would form. Yields ``(mode, output)`` as soon as a mode's flips
         are done, smallest first, so a caller can time what each mode costs on its own.
 
-        Example:
+        Examples:
             >>> import sian
             >>> pipe = Pipeline(sian.create_model("sian", channels=4, stages=2).eval(), precision="fp32")
             >>> [mode for mode, _ in pipe.self_ensembles(torch.rand(1, 3, 16, 16), [None, "flip4", "flip2"])]
@@ -406,7 +406,7 @@ def shard(jobs: Sequence[Any], rank: int, world: int) -> list[Any]:
     """Process ``rank``'s share of ``jobs`` among ``world`` processes: jobs ``rank, rank + world, ...``.
     Every job goes to exactly one process, and a resumed run (same inputs) gives each the same share.
 
-    Example:
+    Examples:
         >>> shard(list("abcde"), 0, 2), shard(list("abcde"), 1, 2)
         (['a', 'c', 'e'], ['b', 'd'])
     """
@@ -487,7 +487,7 @@ def derain(
             or ``fp16`` (:mod:`sian.precision`).
         tta: ``flip2`` or ``flip4`` self-ensemble (:class:`Pipeline`).
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> from sian.demo import load_example
         >>> rainy, _ = load_example()

@@ -146,7 +146,7 @@ def _read_tiff16(source: Path | bytes, name: str) -> tuple[np.ndarray, np.ndarra
 def picture_from_pil(image: Image.Image) -> Picture:
     """A :class:`Picture` of an already opened (or in-memory) PIL image, in any mode, upright.
 
-    Example:
+    Examples:
         >>> picture = picture_from_pil(Image.new("LA", (4, 3), (90, 200)))
         >>> picture.rgb.shape, picture.gray, int(picture.alpha[0, 0])
         ((3, 4, 3), True, 200)
@@ -247,7 +247,7 @@ def quantize(image: Tensor | np.ndarray, mode: Quantize = "round", bits: int = 8
             (float32 for model outputs), as the releases do.
         bits: 8 (``uint8``, top 255) or 16 (``uint16``, top 65535).
 
-    Example:
+    Examples:
         >>> half = np.full((1, 1, 3), 0.5)
         >>> quantize(half).ravel().tolist(), quantize(half, "floor").ravel().tolist()
         ([128, 128, 128], [127, 127, 127])
@@ -281,7 +281,7 @@ def to_picture(
     """A float ``(H, W, 3)`` result in [0, 1] as an integer :class:`Picture` in the form of the source ``like``:
     its bit depth (or ``bits``), grayscale (BT.601 luma of the result) and alpha channel.
 
-    Example:
+    Examples:
         >>> source = Picture(np.zeros((2, 2, 3), np.uint16), alpha=np.full((2, 2), 7, np.uint16))
         >>> out = to_picture(np.full((2, 2, 3), 0.5, np.float32), source)
         >>> out.rgb.dtype, int(out.rgb[0, 0, 0]), int(out.alpha[0, 0])

@@ -32,7 +32,7 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     Returns:
         ``(H, W)`` float64 array.
 
-    Example:
+    Examples:
         >>> rgb_to_y(np.array([[[255, 255, 255], [0, 0, 0]]], dtype=np.uint8)).round(3).tolist()
         [[235.0, 16.0]]
     """
@@ -74,7 +74,7 @@ def score_y(image: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """``(Y-PSNR, Y-SSIM)`` of an 8-bit image against its clean reference: the one per-image score of
     ``sian eval``, validation, ``sian explain`` and ``sian demo``. SSIM is NaN below 11x11 pixels.
 
-    Example:
+    Examples:
         >>> a = np.zeros((16, 16, 3), np.uint8)
         >>> psnr, ssim = score_y(a, a)
         >>> psnr, round(ssim, 6)

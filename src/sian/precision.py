@@ -13,7 +13,7 @@ Features are read from PyTorch's own CPU probe (cpuinfo) and, failing that, from
 ``/proc/cpuinfo`` flags, never from the CPU's model name; a oneDNN held below them (``ONEDNN_MAX_CPU_ISA``,
 or oneDNN turned off) counts as not having them, since oneDNN runs the convolutions.
 
-Example:
+Examples:
     >>> import torch
     >>> choice = resolve_precision("auto", torch.device("cpu"), features={"amx_bf16": False, "avx512_bf16": False})
     >>> choice.precision, choice.reason
@@ -59,7 +59,7 @@ _CPU_FLAGS = {"amx_bf16": "amx_bf16", "avx512_bf16": "avx512_bf16", "avx512_f": 
 def cpu_features() -> dict[str, bool]:
     """The CPU's bf16-relevant instruction-set features: ``amx_bf16``, ``avx512_bf16``, ``avx512_f``, ``avx2``.
 
-    Example:
+    Examples:
         >>> sorted(cpu_features())
         ['amx_bf16', 'avx2', 'avx512_bf16', 'avx512_f']
     """
@@ -89,7 +89,7 @@ def cpu_name() -> str:
 def describe_machine() -> str:
     """One line for every recorded figure: CPU, cores, the features that decide precision, torch.
 
-    Example:
+    Examples:
         >>> "cores" in describe_machine() and "torch" in describe_machine()
         True
     """
@@ -101,7 +101,7 @@ def describe_machine() -> str:
 def describe_device(device: torch.device) -> str:
     """:func:`describe_machine` for a CPU, the GPU's name and torch for a CUDA device (training logs record it).
 
-    Example:
+    Examples:
         >>> describe_device(torch.device("cpu")) == describe_machine()
         True
     """
@@ -207,7 +207,7 @@ def resolve_precision(precision: str, device: torch.device, features: dict[str, 
 def autocast(choice: PrecisionChoice | str, device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast context for ``choice`` on ``device``; for fp32, :func:`ieee_fp32` (no TF32 on CUDA).
 
-    Example:
+    Examples:
         >>> import torch
         >>> with autocast("bf16", torch.device("cpu")):
         ...     y = torch.nn.functional.conv2d(torch.rand(1, 3, 8, 8), torch.rand(4, 3, 3, 3))
@@ -228,7 +228,7 @@ def ieee_fp32(device: torch.device) -> Iterator[None]:
     cuDNN runs float32 convolutions in TF32 (a 10-bit mantissa) by default, so "fp32" on a GPU would score
     benchmarks a little differently from the CPU, and train differently: ``fp32`` here means float32.
 
-    Example:
+    Examples:
         >>> with ieee_fp32(torch.device("cuda")):
         ...     torch.backends.cudnn.conv.fp32_precision
         'ieee'

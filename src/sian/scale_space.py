@@ -54,7 +54,7 @@ def sift_sigmas(sigma: float = 1.6, intervals: int = 3, assumed_blur: float = 0.
     :math:`\sqrt{\sigma^2 - b^2}`. Entry ``i`` (1..intervals+2) takes Gaussian image ``i-1`` (total
     blur :math:`\sigma k^{i-1}`) to image ``i`` (:math:`\sigma k^i`), with :math:`k = 2^{1/intervals}`.
 
-    Example:
+    Examples:
         >>> [round(s, 4) for s in sift_sigmas()]
         [1.5199, 1.2263, 1.545, 1.9466, 2.4525, 3.09]
     """
@@ -80,7 +80,7 @@ def _kernel_size(sigma: float, mode: str) -> int:
 def gaussian_kernels(sigmas: list[float], mode: KernelMode = "release") -> list[Tensor]:
     """Normalised 1-D Gaussian kernels, one per sigma, each of shape ``(K,)`` (K odd).
 
-    Example:
+    Examples:
         >>> [k.numel() for k in gaussian_kernels([1.0, 3.0], "full")]
         [7, 19]
     """
@@ -104,7 +104,7 @@ def gaussian_blur(x: Tensor, kernel: Tensor, border: Literal["zeros", "replicate
     Returns:
         The blurred maps, ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> x = torch.rand(1, 2, 5, 5)
         >>> gaussian_blur(x, torch.tensor([0.25, 0.5, 0.25])).shape
         torch.Size([1, 2, 5, 5])
@@ -215,7 +215,7 @@ def dog_pyramid(
         One tensor per octave ``o``, shape ``(B, C * (intervals + 2), H // 2**o, W // 2**o)``: DoG map
         ``l`` (Gaussian ``l + 1`` minus Gaussian ``l``) occupies channels ``[l * C, (l + 1) * C)``.
 
-    Example:
+    Examples:
         >>> [tuple(d.shape) for d in dog_pyramid(torch.rand(1, 32, 97, 83))]
         [(1, 160, 97, 83), (1, 160, 48, 41), (1, 160, 24, 20)]
     """
@@ -246,7 +246,7 @@ def fused_kernel_serves(mode: str, device: torch.device, dtype: torch.dtype) -> 
     and dtype: the release's 3x3 zero-padded blurs of float32 or bfloat16 maps on a CPU, where the kernel could
     be built. A bfloat16 map (autocast) gives a bfloat16 stack computed in float32 and rounded once.
 
-    Example:
+    Examples:
         >>> fused_kernel_serves("full", torch.device("cpu"), torch.float32)
         False
     """
@@ -354,7 +354,7 @@ def _memory_format(x: Tensor) -> torch.memory_format:
 class DoGPyramid(nn.Module):
     """Module twin of :func:`dog_pyramid`; the kernels are fixed (non-trainable) buffers.
 
-    Example:
+    Examples:
         >>> pyramid = DoGPyramid(octaves=3, intervals=3, sigma=1.6, mode="release")
         >>> [d.shape[1] for d in pyramid(torch.rand(2, 32, 16, 16))]
         [160, 160, 160]

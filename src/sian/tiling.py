@@ -32,7 +32,7 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tu
     is a multiple of ``align``, and a tile may exceed ``tile`` by up to ``align - 1`` pixels to stay on that
     grid; where the grid is too coarse for an even spread, the fixed-size layout is used if it derains less.
 
-    Example:
+    Examples:
         >>> tile_starts(600, 256, 32, align=4)
         [(0, 224), (188, 224), (376, 224)]
         >>> tile_starts(321, 256, 64, align=4)
@@ -84,7 +84,7 @@ def tiled_apply(
     Returns:
         ``(B, C', H, W)``, equal to ``fn(image)`` where every tile sees the whole image.
 
-    Example:
+    Examples:
         >>> x = torch.rand(1, 3, 70, 90)
         >>> torch.allclose(tiled_apply(lambda t: t * 2, x, tile=32, overlap=8), x * 2)
         True

@@ -9,7 +9,7 @@ Frames go through the model in batches of ``batch`` and are encoded as they come
 bounded whatever the clip's length. The output is written to a temporary file beside the target and
 renamed at the end: a damaged input, a full disk or an interruption leave no half-written video.
 
-Example:
+Examples:
     >>> derain_video("clip.mp4", "derained/clip.mp4", Pipeline("sian-synth-light"))  # doctest: +SKIP
 """
 

@@ -58,7 +58,7 @@ def tensors_sha256(state: Mapping[str, Tensor]) -> str:
     orders metadata freely), so their file hashes differ while this one is equal: results keyed by it carry
     over from the checkpoint to the shipped file.
 
-    Example:
+    Examples:
         >>> import torch
         >>> tensors_sha256({"w": torch.zeros(2)}) == tensors_sha256({"w": torch.zeros(2)})
         True

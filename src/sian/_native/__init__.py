@@ -124,7 +124,7 @@ def kernel_serves(library, device: torch.device, dtype: torch.dtype) -> bool:
     """Whether a compiled kernel computes inference on this device and map dtype: float32 or bfloat16 (autocast)
     on a CPU, where ``library()`` (one of the ``*_library`` functions above) could be built.
 
-    Example:
+    Examples:
         >>> kernel_serves(convlstm_library, torch.device("cpu"), torch.float64)
         False
     """
@@ -148,7 +148,7 @@ def inference_maps(*tensors: Tensor) -> bool:
     """Whether a compiled pointwise kernel may compute on these maps: CPU tensors of one dtype, float32 or bfloat16,
     channels_last, that neither autograd (training) nor a tracer (:func:`untraced`) records.
 
-    Example:
+    Examples:
         >>> inference_maps(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
         False
     """

@@ -14,7 +14,7 @@ def shared_folder(default: str | Path = "../shared") -> Path:
     The library's default is relative to the working directory; the repository's scripts pass the folder
     beside their checkout, so they work from any directory.
 
-    Example:
+    Examples:
         >>> str(shared_folder("/data/shared")) == (os.environ.get("SIAN_SHARED") or "/data/shared")
         True
     """

@@ -19,7 +19,7 @@ def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d
 class ResBlock(nn.Module):
     """``relu(x + relu(conv2(relu(conv1(x)))))``: the residual block of SIAN's head and of PReNet.
 
-    Example:
+    Examples:
         >>> ResBlock(8)(torch.rand(1, 8, 5, 5)).shape
         torch.Size([1, 8, 5, 5])
     """
@@ -54,7 +54,7 @@ class ConvLSTMCell(nn.Module):
           ``(B, hidden_channels, H, W)``.
         - returns ``(h, c)``.
 
-    Example:
+    Examples:
         >>> cell = ConvLSTMCell(4, 8)
         >>> h, c = cell(torch.rand(2, 4, 6, 6))
         >>> h, c = cell(torch.rand(2, 4, 6, 6), (h, c))
@@ -102,7 +102,7 @@ def compiled_update_serves(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the compiled ConvLSTM update (sian/_native/convlstm.c) computes inference on this device and gate
     dtype: float32 or bfloat16 (autocast) on a CPU, where the kernel could be built.
 
-    Example:
+    Examples:
         >>> compiled_update_serves(torch.device("cpu"), torch.float64)
         False
     """

@@ -34,7 +34,7 @@ class PReNet(nn.Module):
         - input: rainy RGB ``(B, 3, H, W)`` in [0, 1].
         - output: a list of ``stages`` estimates in training mode (or ``return_all=True``), else the last.
 
-    Example:
+    Examples:
         >>> PReNet(channels=8, stages=2).eval()(torch.rand(1, 3, 9, 7)).shape
         torch.Size([1, 3, 9, 7])
     """

@@ -74,7 +74,7 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered variant with fresh weights; keyword arguments override its config.
 
-    Example:
+    Examples:
         >>> create_model("sian_baseline", channels=8).config["stages"]
         1
     """

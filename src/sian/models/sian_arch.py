@@ -83,7 +83,7 @@ class SIAN(nn.Module):
         - output: in training mode (or ``return_all=True``) a list of the ``stages`` derained
           estimates, each ``(B, 3, H, W)``; otherwise the last one.
 
-    Example:
+    Examples:
         >>> model = SIAN(channels=8, stages=2).eval()
         >>> model(torch.rand(1, 3, 33, 30)).shape
         torch.Size([1, 3, 33, 30])
@@ -166,7 +166,7 @@ def pyramid_kernels_serve(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether :func:`attend` and :func:`upsample_concat` run as compiled kernels (sian/_native/pyramid.c) for
     inference on this device and dtype: float32 or bfloat16 (autocast) on a CPU, where they could be built.
 
-    Example:
+    Examples:
         >>> pyramid_kernels_serve(torch.device("cpu"), torch.float64)
         False
     """
@@ -182,7 +182,7 @@ def attend(features: Tensor, logits: Tensor) -> Tensor:
     Shape:
         - features, logits: ``(B, C, H, W)``; returns ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> attend(torch.ones(1, 2, 3, 3), torch.zeros(1, 2, 3, 3))[0, 0, 0, 0].item()
         1.5
     """
@@ -211,7 +211,7 @@ def upsample_concat(fine: Tensor, coarse: Tensor) -> Tensor:
     Shape:
         - fine: ``(B, C, H, W)``; coarse: ``(B, C, h, w)``; returns ``(B, 2C, H, W)``.
 
-    Example:
+    Examples:
         >>> upsample_concat(torch.zeros(1, 2, 7, 5), torch.ones(1, 2, 3, 2)).shape
         torch.Size([1, 4, 7, 5])
     """

@@ -46,7 +46,7 @@ access_log = logging.getLogger("sian.serve.access")
 def is_loopback(host: str) -> bool:
     """Whether binding to ``host`` keeps the server to this machine (127.0.0.0/8, ::1, localhost).
 
-    Example:
+    Examples:
         >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0"), is_loopback("::")
         (True, True, False, False)
     """

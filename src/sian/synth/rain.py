@@ -90,7 +90,7 @@ def streak_kernel(length: float, width: float, angle: float, sharpness: float = 
 
     ``exp(-|2u / length|^sharpness - v^2 / (2 width^2))`` with ``u`` along the streak and ``v`` across.
 
-    Example:
+    Examples:
         >>> k = streak_kernel(20, 1.0, 0.0)
         >>> k.shape[0] % 2 == 1 and k.max().item() == 1.0 and k.sum(0).argmax().item() == k.shape[0] // 2
         True
@@ -215,7 +215,7 @@ def synthesize(
 ) -> tuple[Tensor, RainParams | ClassicRain | StreakBankRain | PairLayerRain]:
     """Rainy version of ``clean`` ``(3, H, W)`` for one ``seed``: the same seed gives the same image.
 
-    Example:
+    Examples:
         >>> clean = torch.rand(3, 32, 40)
         >>> a, _ = synthesize(clean, "light", seed=7)
         >>> b, _ = synthesize(clean, "light", seed=7)

@@ -152,7 +152,7 @@ def _load_yaml_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> Any:
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainingConfig:
     """Merge defaults, a YAML file (with its ``base`` chain) and ``key=value`` overrides, type-checked.
 
-    Example:
+    Examples:
         >>> cfg = load_config(None, ["data.train_clean=[photos]", "train.steps=10", "train.batch_size=4"])
         >>> cfg.train.batch_size, cfg.optim.lr
         (4, 0.0002)

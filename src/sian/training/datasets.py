@@ -85,7 +85,7 @@ def list_clean_images(folders: list[str], exclude: set[str] = frozenset(), min_s
 def split_holdout(files: list[Path], count: int) -> tuple[list[Path], list[Path]]:
     """Split ``files`` into ``(train, held_out)`` with ``count`` files held out by a fixed seeded draw.
 
-    Example:
+    Examples:
         >>> files = [Path(f"{i}.png") for i in range(10)]
         >>> train, held = split_holdout(files, 3)
         >>> len(train), len(held), set(train).isdisjoint(held), split_holdout(files, 3) == (train, held)
@@ -115,7 +115,7 @@ def clean_split(data: DataConfig) -> tuple[list[Path], list[Path]]:
 def read_pair_names(file: str | os.PathLike) -> list[str]:
     """Pair names (``Pair.name``, the rainy file's stem), one per line, in file order; '#' starts a comment.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         ...     _ = f.write("# held out\\nnorain-3\\n norain-12  # a comment\\n")

@@ -19,7 +19,7 @@ def stage_loss(outputs: list[Tensor], target: Tensor, kind: str = "ssim") -> Ten
       ``-len(outputs)``.
     - ``"mae"`` / ``"mse"``: mean absolute / squared error per stage.
 
-    Example:
+    Examples:
         >>> import torch
         >>> x = torch.rand(2, 3, 16, 16)
         >>> round(stage_loss([x, x], x).item(), 4)

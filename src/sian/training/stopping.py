@@ -10,7 +10,7 @@ The rule (:func:`stop_verdict`, config ``train.stop``): judge only after ``min_h
 validation PSNR has gained less than ``min_gain`` dB over the last ``window_hours``, or at ``max_hours``.
 The trainer applies it after every validation and at a resume; ``scripts/summarize_log.py`` prints it.
 
-Example:
+Examples:
     >>> curve = [{"hours": h, "val_psnr": p} for h, p in [(1, 30.0), (2, 31.0), (3, 31.01), (4, 31.02)]]
     >>> stop_verdict(curve, min_hours=2, window_hours=2, min_gain=0.05).stop  # 31.02 - 31.0 < 0.05
     True
