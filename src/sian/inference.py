@@ -69,7 +69,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "sian-general"  # our own weights, shipped in the package (works offline); issue 15 chose it
+DEFAULT_MODEL = "sian-general"  # ours, shipped in the package (works offline); chosen by a committed rule
 
 # Self-ensembles: the flips (tensor dims) whose outputs are averaged, each flipped back.
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {

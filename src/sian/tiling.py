@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_OVERLAP", "blend_weights", "tile_starts", "tiled_apply"]
 
 # The one default overlap, for the library and every command: 64 pixels keep tiled Rain100L within 0.02 dB of
 # whole images even with 256-pixel tiles (docs/results.md). The tile size is the caller's; `sian.inference.auto_tile`
-# picks it from a memory budget (issue 16).
+# picks it from a memory budget.
 DEFAULT_OVERLAP = 64
 
 

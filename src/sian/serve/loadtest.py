@@ -7,7 +7,7 @@ starts ``sian serve`` on 127.0.0.1 (a free port) with a small SIAN, sends ``clie
 truncated PNGs and slow senders (a body trickled in chunks), while another client polls
 ``/v1/health``. Traffic goes to this machine's loopback only, and every loop is bounded in count and time.
 
-It checks what issue 19 asks: every answer is 200, a 4xx or 503 (never a 500, never a dropped
+It checks that every answer is 200, a 4xx or 503 (never a 500, never a dropped
 connection), every 200 is a PNG of the input's size, health answers during and after, and the server's
 peak RSS (``VmHWM``) stays under the bound of ``docs/reliability.md`` for its settings. Prints (and with
 ``--markdown`` writes) throughput, p50/p95 latency, peak RSS and the count of each status.

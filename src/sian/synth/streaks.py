@@ -15,7 +15,7 @@ to heavy, twelve dense and bright ones), and each is placed at the image's full 
 
 Calibration (``amount**2``: the light end stays sparse while the heavy end gets dense): over held-out
 backgrounds and held-out streak sets, ``streaks-light`` rain leaves the input at 26-63 dB Y-PSNR and
-``streaks-heavy`` at 14.5-23 dB (mean 17.8), the band issue 15 asks the heavy model to clean.
+``streaks-heavy`` at 14.5-23 dB (mean 17.8), the band the heavy model is judged on.
 
 The layers combine by screen blend, ``R = 1 - prod(1 - r_i)``, and so does the result with the clean
 image: ``1 - (1 - B)(1 - R)``.

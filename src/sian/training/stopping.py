@@ -2,7 +2,7 @@
 
 A run's ``log.jsonl`` (written by the trainer) holds timed records (``wall_seconds``), validation records
 (``val_psnr``) and, at every start or resume, the machine it ran on. Hours here are **CPU-equivalent**
-(issue 14: "12 machine-hours, or the GPU equivalent"): time on the run's CPUs counts as it was spent, and
+("12 machine-hours, or the GPU equivalent"): time on the run's CPUs counts as it was spent, and
 steps taken on a GPU count as the hours the run's own CPU segments needed per step. A run that never left
 the CPU gets its wall-clock hours.
 

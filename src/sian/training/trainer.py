@@ -75,8 +75,8 @@ __all__ = [
 RESUMABLE_CHANGES = (
     "train.threads", "train.device", "train.precision", "train.log_every", "train.val_every",
     "train.checkpoint_minutes", "train.nonfinite", "train.max_nonfinite", "train.out_dir", "data.workers",
-    # When to stop, not what a step learns: a rule may be set or changed mid-run (issue 14 wrote its rule down
-    # before training and applied it by hand until the trainer could).
+    # When to stop, not what a step learns: a rule may be set or changed mid-run (a rule written down before
+    # training may have to be applied to a run that started without it).
     "train.stop.min_hours", "train.stop.window_hours", "train.stop.min_gain", "train.stop.max_hours",
 )  # fmt: skip
 
