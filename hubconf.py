@@ -18,7 +18,7 @@ dependencies = ["torch", "kornia", "safetensors", "numpy", "PIL"]
 def sian(pretrained: bool = True, weights: str | None = None, device: str = "cpu", **config):
     """SIAN in eval mode: with ``pretrained``, the named ``weights`` (default: the default model);
     without, a fresh release-configuration SIAN (``config`` overrides its constructor arguments)."""
-    from sian.hub import from_pretrained
+    from sian.convert import from_pretrained
     from sian.models import create_model
 
     if pretrained:
@@ -28,7 +28,7 @@ def sian(pretrained: bool = True, weights: str | None = None, device: str = "cpu
 
 def prenet(pretrained: bool = False, weights: str = "prenet-rain100l", device: str = "cpu", **config):
     """The PReNet baseline: with ``pretrained``, the authors' weights (imported or downloaded)."""
-    from sian.hub import from_pretrained
+    from sian.convert import from_pretrained
     from sian.models import create_model
 
     if pretrained:

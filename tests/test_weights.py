@@ -134,7 +134,7 @@ def test_import_authors_files(name, source):
 def test_download_verifies_and_imports_and_offline_is_a_clear_error(tmp_path, monkeypatch):
     import dataclasses
 
-    from sian import hub as weights_module
+    from sian import convert as weights_module
 
     pth = save_authors_pickle(tmp_path / "remote.pth", random_authors_prenet())
     entry = dataclasses.replace(WEIGHTS["prenet-rain100l"], url=pth.as_uri(), sha256=sha256_file(pth))

@@ -21,11 +21,11 @@ from ._allocator import keep_freed_memory
 from ._atomic import atomic_path
 from ._dist import gather_outcomes, join_group, leave_group, placement
 from ._progress import BarSafeHandler, progress_bar
-from .convert import import_weights
+from .convert import download_weights, import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, evaluate_self_ensembles, summarize, write_csv
 from .extras import MissingExtraError, require_extra
-from .hub import WEIGHTS, download_weights, load_model, weights_dir
+from .hub import WEIGHTS, load_model, weights_dir
 from .inference import (
     DEFAULT_MODEL,
     PRECISIONS,

@@ -1,5 +1,6 @@
 """Conversion of the authors' checkpoints (SIAN's RPDNet, PReNet) to our modules and weight files.
 
+``from_pretrained`` and ``download_weights`` fetch a registered file (:mod:`sian.hub`) and convert it.
 The authors' files are legacy ``torch.save`` pickles. They are read once, with
 ``torch.load(weights_only=True)`` (a restricted unpickler that only rebuilds tensors), converted to our
 module names and written as safetensors into the weights folder. Nothing is ever unpickled with
@@ -9,17 +10,18 @@ arbitrary code execution unless the caller passes ``trust_pickle=True``.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .hub import WEIGHTS, weights_dir
+from .hub import DEFAULT_MODEL, WEIGHTS, load_model, weights_dir
 from .models import build_model, get_variant
 from .weights import WeightsError, WeightsNotFoundError, load_state_dict_checked, save_weights, sha256_file
 
-__all__ = ["convert_authors_state_dict", "import_weights"]
+__all__ = ["convert_authors_state_dict", "download_weights", "from_pretrained", "import_weights"]
 
 # --- conversion of the authors' key names -------------------------------------------------------
 
@@ -170,3 +172,39 @@ def _guess_variant(arch: str, state: Mapping[str, Tensor]) -> str:
     if arch == "prenet":
         return "prenet"
     return "sian" if any(".attention_conv." in k for k in state) else "sian_baseline_lstm"
+
+
+def from_pretrained(name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """A model with named weights (default: the package's default model), downloading registered
+    authors' weights that are not installed yet. Offline, a missing file is a clear error that says how
+    to import a local copy.
+
+    Examples:
+        >>> from_pretrained().training
+        False
+    """
+    name = DEFAULT_MODEL if name is None else name
+    entry = WEIGHTS.get(str(name))
+    if entry is not None and not entry.bundled and not (weights_dir() / entry.filename).is_file():
+        download_weights(str(name))
+    return load_model(name, device=device)
+
+
+def download_weights(name: str) -> Path:
+    """Download a registered authors' file (torch.hub's downloader: a progress bar, and the file refused
+    unless its SHA-256 matches the registry), then import it (:func:`sian.convert.import_weights`)."""
+    if name not in WEIGHTS:
+        raise WeightsError(f"unknown weights name {name!r}; known: {', '.join(WEIGHTS)}")
+    entry = WEIGHTS[name]
+    if entry.bundled:
+        raise WeightsError(f"{name!r} ships with the package: nothing to download")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / f"{name}.pth"
+        try:
+            torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=entry.sha256, progress=True)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a hash mismatch
+            raise WeightsError(
+                f"could not download {entry.url}: {exc}\n"
+                f"Without network: fetch that file elsewhere and run 'sian weights import FILE --name {name}'."
+            ) from exc
+        return import_weights(target, name)

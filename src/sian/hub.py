@@ -1,9 +1,10 @@
-"""Named weights: the registry (the authors' published files and our own shipped ones), where they
-are installed, ``from_pretrained``-style loading and downloads with a progress bar and a hash check.
+"""Named weights: the registry (the authors' published files and our own shipped ones), the default model,
+where weights are installed, and loading them.
 
-``torch.hub.load("<checkout>", "sian", source="local", pretrained=True)`` goes through here too
-(``hubconf.py`` at the repository root). The authors' files are never bundled: ``sian weights import``
-(:mod:`sian.convert`) converts a copy the user has; ``sian weights download`` fetches and converts it.
+The authors' files are never bundled: ``sian weights import`` (:mod:`sian.convert`) converts a copy the user
+has; ``sian weights download`` (:func:`sian.convert.download_weights`) fetches and converts it, and
+``torch.hub.load("<checkout>", "sian", source="local", pretrained=True)`` (``hubconf.py``) goes through
+:func:`sian.convert.from_pretrained`.
 User weights live in ``$SIAN_HOME/weights`` (default ``$XDG_CACHE_HOME/sian/weights``).
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +28,18 @@ from .weights import (
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
     "PRETRAINED_DIR",
     "WEIGHTS",
     "WeightsEntry",
-    "download_weights",
-    "from_pretrained",
     "load_model",
     "resolve_weights",
     "weights_dir",
 ]
+
+# What every command and function derains with when no model is named: ours, shipped in the package (works
+# offline), chosen by a committed rule.
+DEFAULT_MODEL = "sian-general"
 
 
 @dataclass(frozen=True)
@@ -159,43 +162,3 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     # channels_last lets oneDNN/cuDNN skip a layout conversion around every convolution (measured:
     # SIAN 4.3 s -> 3.4 s at 481x321 on 2 CPU cores); it changes no value beyond float rounding.
     return model.to(device, memory_format=torch.channels_last).eval()
-
-
-def from_pretrained(name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> nn.Module:
-    """A model with named weights (default: the package's default model), downloading registered
-    authors' weights that are not installed yet. Offline, a missing file is a clear error that says how
-    to import a local copy.
-
-    Examples:
-        >>> from_pretrained().training
-        False
-    """
-    from .inference import DEFAULT_MODEL
-
-    name = DEFAULT_MODEL if name is None else name
-    entry = WEIGHTS.get(str(name))
-    if entry is not None and not entry.bundled and not (weights_dir() / entry.filename).is_file():
-        download_weights(str(name))
-    return load_model(name, device=device)
-
-
-def download_weights(name: str) -> Path:
-    """Download a registered authors' file (torch.hub's downloader: a progress bar, and the file refused
-    unless its SHA-256 matches the registry), then import it (:func:`sian.convert.import_weights`)."""
-    from .convert import import_weights  # the converter builds on this registry
-
-    if name not in WEIGHTS:
-        raise WeightsError(f"unknown weights name {name!r}; known: {', '.join(WEIGHTS)}")
-    entry = WEIGHTS[name]
-    if entry.bundled:
-        raise WeightsError(f"{name!r} ships with the package: nothing to download")
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / f"{name}.pth"
-        try:
-            torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=entry.sha256, progress=True)
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a hash mismatch
-            raise WeightsError(
-                f"could not download {entry.url}: {exc}\n"
-                f"Without network: fetch that file elsewhere and run 'sian weights import FILE --name {name}'."
-            ) from exc
-        return import_weights(target, name)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from .hub import load_model
+from .hub import DEFAULT_MODEL, load_model
 from .io import (
     DEFAULT_MAX_PIXELS,
     Picture,
@@ -69,7 +69,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "sian-general"  # ours, shipped in the package (works offline); chosen by a committed rule
 
 # Self-ensembles: the flips (tensor dims) whose outputs are averaged, each flipped back.
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
