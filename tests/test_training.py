@@ -717,3 +717,51 @@ def test_large_blocks_are_reused_instead_of_faulted_in_again(tmp_path):
         faults[mode] = int(result.stdout.split()[-1])
     assert faults["off"] > 45_000  # three times 80 MB of 4 kB pages, faulted in afresh (the old setting: the same)
     assert faults["on"] < 3_000, faults
+
+
+def test_ema_weights_are_what_is_validated_written_and_resumed_exactly(tmp_path):
+    """train.ema_decay: last/best.safetensors hold the moving average (not the raw weights), which follows
+    ema = decay * ema + (1 - decay) * weights after every update, and a resume restores it exactly."""
+    settings = {"train.steps": 6, "train.ema_decay": 0.9, "train.val_every": 0}  # validated once, at the end
+    train(load_config(None, tiny_overrides(tmp_path, out="reference", **settings)), progress=False)
+    # The same run in two sessions: 3 steps, then resumed to 6.
+    first = tiny_overrides(tmp_path, out="split", **{**settings, "train.steps": 3})
+    train(load_config(None, first), progress=False)
+    resumed = tiny_overrides(tmp_path, out="split", **settings)
+    train(load_config(None, resumed), resume=True, progress=False, allow_changes=("train.steps",))
+    ours, theirs = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("split", "reference"))
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
+    # The average, not the weights: the state keeps both, and they differ.
+    state = torch.load(tmp_path / "reference/state.pt", weights_only=True)
+    raw, averaged = state["model"], {k.removeprefix("module."): v for k, v in state["ema"].items()}
+    name = next(k for k in theirs if k.endswith("weight"))
+    assert torch.equal(theirs[name], averaged[name]) and not torch.equal(theirs[name], raw[name])
+    # best.safetensors (the one validation, at the end) is the average too.
+    best = read_weights_file(tmp_path / "reference/best.safetensors")[2]
+    assert all(torch.equal(best[key], averaged[key]) for key in best)
+    with pytest.raises(ValueError, match="ema_decay"):
+        train(load_config(None, tiny_overrides(tmp_path, out="bad", **{"train.ema_decay": 1.0})), progress=False)
+
+
+def test_ema_follows_its_formula():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    net = torch.nn.Linear(2, 1)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    ema.update_parameters(net)  # the first update copies the weights
+    before = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update_parameters(net)
+    torch.testing.assert_close(ema.module.weight, 0.9 * before + 0.1 * net.weight.detach())
+
+
+def test_two_process_ddp_averages_the_same_weights_as_one_process(tmp_path):
+    settings = {"train.steps": 4, "train.ema_decay": 0.8}
+    train(load_config(None, tiny_overrides(tmp_path, out="single", **settings)), progress=False)
+    result = train_two_processes(tiny_overrides(tmp_path, **settings))
+    assert result.returncode == 0, result.stdout + result.stderr
+    ddp, one = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "single"))
+    for key in one:
+        torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5)

@@ -118,6 +118,10 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 500
     checkpoint_minutes: float = 5.0
+    # Exponential moving average of the weights after every update (BasicSR's ema_decay), e.g. 0.999: the
+    # averaged weights are what is validated, selected (best.safetensors), written (last.safetensors) and
+    # resumed exactly. 0: off.
+    ema_decay: float = 0.0
     # A NaN/inf loss or gradient never reaches the weights: "skip" drops that update, "rollback" also
     # restores the weights and optimizer state of the last checkpoint, "stop" ends the run with an error.
     # More than max_nonfinite in a row stops the run under any policy.

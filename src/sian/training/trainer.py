@@ -33,6 +33,7 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from .._dist import join_group, leave_group, placement
@@ -238,6 +239,11 @@ class Trainer:
         cfg = self.train_cfg
         self.total = cfg.steps or cfg.epochs * math.ceil(patches_per_epoch / cfg.batch_size)
         self.model, init_record = self._build_model()
+        self.ema = None
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {cfg.ema_decay}")
+        if cfg.ema_decay:  # torch's averaging: the first update copies the weights, later ones lerp towards them
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
         optim = config.optim
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
@@ -302,6 +308,8 @@ class Trainer:
                 f"({self.out_dir / 'config.yaml'}), or allow the change with --allow-change KEY"
             )
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if "scaler" in state:
@@ -355,8 +363,16 @@ class Trainer:
                     self.writer.add_scalar(key, value, record["step"])
 
     def _snapshot(self) -> dict[str, Any]:
-        return {"model": copy.deepcopy(self.model.state_dict()),
-                "optimizer": copy.deepcopy(self.optimizer.state_dict())}  # fmt: skip
+        snapshot = {"model": copy.deepcopy(self.model.state_dict()),
+                    "optimizer": copy.deepcopy(self.optimizer.state_dict())}  # fmt: skip
+        if self.ema is not None:
+            snapshot["ema"] = copy.deepcopy(self.ema.state_dict())
+        return snapshot
+
+    @property
+    def kept_model(self) -> nn.Module:
+        """The weights a run validates, selects and writes: the moving average when ``train.ema_decay`` is set."""
+        return self.ema.module if self.ema is not None else self.model
 
     def checkpoint(self, final: bool = False) -> None:
         """Remember the rollback point and (rank 0) write the checkpoint; a failed write is reported, and
@@ -379,9 +395,10 @@ class Trainer:
 
     def _write_checkpoint(self, budget: dict[str, float]) -> None:
         step = self.progress.step
-        save_weights(self.out_dir / "last.safetensors", self.model, self.arch, self.model.config, step=str(step))
+        save_weights(self.out_dir / "last.safetensors", self.kept_model, self.arch, self.model.config, step=str(step))
         save_state(self.out_dir, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "scheduler": self.scheduler.state_dict(), "step": step, "best": self.progress.best,
             "validated": self.progress.validated,
             "rng": torch.get_rng_state(), "config": to_dict(self.config), **budget,
@@ -393,7 +410,7 @@ class Trainer:
         if self.val_set is None:
             return
         step = self.progress.step
-        scores = validate(self.model, self.val_set, self.device, self.where, self.config.data.val_select)
+        scores = validate(self.kept_model, self.val_set, self.device, self.where, self.config.data.val_select)
         self.progress.validated = step
         record = {"step": step, **{k: v for k, v in scores.items() if k != "val_stage_psnr"},
                   "val_stage_psnr": scores["val_stage_psnr"], **self.budget()}  # fmt: skip
@@ -404,7 +421,7 @@ class Trainer:
             return
         self.log(record)
         if improved:
-            save_weights(self.out_dir / "best.safetensors", self.model, self.arch, self.model.config,
+            save_weights(self.out_dir / "best.safetensors", self.kept_model, self.arch, self.model.config,
                          step=str(step), val_psnr=f"{self.progress.best:.4f}")  # fmt: skip
         self.bar.write(f"step {step}: val PSNR {scores['val_psnr']:.3f} dB (input {scores['val_input_psnr']:.3f}), "
                        f"SSIM {scores['val_ssim']:.4f}")  # fmt: skip
@@ -464,6 +481,8 @@ class Trainer:
             self.scaler.update()
         if problem is None:
             progress.consecutive_bad = 0
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
         else:
             progress.skipped += 1
             progress.consecutive_bad += 1
@@ -478,6 +497,8 @@ class Trainer:
             if cfg.nonfinite == "rollback":
                 self.model.load_state_dict(self.good_state["model"])
                 self.optimizer.load_state_dict(self.good_state["optimizer"])
+                if self.ema is not None:
+                    self.ema.load_state_dict(self.good_state["ema"])
         self.scheduler.step()
         progress.step += 1
         return outputs, loss
