@@ -765,3 +765,29 @@ def test_two_process_ddp_averages_the_same_weights_as_one_process(tmp_path):
     ddp, one = (read_weights_file(tmp_path / d / "last.safetensors")[2] for d in ("run", "single"))
     for key in one:
         torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5)
+
+
+def test_a_second_run_starts_from_another_runs_weights_and_moments_with_a_fresh_schedule(tmp_path):
+    from sian.training.trainer import Trainer
+
+    train(load_config(None, tiny_overrides(tmp_path, out="first", **{"train.steps": 4})), progress=False)
+    first = torch.load(tmp_path / "first/state.pt", weights_only=True)
+    state_file = tmp_path / "first/state.pt"
+    second = load_config(None, tiny_overrides(tmp_path, out="second", **{
+        "model.init": str(state_file), "optim.lr": 3e-4, "optim.schedule": "cosine", "optim.warmup_steps": 2,
+    }))  # fmt: skip
+    trainer = Trainer(second, progress=False)
+    try:
+        assert trainer.progress.step == 0 and trainer.scheduler.last_epoch == 0
+        for key, value in first["model"].items():
+            assert torch.equal(trainer.model.state_dict()[key], value), key
+        moments = trainer.optimizer.state_dict()["state"]
+        assert all(torch.equal(moments[i]["exp_avg"], first["optimizer"]["state"][i]["exp_avg"]) for i in moments)
+        group = trainer.optimizer.param_groups[0]
+        assert group["initial_lr"] == 3e-4 and group["lr"] == pytest.approx(3e-4 / 2)  # warm-up step 0 of 2
+    finally:
+        trainer.close()
+    record = json.loads((tmp_path / "second/log.jsonl").read_text().splitlines()[0])
+    assert record["init_step"] == 4 and record["init_sha256"] == sha256_file(state_file)
+    with pytest.raises(FileNotFoundError, match="no run state"):
+        Trainer(load_config(None, tiny_overrides(tmp_path, out="third", **{"model.init": str(tmp_path / "x.pt")})))

@@ -645,7 +645,7 @@ def train_command(
         raise _fail(f"bad config: {exc}") from None
     try:
         summary = train(cfg, resume=resume, progress=not _OPTIONS["quiet"], allow_changes=tuple(allow_change or ()))
-    except (FileExistsError, ConfigChangedError, ValueError) as exc:  # ValueError: data the config names is unusable
+    except (FileExistsError, FileNotFoundError, ConfigChangedError, ValueError) as exc:  # unusable data or init
         raise _fail(str(exc)) from None
     except (NonFiniteLossError, CheckpointError) as exc:
         raise _fail(str(exc), code=1) from None

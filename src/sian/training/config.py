@@ -30,7 +30,9 @@ class ModelConfig:
     variant: str = "sian"  # a registered variant (`sian models`)
     overrides: dict[str, Any] = field(default_factory=dict)  # constructor arguments on top of the variant
     # Start from these weights (a name from `sian weights list` or a .safetensors file) instead of the
-    # random release initialisation: fine-tuning. Ignored on --resume, which restores the checkpoint.
+    # random release initialisation: fine-tuning. Or another run's state.pt: its weights and its optimizer's
+    # moments, the step count and the schedule starting afresh (a second run that continues a finished one).
+    # Ignored on --resume, which restores the checkpoint.
     init: str | None = None
 
 

@@ -248,6 +248,11 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
         )
+        if self.init_optimizer is not None and not resume:  # another run's moments, under this run's rate
+            self.optimizer.load_state_dict(self.init_optimizer)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = optim.lr
+                group["betas"], group["weight_decay"] = tuple(optim.betas), optim.weight_decay
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, self.total))
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.precision == "fp16")
@@ -286,8 +291,17 @@ class Trainer:
         config = self.config
         torch.manual_seed(self.train_cfg.seed)  # the same initial weights on every process
         model = create_model(config.model.variant, **config.model.overrides)
-        init_record = None
-        if config.model.init:
+        init_record = self.init_optimizer = None
+        if config.model.init and str(config.model.init).endswith(".pt"):  # another run's state: weights and moments
+            init_path = Path(config.model.init)
+            if not init_path.is_file():
+                raise FileNotFoundError(f"model.init: no run state at {init_path}")
+            state = torch.load(init_path, map_location="cpu", weights_only=True)
+            load_state_dict_checked(model, state["model"], source=f"model.init state {init_path}")
+            self.init_optimizer = state["optimizer"]
+            init_record = {"step": 0, "init": config.model.init, "init_sha256": sha256_file(init_path),
+                           "init_step": int(state["step"])}  # fmt: skip
+        elif config.model.init:
             init_path = resolve_weights(config.model.init)
             _, _, init_state, init_metadata = read_weights_file(init_path)
             # Which file a fine-tune started from: a name's file may be replaced later (a newly shipped model).
