@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -89,7 +91,7 @@ def test_bench_without_training_rows():
 
     from sian.cli import app
 
-    bench = ["bench", "--size", "16x12", "--repeats", "1", "--train-precision", "none"]
+    bench = ["bench", "--size", "16x12", "--repeats", "1", "--train-precision", "none", "--images", "0"]
     result = CliRunner().invoke(app, bench)
     assert result.exit_code == 0, result.output
     assert "| inference | sian | 16x12 |" in result.output and "| training |" not in result.output
@@ -117,3 +119,46 @@ def test_turn_ratios_pair_runs_of_the_same_turn():
     assert single == {"median": 2.0, "q1": 2.0, "q3": 2.0, "turns": 1}
     with pytest.raises(ValueError):
         turn_ratios(row([1.0, 2.0]), row([1.0]))
+
+
+STAND_IN_RPDNET = '''
+"""A stand-in for the authors' models/rpdnet.py: their class name and interface (RPDNet(), load_state_dict
+of their keys, forward returning every stage's output), computed by the tests' re-statement of their forward."""
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+from release_reference import release_sian
+
+
+class RPDNet(torch.nn.Module):
+    def load_state_dict(self, state_dict, strict=True):
+        self.state = {{key: value.float() for key, value in state_dict.items()}}
+
+    def forward(self, x):
+        return release_sian(self.state, x)
+'''
+
+
+def test_bench_times_the_default_path_beside_the_authors_code(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from release_reference import random_authors_sian
+    from sian.cli import app
+
+    code = tmp_path / "authors"
+    code.mkdir()
+    (code / "rpdnet.py").write_text(STAND_IN_RPDNET.format(tests=str(Path(__file__).parent)))
+    weights = tmp_path / "rain100l.pth"
+    torch.save({k: v.float() for k, v in random_authors_sian().items()}, weights, _use_new_zipfile_serialization=False)
+    bench = ["bench", "--size", "24x16", "--repeats", "1", "--train-precision", "none", "--images", "2",
+             "--authors-code", str(code), "--authors-weights", str(weights), "--json", "-"]  # fmt: skip
+    result = CliRunner().invoke(app, bench)
+    assert result.exit_code == 0, result.output
+    path = json.loads(result.stdout)["default_path"]
+    assert path["size"] == "24x16" and path["images"] == 2 and path["one_shot_seconds"] > 0
+    assert path["images_per_second"] > 0 and path["authors_seconds"] > 0
+    assert path["speedup"] == pytest.approx(path["authors_seconds"] / path["seconds_per_image"])
+    missing = CliRunner().invoke(app, [*bench[:-2], "--authors-code", str(tmp_path)])
+    assert missing.exit_code == 2 and "no rpdnet.py" in missing.output

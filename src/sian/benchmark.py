@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -38,8 +39,8 @@ from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
 
 __all__ = [
-    "BenchRow", "inference_workload", "interleaved_times", "measure_footprint", "operation_counts", "run_benchmark",
-    "training_workload", "turn_ratios",
+    "BenchRow", "default_path", "default_path_markdown", "inference_workload", "interleaved_times",
+    "measure_footprint", "operation_counts", "run_benchmark", "training_workload", "turn_ratios",
 ]  # fmt: skip
 
 
@@ -330,3 +331,100 @@ def to_markdown(rows: list[BenchRow], machine: dict, models: tuple[str, str] = (
 def rows_to_dict(rows: list[BenchRow], machine: dict) -> dict:
     """The machine description and every row, ready for JSON (``sian bench --json``)."""
     return {"machine": machine, "rows": [asdict(r) for r in rows]}
+
+
+def _authors_model(code: Path, weights: Path) -> torch.nn.Module:
+    """The authors' own SIAN (class ``RPDNet`` of ``code/rpdnet.py``, their release) with their weights."""
+    import importlib.util
+
+    from .convert import read_checkpoint
+
+    source = Path(code) / "rpdnet.py"
+    if not source.is_file():
+        raise FileNotFoundError(f"--authors-code: no rpdnet.py in {code} (the authors' models/ folder)")
+    spec = importlib.util.spec_from_file_location("authors_rpdnet", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.RPDNet()
+    model.load_state_dict(read_checkpoint(weights))
+    return model.eval()
+
+
+def default_path(
+    width: int = 481,
+    height: int = 321,
+    images: int = 20,
+    authors_code: str | Path | None = None,
+    authors_weights: str | Path | None = None,
+) -> dict:
+    """What a user waits for on the default path (``sian derain`` / :class:`sian.Pipeline` with their defaults):
+
+    - ``one_shot_seconds``: a fresh process runs ``sian derain`` on one ``width x height`` image, start-up
+      included (the process's wall time);
+    - ``images_per_second``: one pipeline derains ``images`` same-size images after a warm-up image;
+    - with ``authors_code`` (a folder holding the authors' ``rpdnet.py``) and ``authors_weights`` (their
+      checkpoint), ``authors_seconds``: their model's time per image on the same images, in turns with ours
+      (their code as released: eager, fp32, no autograd), and ``speedup``, their time over ours.
+
+    The images are seeded noise: the time does not depend on the content.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from .inference import Pipeline
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(images + 1)]
+    with tempfile.TemporaryDirectory() as tmp:
+        from .io import write_image
+
+        source = write_image(Path(tmp) / "rainy.png", frames[0])
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "sian", "--quiet", "derain", str(source), "-o", f"{tmp}/out"],
+                             capture_output=True, text=True)  # fmt: skip
+        one_shot = time.perf_counter() - start
+        if run.returncode:
+            raise RuntimeError(f"sian derain failed: {run.stderr.strip()[-2000:]}")
+    pipeline = Pipeline()
+    theirs = None
+    if authors_code is not None:
+        if authors_weights is None:
+            raise ValueError("--authors-code needs the authors' weights (--authors-weights)")
+        theirs = _authors_model(Path(authors_code), Path(authors_weights))
+    pipeline(frames[0])  # warm-up: caches, kernels, allocator
+    if theirs is not None:
+        with torch.inference_mode():
+            theirs(torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float() / 255)
+    ours_seconds, their_seconds = 0.0, 0.0
+    for frame in frames[1:]:  # in turns, so that the machine's noise falls on both alike
+        start = time.perf_counter()
+        pipeline(frame)
+        ours_seconds += time.perf_counter() - start
+        if theirs is not None:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                theirs(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255)[-1].clamp(0, 1)
+            their_seconds += time.perf_counter() - start
+    result = {"size": f"{width}x{height}", "images": images, "one_shot_seconds": one_shot,
+              "images_per_second": images / ours_seconds if images else None,
+              "seconds_per_image": ours_seconds / images if images else None,
+              "pipeline": pipeline.describe()}  # fmt: skip
+    if theirs is not None and images:
+        result["authors_seconds"] = their_seconds / images
+        result["speedup"] = their_seconds / ours_seconds
+    return result
+
+
+def default_path_markdown(result: dict) -> str:
+    """The default path's figures as Markdown lines (:func:`default_path`)."""
+    lines = [f"Default path ({result['pipeline']}), {result['size']}:", "",
+             "- one-shot (a fresh `sian derain` of one image, start-up included): "
+             f"{result['one_shot_seconds']:.2f} s"]  # fmt: skip
+    if result["images"]:
+        lines.append(f"- throughput over {result['images']} images in one process: {result['images_per_second']:.3f} "
+                     f"images/s ({result['seconds_per_image']:.3f} s per image)")  # fmt: skip
+    if "authors_seconds" in result:
+        lines.append(f"- the authors' code on the same images, in turns: {result['authors_seconds']:.3f} s per image; "
+                     f"ours is **{result['speedup']:.2f}x** as fast")  # fmt: skip
+    return "\n".join(lines) + "\n"

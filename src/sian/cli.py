@@ -744,9 +744,19 @@ def bench_command(
     markdown: Annotated[Path | None, typer.Option(help="Write the table to this Markdown file.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help=JSON_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    images: Annotated[
+        int, typer.Option(help="Default path: throughput over this many images at the first --size (0: skip).")
+    ] = 20,
+    authors_code: Annotated[
+        Path | None, typer.Option(help="A folder with the authors' rpdnet.py: time their code on the same images.")
+    ] = None,
+    authors_weights: Annotated[
+        Path | None, typer.Option(help="Their checkpoint (default: $SIAN_SHARED/weights/sian_authors/rain100l.pth).")
+    ] = None,
 ) -> None:
-    """Time SIAN against PReNet (inference at each size, training throughput) in one run."""
-    from .benchmark import rows_to_dict, run_benchmark, to_markdown
+    """Time the default path (one-shot and throughput, beside the authors' code when given), then SIAN against
+    PReNet (inference at each size, training throughput), in one run."""
+    from .benchmark import default_path, default_path_markdown, rows_to_dict, run_benchmark, to_markdown
 
     report = _Report(json_out)
 
@@ -775,14 +785,24 @@ def bench_command(
         if bad:
             on = f" on {where.type}" + (" (fp16 needs --device cuda)" if bad[0] == "fp16" else "")
             raise _fail(f"{option} takes {' or '.join(allowed)}{on}, got {bad[0]!r}")
+    path = None
+    if images or authors_code is not None:
+        if authors_code is not None and authors_weights is None:
+            from .data import shared_folder
+
+            authors_weights = shared_folder() / "weights" / "sian_authors" / "rain100l.pth"
+        try:
+            path = default_path(*sizes[0], images=images, authors_code=authors_code, authors_weights=authors_weights)
+        except (FileNotFoundError, WeightsError, RuntimeError, ValueError) as exc:
+            raise _fail(str(exc)) from None
     rows, machine = run_benchmark(sizes, train_batch, train_patch, repeats, train_precisions=train_precisions,
                                   infer_precisions=infer_precisions, device=where)  # fmt: skip
-    table = to_markdown(rows, machine)
+    table = (default_path_markdown(path) + "\n" if path else "") + to_markdown(rows, machine)
     report.say(table)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(table)
-    report.result(rows_to_dict(rows, machine))
+    report.result({**rows_to_dict(rows, machine), **({"default_path": path} if path else {})})
 
 
 @app.command("models")

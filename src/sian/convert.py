@@ -21,7 +21,7 @@ from .hub import DEFAULT_MODEL, WEIGHTS, load_model, weights_dir
 from .models import build_model, get_variant
 from .weights import WeightsError, WeightsNotFoundError, load_state_dict_checked, save_weights, sha256_file
 
-__all__ = ["convert_authors_state_dict", "download_weights", "from_pretrained", "import_weights"]
+__all__ = ["convert_authors_state_dict", "download_weights", "from_pretrained", "import_weights", "read_checkpoint"]
 
 # --- conversion of the authors' key names -------------------------------------------------------
 
@@ -112,7 +112,10 @@ def convert_authors_state_dict(state_dict: Mapping[str, Tensor]) -> tuple[str, d
     return arch, out
 
 
-def _read_pickle(path: Path, trust_pickle: bool) -> dict[str, Tensor]:
+def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, Tensor]:
+    """The state_dict of an authors' checkpoint (a ``torch.save`` pickle), read with the tensor-only unpickler
+    unless ``trust_pickle``; its keys are the authors' own."""
+    path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -151,7 +154,7 @@ def import_weights(
             f"{source} is not the published {name!r} file: sha256 {digest} != {entry.sha256}. "
             "Pass --force to import it anyway, or choose another --name."
         )
-    arch, state = convert_authors_state_dict(_read_pickle(source, trust_pickle))
+    arch, state = convert_authors_state_dict(read_checkpoint(source, trust_pickle))
     variant_name = variant or (entry.variant if entry else _guess_variant(arch, state))
     spec = get_variant(variant_name)
     if spec.arch != arch:
