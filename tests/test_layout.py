@@ -74,3 +74,53 @@ def test_no_import_circles_among_the_modules_function_local_imports_included():
 
 def test_the_circle_check_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def module_map() -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every row of docs/architecture.md's module map."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    table = text.split("## Module map", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`sian"):
+            rows.append((cells[0].strip("`"), [n.strip().strip("`") for n in cells[2].split(",") if n.strip()]))
+    return rows
+
+
+def test_the_architecture_page_names_only_modules_and_names_that_exist():
+    import importlib
+    import inspect
+
+    rows = module_map()
+    assert len(rows) > 25
+    for module_name, names in rows:
+        module = importlib.import_module(module_name)
+        for name in names:
+            head, _, attribute = name.partition(".")
+            owner = getattr(module, head, None)
+            assert owner is not None, f"{module_name}.{head} does not exist"
+            if attribute and not hasattr(owner, attribute):  # an instance attribute: the constructor sets it
+                assert f"self.{attribute} =" in inspect.getsource(owner), f"{module_name}.{name} does not exist"
+
+
+def test_the_module_map_covers_every_module_and_lists_them_in_import_order():
+    graph = import_graph()
+    order = [name for name, _ in module_map()]
+    top_level = {name if name.count(".") < 2 or name.startswith("sian.models.") else ".".join(name.split(".")[:2])
+                 for name in graph if name != "sian" and name != "sian.__main__"}  # fmt: skip
+    top_level -= {"sian.models"}  # listed by its modules
+    assert top_level <= set(order), sorted(top_level - set(order))
+    position = {name: i for i, name in enumerate(order)}
+
+    def row_of(module: str) -> str | None:
+        while module and module not in position:
+            module = module.rsplit(".", 1)[0] if "." in module else ""
+        return module or None
+
+    for module, targets in graph.items():
+        mine = row_of(module)
+        for target in targets:
+            theirs = row_of(target)
+            if mine and theirs and mine != theirs:
+                assert position[theirs] < position[mine], f"{module} imports {target}, listed below it"
