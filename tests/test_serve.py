@@ -283,8 +283,39 @@ def test_a_request_waiting_past_the_queue_timeout_gets_503(monkeypatch):
         server.should_exit = True
 
 
-def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(tiny_weights, tmp_path):
-    """Issue 19: shutdown on SIGTERM lets the running derain answer, then the server exits 0."""
+_BLOCKING_SERVER = """
+import pathlib, sys, time, torch
+import sian.serve.app as app_module
+from sian.cli import app
+
+started, release = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+
+
+class Blocking(torch.nn.Module):
+    # A stand-in model whose derain runs until the test releases it: the request is in progress for certain
+    # when the signal arrives (a file is the event between the two processes).
+    min_size = 1
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, return_all=False):
+        started.touch()
+        deadline = time.monotonic() + 120
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return x * self.weight
+
+
+app_module.load_model = lambda name: Blocking()
+app(["serve", "--port", sys.argv[1], "--model", "stub", "--default-model", "stub"])
+"""
+
+
+def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(tmp_path):
+    """Shutdown on SIGTERM lets the derain in progress answer, refuses new connections, then exits 0. The derain
+    is held by a stand-in model until after the signal, so the test cannot pass without a request in flight."""
     import signal
     import subprocess
     import sys
@@ -294,24 +325,29 @@ def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(t
     from sian.serve.loadtest import wait_for_health
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "sian", "serve", "--port", str(port), "--model", tiny_weights,
-                               "--default-model", tiny_weights], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)  # fmt: skip
+    started, release = tmp_path / "started", tmp_path / "release"
+    server = subprocess.Popen([sys.executable, "-c", _BLOCKING_SERVER, str(port), str(started), str(release)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(url, server)
-        big = png_bytes((700, 900, 3))  # long enough for the signal to arrive mid-derain
         result = {}
         worker = threading.Thread(target=lambda: result.update(response=httpx.post(
-            f"{url}/v1/derain", files={"image": ("big.png", big, "image/png")}, timeout=120)))  # fmt: skip
+            f"{url}/v1/derain", files={"image": ("a.png", png_bytes(), "image/png")}, timeout=120)))  # fmt: skip
         worker.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert started.exists(), "the derain never started"
         server.send_signal(signal.SIGTERM)
-        worker.join(timeout=120)
+        time.sleep(1.0)
+        assert server.poll() is None, "the server exited with a request in progress"
+        with pytest.raises(httpx.TransportError):  # shutting down: no new connections
+            httpx.get(f"{url}/v1/health", timeout=2)
+        release.touch()
+        worker.join(timeout=60)
         assert result["response"].status_code == 200
         assert server.wait(timeout=60) == 0, server.stdout.read()
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{url}/v1/health", timeout=2)
     finally:
         if server.poll() is None:
             server.kill()
