@@ -6,6 +6,7 @@ import torch
 from sian.benchmark import BenchRow, interleaved_times, run_benchmark, to_markdown, turn_ratios
 
 
+@pytest.mark.slow
 def test_benchmark_reports_every_model_and_the_ratios():
     # `auto` is what `sian derain` runs: fp32 or bf16 on this CPU, either way one of the rows already named.
     rows, machine = run_benchmark([(40, 32)], train_batch=2, train_patch=24, repeats=1, warmup=0,
@@ -86,6 +87,7 @@ def test_bench_on_the_gpu_in_every_precision():
     assert "compute capability" in machine["gpu"] and "Ran on the GPU" in to_markdown(rows, machine)
 
 
+@pytest.mark.slow
 def test_bench_without_training_rows():
     from typer.testing import CliRunner
 
@@ -139,6 +141,7 @@ class RPDNet(torch.nn.Module):
 '''
 
 
+@pytest.mark.slow
 def test_bench_times_the_default_path_beside_the_authors_code(tmp_path):
     import json
 

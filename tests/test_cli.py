@@ -62,6 +62,7 @@ def test_verbose_says_which_precision_ran_and_why_without_other_libraries_debug_
     assert "STREAM" not in result.output
 
 
+@pytest.mark.slow
 def test_verbose_says_how_an_image_was_tiled_and_why(tmp_path, tiny_model):
     source = write_png(tmp_path / "a.png", size=(200, 150))  # tiled under a tiny budget or an explicit --tile
     common = ["--verbose", "derain", str(source), "--model", str(tiny_model), "--precision", "fp32",
@@ -148,6 +149,7 @@ def test_weights_list_and_models():
     assert models.exit_code == 0 and "sian_baseline_lstm" in models.output
 
 
+@pytest.mark.slow
 def test_public_api_derain_takes_and_returns_pil_and_arrays(tiny_model):
     import sian
 
@@ -159,6 +161,7 @@ def test_public_api_derain_takes_and_returns_pil_and_arrays(tiny_model):
     assert np.array_equal(sian.derain(np.asarray(image), model=str(tiny_model)), np.asarray(out))
 
 
+@pytest.mark.slow
 def test_derain_with_explicit_tiles_matches_whole_image_closely(tmp_path, tiny_model):
     write_png(tmp_path / "in" / "big.png", 3, size=(70, 90))
     whole = runner.invoke(
@@ -236,6 +239,7 @@ def test_quiet_prints_nothing_but_errors(tmp_path, tiny_model):
     assert "bad.png" in result.stderr and (tmp_path / "out" / "a.png").is_file()
 
 
+@pytest.mark.slow
 def test_torchrun_splits_a_folder_writes_each_output_once_and_resumes(tmp_path, tiny_model):
     """Issue 17: `torchrun --nproc_per_node=2 -m sian derain` on CPU (gloo) equals one process, byte for byte."""
     import os
@@ -325,6 +329,7 @@ def test_eval_off_a_terminal_prints_at_most_one_progress_line_a_minute(tmp_path,
     assert quiet.exit_code == 0 and "eval:" not in quiet.output
 
 
+@pytest.mark.slow
 def test_the_library_leaves_the_allocator_alone_unless_asked(tmp_path):
     """Importing sian and calling sian.derain() changes nothing process-wide; sian.keep_freed_memory() is the
     opt-in (the command turns it on). Observed through glibc: an 80 MB block freed and allocated again is faulted

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -28,6 +29,7 @@ def test_panels_of_sian_and_prenet():
     assert [p.title for p in prenet.panels] == ["rainy input", "stage 1", "stage 2", "rain layer"]
 
 
+@pytest.mark.slow
 def test_cli_writes_figure_and_self_contained_html(tmp_path):
     model = create_model("sian", channels=4, stages=2)
     weights = save_weights(tmp_path / "m.safetensors", model, "sian", model.config)

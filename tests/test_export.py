@@ -12,6 +12,8 @@ from sian.inference import derain_tensor
 from sian.models import create_model
 from sian.weights import save_weights
 
+pytestmark = pytest.mark.slow  # ONNX exports take tens of seconds each
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

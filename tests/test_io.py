@@ -194,6 +194,7 @@ def test_tiny_and_non_ascii_names(tmp_path):
     assert picture.rgb.shape == (1, 1, 3) and picture.rgb[0, 0, 0] == 77
 
 
+@pytest.mark.slow
 def test_a_batch_of_bad_and_unusual_inputs_end_to_end(tmp_path):
     """scripts/bad_inputs.py: good images all written in their form, each bad one reported, nothing overwritten."""
     import subprocess

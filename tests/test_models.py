@@ -11,6 +11,7 @@ from sian.weights import load_state_dict_checked
 
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("size", [(120, 120), (97, 83)])
+@pytest.mark.slow
 def test_every_registered_model_runs_forward_and_backward(name, size):
     model = create_model(name).train()
     rainy = torch.rand(1, 3, *size)
@@ -28,6 +29,7 @@ def test_every_registered_model_runs_forward_and_backward(name, size):
     torch.testing.assert_close(last, outputs[-1].detach())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_traces_into_one_graph_for_inference(name):
     """torch.compile of a model must not fall back to eager: SIAN's streamed DoG stacks write into channel
@@ -55,6 +57,7 @@ def test_parameter_counts_match_the_releases():
     assert sum(p.numel() for p in create_model("prenet").parameters()) == 168_963
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(24, 24), (29, 22)])
 def test_sian_equals_a_direct_statement_of_the_release_on_converted_weights(size):
     authors = random_authors_sian()
@@ -70,6 +73,7 @@ def test_sian_equals_a_direct_statement_of_the_release_on_converted_weights(size
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_prenet_equals_a_direct_statement_of_the_release_on_converted_weights():
     authors = random_authors_prenet()
     arch, ours = convert_authors_state_dict(authors)
@@ -208,6 +212,7 @@ def _channels_last(*shape, scale=1.0, dtype=torch.float32):
     return (torch.randn(*shape) * scale).to(dtype).contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [32, 5])  # a whole number of vectors, and a remainder
 @pytest.mark.parametrize("size", [(321, 481), (8, 9), (7, 5), (2, 3)])  # even, odd and smallest fine sizes
 def test_compiled_upsample_concat_equals_pytorchs(pyramid_kernels, monkeypatch, channels, size):
@@ -295,6 +300,7 @@ def test_compiled_pyramid_steps_serve_only_inference(pyramid_kernels, monkeypatc
         torch.testing.assert_close(got, model(rainy), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_small_sian_gradcheck_float64():
     model = SIAN(channels=2, stages=2, kernel_mode="full").double()
     rainy = torch.rand(1, 3, 9, 10, dtype=torch.float64, requires_grad=True)
@@ -345,6 +351,7 @@ def test_optimised_inference_path_equals_the_straightforward_release_in_float32(
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sian_forward_dispatches_no_more_operations_than_it_needs():
     """On a GPU every PyTorch operation costs a launch whatever its size (issue 16: SIAN took 1.6-2.7x PReNet's
     time on an H200 against a FLOP ratio of 1.46). After its first forward SIAN dispatches 795 operations per

@@ -49,6 +49,7 @@ def write_inputs(folder):
     return {"rgb": rgb, "rgba": rgba, "deep": sixteen}
 
 
+@pytest.mark.slow
 def test_cli_png_derain_and_eval_give_the_same_bytes(tmp_path, tiny_model):
     inputs = write_inputs(tmp_path / "in")
     result = runner.invoke(
@@ -85,6 +86,7 @@ def test_a_list_is_derained_in_order_like_one_at_a_time(tiny_model):
     assert batch[3].mode == "LA"
 
 
+@pytest.mark.slow
 def test_tiles_align_to_the_models_own_grid(monkeypatch):
     """Issue 18: tiling hard-coded align=4, off the pooling grid of a model with 4 octaves (min_size 8)."""
     import sian.inference as inference
@@ -166,6 +168,7 @@ def test_flip_ensembles_flip_back_what_they_flip(tta):
         Pipeline(_Pointwise(), tta="rot8")
 
 
+@pytest.mark.slow
 def test_a_rotation_ensemble_loses_because_rain_has_a_direction():
     """Issue 17: the x8 ensemble of super-resolution (90-degree rotations) is wrong for rain. Our shipped
     model on the bundled example: a rotated input's streaks run sideways, and the model leaves them."""
@@ -204,6 +207,7 @@ def test_self_ensembles_share_passes_and_match_their_own_runs_bit_for_bit(tiny_m
         next(Pipeline(model, precision="fp32", tile=16).self_ensembles(x, [None, "flip2"]))
 
 
+@pytest.mark.slow
 def test_eval_with_a_list_of_self_ensembles_reports_each_as_its_own_run(tmp_path, tiny_model):
     write_inputs(tmp_path / "in")
     (tmp_path / "clean").mkdir()

@@ -75,6 +75,7 @@ def test_bundled_example_and_its_credit():
     assert json.loads((ASSETS_DIR / "kodim16_rain.json").read_text())["preset"] == "light"
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_prints_psnr_and_keeps_existing_results(tmp_path, monkeypatch):
     monkeypatch.setenv("SIAN_SHARED", str(tmp_path / "no-shared"))  # no ../shared
     # The authors' weights live in SIAN_HOME's weights folder: the autouse fixture makes it a new, empty one.
@@ -90,6 +91,7 @@ def test_demo_runs_offline_prints_psnr_and_keeps_existing_results(tmp_path, monk
     assert again.exit_code == 2 and "--overwrite" in again.output and output.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_demo_runs_auto_by_default_says_what_ran_and_takes_a_precision(tmp_path):
     """Issue 16: `auto` is demo's default as derain's; the demo did not say which precision ran, nor take one."""
     runner = CliRunner()

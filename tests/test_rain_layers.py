@@ -109,6 +109,7 @@ def test_two_pair_folders_qualify_names_and_weights_pick_the_folder(tmp_path):
         PairedPatches([str(light), str(heavy)], 16, None, False, 0, held, [1.0])
 
 
+@pytest.mark.slow
 def test_val_select_makes_the_chosen_groups_the_selection_score(tmp_path, rain_layers):
     from sian.models import create_model
     from sian.training.validation import build_validation_set, validate

@@ -24,6 +24,7 @@ def rain100l():
     return find_pairs(shared_path("data", "Rain100L_test")).pairs
 
 
+@pytest.mark.slow
 def test_sian_authors_weights_reproduce_the_per_image_log(rain100l):
     scores = published_scores()
     assert len(scores) == 100
@@ -36,6 +37,7 @@ def test_sian_authors_weights_reproduce_the_per_image_log(rain100l):
         assert row.ssim == pytest.approx(ssim, abs=1e-4), row.name
 
 
+@pytest.mark.slow
 def test_prenet_authors_weights_with_floor_quantisation(rain100l):
     import_weights(shared_path("weights", "prenet_authors", "Rain100L", "PReNet6.pth"), "prenet-rain100l")
     model = load_model("prenet-rain100l")

@@ -66,6 +66,7 @@ def direct_release_pyramid(x, octaves=3):
     return dogs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(16, 16), (97, 83)])
 def test_release_mode_matches_direct_computation_with_documented_order(size):
     x = torch.rand(2, 4, *size, dtype=torch.float64)
@@ -91,6 +92,7 @@ def test_full_mode_preserves_constants_and_works_on_tiny_octaves():
         torch.testing.assert_close(stack, torch.zeros_like(stack), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_module_twin_equals_functional_and_has_no_parameters():
     x = torch.rand(1, 3, 20, 18)
     module = DoGPyramid(octaves=3, intervals=3, sigma=1.6, mode="full")
@@ -107,6 +109,7 @@ def test_dtype_is_preserved(dtype):
 
 
 @pytest.mark.parametrize("mode", ["release", "full"])
+@pytest.mark.slow
 def test_gradcheck(mode):
     x = torch.rand(1, 2, 9, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: dog_pyramid(t, octaves=2, mode=mode), (x,))
@@ -157,6 +160,7 @@ def test_inference_stacks_equal_the_autograd_ones_bit_for_bit(mode, layout, monk
         assert torch.equal(a, b.detach())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["release", "full"])
 def test_blur_weights_are_built_once_per_module_not_per_blur(mode):
     """Bug (issue 16, found on a GPU): every blur rebuilt its depthwise weights from the 1-D kernel (cast, outer

@@ -98,6 +98,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no chromium here (.ci/run installs it)")
+@pytest.mark.slow
 def test_page_in_headless_chromium_uploads_shows_and_downloads(tiny_weights, tmp_path):
     """End to end: a real browser picks a file, derains it, sees the result and downloads it."""
     import uvicorn
@@ -253,6 +254,7 @@ def _post_together(url: str, count: int) -> list:
         return list(pool.map(post, range(count)))
 
 
+@pytest.mark.slow
 def test_admission_refuses_beyond_slots_and_queue_with_503_and_retry_after(monkeypatch):
     """Issue 19: one slot and one queue place: of six simultaneous uploads two are served, four get 503
     with Retry-After at once (their bodies are read and dropped, the connections close cleanly)."""
@@ -271,6 +273,7 @@ def test_admission_refuses_beyond_slots_and_queue_with_503_and_retry_after(monke
         server.should_exit = True
 
 
+@pytest.mark.slow
 def test_a_request_waiting_past_the_queue_timeout_gets_503(monkeypatch):
     config = ServeConfig(models=["slow"], default_model="slow", slots=1, queue=2, queue_timeout=0.3)
     server, url = _serve_in_thread(config, monkeypatch, _Slow(1.0))
@@ -313,6 +316,7 @@ app(["serve", "--port", sys.argv[1], "--model", "stub", "--default-model", "stub
 """
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(tmp_path):
     """Shutdown on SIGTERM lets the derain in progress answer, refuses new connections, then exits 0. The derain
     is held by a stand-in model until after the signal, so the test cannot pass without a request in flight."""
@@ -353,6 +357,7 @@ def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(t
             server.kill()
 
 
+@pytest.mark.slow
 def test_load_of_thirty_clients_gets_only_200_4xx_or_503_and_memory_stays_bounded():
     """Issue 19: 32 concurrent clients on 127.0.0.1 mixing valid, oversized, garbage, truncated and slow
     uploads (bounded: 2 requests each, 120 s at most): no 500, no dropped connection, every 200 a correct

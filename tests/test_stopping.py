@@ -77,6 +77,7 @@ def test_the_default_rule_never_stops():
     assert not stop_verdict(_curve((1, 30.0), (100, 30.0), (1000, 30.0))).stop
 
 
+@pytest.mark.slow
 def test_summarize_log_prints_the_runs_own_rule(tmp_path):
     """The rule comes from the run's saved config (train.stop); a run without one gets no verdict."""
     records = [{"step": 0, "precision": "fp32", "machine": CPU},

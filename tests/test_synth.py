@@ -50,6 +50,7 @@ def test_values_stay_in_range_and_rain_only_brightens_before_haze(preset, reques
             assert (rainy >= clean - 1e-6).all()  # screen and additive blends never darken
 
 
+@pytest.mark.slow
 def test_light_changes_a_small_share_of_pixels_and_heavy_changes_most():
     light = [changed_share(synthesize(natural_like(s), "light", s)[0], natural_like(s)) for s in range(8)]
     heavy = [changed_share(synthesize(natural_like(s), "heavy", s)[0], natural_like(s)) for s in range(8)]
@@ -170,6 +171,7 @@ def test_training_streak_rain_never_uses_a_held_out_streak_set(streak_bank):
     assert validated <= reserved and len(validated) > 15
 
 
+@pytest.mark.slow
 def test_streak_rain_goes_from_one_sparse_layer_to_several_dense_ones(streak_bank):
     clean = natural_like(size=(120, 160))
     light = [synthesize(clean, "streaks-light", s) for s in range(6)]
@@ -184,6 +186,7 @@ def test_streak_rain_goes_from_one_sparse_layer_to_several_dense_ones(streak_ban
     assert torch.equal(a, b) and (a >= clean - 1e-6).all()  # screen blend only brightens
 
 
+@pytest.mark.slow
 def test_heavy_streak_rain_is_as_heavy_as_issue_15_asks(streak_bank):
     """Issue 15 judges the heavy model on held-out streak-bank rain whose input scores 14-20 dB: the
     `streaks-heavy` preset must render that (before its calibration it left inputs at 22-35 dB), while

@@ -55,6 +55,7 @@ def synthetic_scene(size=(160, 200)):
     return to_tensor(np.clip(image, 0, 1).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_no_seams_on_a_synthetic_image():
     torch.manual_seed(0)
     model = SIAN(channels=8, stages=2).eval()  # PyTorch's default init: strongly context-dependent output
@@ -95,6 +96,7 @@ def test_pipeline_tiles_by_the_precision_that_runs(monkeypatch):
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_tiled_authors_model_matches_whole_image_on_rain100l():
     from sian.convert import import_weights
     from sian.hub import load_model

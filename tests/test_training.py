@@ -19,6 +19,8 @@ from sian.training.datasets import StepSampler, SyntheticPatches, list_clean_ima
 from sian.training.trainer import release_init
 from sian.weights import read_weights_file, sha256_file
 
+pytestmark = pytest.mark.slow  # training runs, DDP jobs and killed processes
+
 REPO = Path(__file__).resolve().parents[1]
 EMPTY_CONFIG = REPO / "tests" / "empty_config.yaml"  # everything comes from key=value overrides
 
