@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import signal
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +17,8 @@ from typer.core import TyperGroup
 
 from ._allocator import keep_freed_memory
 from ._atomic import atomic_path
-from ._dist import gather_outcomes, join_group, leave_group, placement
 from ._progress import BarSafeHandler, progress_bar
+from .batch import derain_batch
 from .convert import download_weights, import_weights
 from .data import LAYOUTS, DatasetLayoutError, find_pairs
 from .evaluate import evaluate, evaluate_self_ensembles, summarize, write_csv
@@ -30,11 +28,7 @@ from .inference import (
     DEFAULT_MODEL,
     PRECISIONS,
     TTA_FLIPS,
-    FileOutcome,
-    Pipeline,
-    plan_outputs,
     resolve_device,
-    shard,
 )
 from .io import (
     DEFAULT_MAX_PIXELS,
@@ -215,100 +209,37 @@ def derain_command(
     if backend not in ("torch", "onnx"):
         raise _fail(f"--backend must be torch or onnx, got {backend!r}")
     files = _input_files(inputs)
-    if output.exists() and not output.is_dir():
-        raise _fail(f"--output {output} exists and is not a folder")
-    jobs, failures = plan_outputs(files, output, suffix, fmt)
-    # Under torchrun every process takes its share of the files (rank r: jobs r, r + N, ...), on its own GPU.
-    where = placement()
-    if any(is_video(source) for source, _ in jobs):
+    if any(is_video(path) for path in files):
         _require("video", "deraining a video")
     if backend == "onnx":
         _require("onnx", "sian derain --backend onnx")
-        if not model.lower().endswith(".onnx"):
-            raise _fail(
-                f"--backend onnx runs an exported file: pass --model FILE.onnx (from 'sian export'), got {model!r}"
-            )
-        from .export import OnnxModel
-
-        try:
-            net = OnnxModel(model)
-        except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
-            raise _fail(f"cannot load {model} with onnxruntime: {exc}") from None
-    else:
-        net = _load(model, device, index=where.local_rank)
     try:
-        pipeline = Pipeline(net, precision=precision, tile=tile, overlap=tile_overlap, tta=tta,
-                            memory_budget=int(max_memory_gb * 1024**3), quantization=quantization)  # fmt: skip
-    except ValueError as exc:
+        batch = derain_batch(
+            files, output, model=model, device=device, backend=backend, precision=precision, tile=tile,
+            overlap=tile_overlap, memory_budget=int(max_memory_gb * 1024**3), quantization=quantization, tta=tta,
+            suffix=suffix, fmt=fmt, overwrite=overwrite, max_pixels=max_pixels or None, video_crf=video_crf,
+            progress=not _OPTIONS["quiet"],
+        )  # fmt: skip
+    except (WeightsError, RuntimeError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    join_group(where, pipeline.device)
-    report = _Report(json_out if where.is_main else None)
-    log.debug(f"derain with {model}: {pipeline.describe()}")
-    mine = shard(jobs, where.rank, where.world)
-    written, skipped, notes, mine_failed = [], [], [], []
-    start = time.perf_counter()
-    videos = [job for job in mine if is_video(job[0])]
-    images = [job for job in mine if not is_video(job[0])]
-    bar = _progress(total=len(images), desc="derain", unit="img", disable=not where.is_main or not images)
-    outcomes = pipeline.derain_files(images, overwrite=overwrite, max_pixels=max_pixels or None)
-    videos_done = (_derain_video(pipeline, s, t, overwrite, video_crf) for s, t in videos)
-    for outcome in itertools.chain(outcomes, videos_done):
-        if not is_video(outcome.source):
-            bar.update()
-        if outcome.status == "written":
-            written.append(outcome)
-            notes += [(outcome.source, note) for note in outcome.notes]
-        elif outcome.status == "skipped":
-            skipped.append(outcome.target)
-        else:
-            mine_failed.append((outcome.source, outcome.error))
-    bar.close()
-    seconds = time.perf_counter() - start
-    ranks = gather_outcomes(where, {
-        "rank": where.rank, "seconds": seconds, "skipped": [str(p) for p in skipped],
-        "written": [{"input": str(o.source), "output": str(o.target), "seconds": o.seconds, "notes": o.notes}
-                    for o in written],
-        "failed": [{"input": str(p), "error": e} for p, e in mine_failed],
-    })  # fmt: skip
-    leave_group()
-    failures += [(Path(f["input"]), f["error"]) for r in ranks for f in r["failed"]]
-    if not where.is_main:  # rank 0 reports for all; every rank exits with the job's status
+    failures = [(Path(f["input"]), f["error"]) for f in batch.failed]
+    if not batch.is_main:  # rank 0 reports for all; every rank exits with the job's status
         raise typer.Exit(1 if failures else 0)
-    n_written, skipped_all = sum(len(r["written"]) for r in ranks), [p for r in ranks for p in r["skipped"]]
-    report.say(f"derained {n_written} image(s) into {output} in {seconds:.1f} s with {model} "
-               f"({pipeline.describe()})")  # fmt: skip
-    if where.world > 1:
+    report = _Report(json_out)
+    report.say(f"derained {len(batch.written)} image(s) into {output} in {batch.seconds:.1f} s with {model} "
+               f"({batch.pipeline})")  # fmt: skip
+    if batch.processes > 1:
         report.say("per process: " + ", ".join(f"rank {r['rank']}: {len(r['written'])} written, "
                                                  f"{len(r['skipped'])} skipped, {len(r['failed'])} failed"
-                                                 for r in ranks))  # fmt: skip
-    for path, note in notes:
-        typer.secho(f"note: {path.name}: {note}", fg=typer.colors.YELLOW, err=True)
-    if skipped_all:
-        names = ", ".join(Path(p).name for p in skipped_all[:10]) + (" ..." if len(skipped_all) > 10 else "")
-        report.say(f"skipped {len(skipped_all)} existing output(s) (pass --overwrite to replace): {names}")
-    report.result({
-        "model": model, "precision": pipeline.precision.precision, "seconds": seconds, "processes": where.world,
-        "written": [w for r in ranks for w in r["written"]], "skipped": skipped_all,
-        "failed": [{"input": str(p), "error": e} for p, e in failures], "ranks": ranks,
-    })  # fmt: skip
+                                                 for r in batch.ranks))  # fmt: skip
+    for item in batch.written:
+        for note in item["notes"]:
+            typer.secho(f"note: {Path(item['input']).name}: {note}", fg=typer.colors.YELLOW, err=True)
+    if batch.skipped:
+        names = ", ".join(Path(p).name for p in batch.skipped[:10]) + (" ..." if len(batch.skipped) > 10 else "")
+        report.say(f"skipped {len(batch.skipped)} existing output(s) (pass --overwrite to replace): {names}")
+    report.result({**batch.to_dict(), "model": model})
     _exit_on_failures(failures)
-
-
-def _derain_video(pipeline: Pipeline, source: Path, target: Path, overwrite: bool, crf: int) -> FileOutcome:
-    """One video through :func:`sian.video.derain_video`, as a :class:`FileOutcome`, with a frame counter."""
-    if target.exists() and not overwrite:
-        return FileOutcome(source, target, "skipped")
-    from .video import VideoError, derain_video
-
-    bar = _progress(desc=source.name, unit="frame")
-    try:
-        report = derain_video(source, target, pipeline, crf=crf, overwrite=overwrite, on_frames=bar.update)
-    except (VideoError, ValueError, OSError, RuntimeError) as exc:
-        return FileOutcome(source, target, "failed", str(exc))
-    finally:
-        bar.close()
-    note = f"{report.frames} frames at {float(report.rate):g} fps, {report.audio_streams} audio stream(s) copied"
-    return FileOutcome(source, target, "written", notes=[note], seconds=report.seconds)
 
 
 @app.command("demo")
