@@ -196,7 +196,7 @@ def test_tiny_and_non_ascii_names(tmp_path):
 
 @pytest.mark.slow
 def test_a_batch_of_bad_and_unusual_inputs_end_to_end(tmp_path):
-    """scripts/bad_inputs.py: good images all written in their form, each bad one reported, nothing overwritten."""
+    """tests/bad_inputs.py: good images all written in their form, each bad one reported, nothing overwritten."""
     import subprocess
     import sys
     from pathlib import Path
@@ -206,7 +206,7 @@ def test_a_batch_of_bad_and_unusual_inputs_end_to_end(tmp_path):
 
     model = sian.create_model("sian", channels=4, stages=2)
     weights = save_weights(tmp_path / "tiny.safetensors", model, "sian", model.config)
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bad_inputs.py"
+    script = Path(__file__).with_name("bad_inputs.py")
     result = subprocess.run([sys.executable, str(script), "--model", str(weights), "--keep", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0 and "all checks passed" in result.stdout, result.stdout + result.stderr

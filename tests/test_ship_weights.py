@@ -1,4 +1,4 @@
-"""scripts/ship_weights.py writes a shipped model's weights, manifest entry and model card from its run."""
+"""tools/ship_weights.py writes a shipped model's weights, manifest entry and model card from its run."""
 
 import importlib.util
 import json
@@ -15,8 +15,8 @@ from sian.training.config import to_dict
 from sian.weights import read_weights_file, save_weights, sha256_file, tensors_sha256
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))  # the script imports its neighbours, as when it runs
-spec = importlib.util.spec_from_file_location("ship_weights", REPO / "scripts" / "ship_weights.py")
+sys.path.insert(0, str(REPO / "tools"))  # the tool imports its neighbours, as when it runs
+spec = importlib.util.spec_from_file_location("ship_weights", REPO / "tools" / "ship_weights.py")
 ship = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ship)
 
@@ -97,7 +97,7 @@ def test_a_run_ships_with_its_card(preset, tmp_path, monkeypatch):
 
 
 def test_the_heavy_card_gives_the_held_out_heavy_rain_gain_of_its_checkpoint(tmp_path, monkeypatch):
-    """Issue 15's heavy acceptance figure (scripts/heavy_rain_test.py scores the run's checkpoint before it
+    """Issue 15's heavy acceptance figure (benchmarks/heavy_rain_test.py scores the run's checkpoint before it
     ships) reaches the card, found by the tensors' hash."""
     run = fake_run(tmp_path, "streaks-heavy")
     best = read_weights_file(run / "best.safetensors")[2]
@@ -117,7 +117,7 @@ def test_the_card_says_what_it_replaced_with_both_scores_on_the_same_validation_
     run = fake_run(tmp_path, "streaks-heavy")
     best = read_weights_file(run / "best.safetensors")[2]
     heavy = "configs/sian-streaks-heavy.yaml"
-    validation = tmp_path / "issue15-validation.csv"
+    validation = tmp_path / "validation.csv"
     validation.write_text(
         "config,model,sha256,tensors_sha256,images,psnr\n"
         f"{heavy},sian-synth-heavy,old,old-tensors,40,20.0912\n"

@@ -3,8 +3,6 @@ the stopping rule the trainer applies (issue 14's, once applied by hand)."""
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -77,29 +75,33 @@ def test_the_default_rule_never_stops():
     assert not stop_verdict(_curve((1, 30.0), (100, 30.0), (1000, 30.0))).stop
 
 
-@pytest.mark.slow
-def test_summarize_log_prints_the_runs_own_rule(tmp_path):
-    """The rule comes from the run's saved config (train.stop); a run without one gets no verdict."""
+def test_the_summary_judges_by_the_configs_rule(tmp_path):
+    """`sian train CONFIG --summary`: the curve and the verdict of the config's train.stop (off by default)."""
+    from typer.testing import CliRunner
+
+    from sian.cli import app
+
     records = [{"step": 0, "precision": "fp32", "machine": CPU},
                {"step": 100, "wall_seconds": 3600.0}, _val(100, 3600.0, 30.0),
                {"step": 200, "wall_seconds": 7200.0}, _val(200, 7200.0, 30.01)]  # fmt: skip
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = tmp_path / "run.yaml"
 
-    def summarize_all(*flags):
-        command = [sys.executable, str(REPO / "scripts/summarize_log.py"), str(tmp_path / "log.jsonl"), *flags]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+    def summarize(*overrides):
+        config.write_text(f"data: {{train_pairs: [x]}}\ntrain: {{steps: 10, out_dir: {tmp_path}}}\n")
+        result = CliRunner().invoke(app, ["train", str(config), *overrides, "--summary"])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()
 
-    def summarize(*flags):
-        return summarize_all(*flags)[-1]
-
-    assert summarize().startswith("no stopping rule")
+    assert summarize()[-1].startswith("no stopping rule")
     # A window reaching back before the first validation has no gain to show (it printed "inf dB").
-    assert any(line.endswith("gain over the last 3 h: none yet (no validation 3 h back)") for line in summarize_all())
-    (tmp_path / "config.yaml").write_text(
-        "data: {train_pairs: [x]}\ntrain: {steps: 10, stop: {window_hours: 1, min_gain: 0.05}}\n"
-    )
-    assert summarize() == "stop: less than 0.05 dB gained over the last 1 machine-hours"
-    assert summarize("--min-gain", "0.001") == "keep training: still gaining"
+    assert any(line.endswith("gain over the last 3 h: none yet (no validation 3 h back)") for line in summarize())
+    rule = ["train.stop.window_hours=1", "train.stop.min_gain=0.05"]
+    assert summarize(*rule)[-1] == "stop: less than 0.05 dB gained over the last 1 machine-hours"
+    assert summarize(*rule, "train.stop.min_gain=0.001")[-1] == "keep training: still gaining"
+    config.write_text(f"data: {{train_pairs: [x]}}\ntrain: {{steps: 10, out_dir: {tmp_path / 'none'}}}\n")
+    result = CliRunner().invoke(app, ["train", str(config), "--summary"])
+    assert result.exit_code == 2 and "has not started" in result.output
 
 
 def test_issue_14s_rule_is_the_one_written_before_training():

@@ -13,7 +13,7 @@ unmapped when freed, whatever the threshold: at 768x768 (about the automatic til
 forward's 32-channel float32 maps are 75 MB, each faulted in and zeroed afresh by the kernel. Taking
 them from the heap as well (``M_MMAP_MAX = 0``: no ``mmap`` at all) made a 12 MP photo in fp32 1.15x faster
 (``docs/benchmarks.md``, "Large photos"); its peak rose 10%, while a process deraining images of mixed sizes
-peaked 10-13% lower (``scripts/allocator_mixed_sizes.py``).
+peaked 10-13% lower (the probe ``scripts/allocator_mixed_sizes.py`` of commit 8c360b5).
 
 The cost is that the process's resident memory stays at its peak (it was reached anyway), and the setting is
 the whole process's: every ``sian`` command (``derain``, ``serve``, ``eval``, ``train``, ``bench``, ...) turns it

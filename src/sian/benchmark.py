@@ -171,8 +171,8 @@ def _isolated_footprint(spec: dict) -> tuple[float, float, float | None]:
 
 def interleaved_times(workloads: dict[str, object], warmup: int, repeats: int) -> dict[str, list[float]]:
     """Seconds of every run of each workload, timed in turns whose order reverses every turn
-    (A, B, B, A, A, B, ...), so drift and cache warmth hit all alike. `sian bench` and the probes in scripts/
-    time with it."""
+    (A, B, B, A, A, B, ...), so drift and cache warmth hit all alike. `sian bench` and the
+    benchmarks time with it."""
     for fn in workloads.values():
         for _ in range(warmup):
             fn()

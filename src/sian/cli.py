@@ -558,6 +558,9 @@ def train_command(
     config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.steps=100.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in train.out_dir.")] = False,
+    summary: Annotated[
+        bool, typer.Option(help="Print the run's validation curve and its stopping rule's verdict; train nothing.")
+    ] = False,
     allow_change: Annotated[
         list[str] | None, typer.Option(help="With --resume: a config key that may differ from the saved run's.")
     ] = None,
@@ -565,7 +568,7 @@ def train_command(
     """Train SIAN or PReNet; the same command under torchrun runs DistributedDataParallel."""
     _require("train", "sian train")
     from .training import load_config, train
-    from .training.stopping import VERDICT_FILE
+    from .training.stopping import VERDICT_FILE, summarize_run
     from .training.trainer import CheckpointError, ConfigChangedError, NonFiniteLossError
 
     try:
@@ -574,6 +577,12 @@ def train_command(
         raise _fail(f"bad config: {exc}") from None
     except Exception as exc:  # OmegaConf's validation errors name the offending key
         raise _fail(f"bad config: {exc}") from None
+    if summary:
+        log_file = Path(cfg.train.out_dir) / "log.jsonl"
+        if not log_file.is_file():
+            raise _fail(f"no training log at {log_file}: the run has not started")
+        typer.echo("\n".join(summarize_run(log_file, cfg.train.stop)))
+        return
     try:
         summary = train(cfg, resume=resume, progress=not _OPTIONS["quiet"], allow_changes=tuple(allow_change or ()))
     except (FileExistsError, FileNotFoundError, ConfigChangedError, ValueError) as exc:  # unusable data or init

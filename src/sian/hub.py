@@ -85,7 +85,7 @@ _AUTHORS: dict[str, WeightsEntry] = {
 }  # fmt: skip
 
 # Our own weights ship inside the package (src/sian/pretrained): the manifest, written by
-# scripts/ship_weights.py, lists each file with its hash and the figures of its model card.
+# tools/ship_weights.py, lists each file with its hash and the figures of its model card.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 

@@ -77,7 +77,7 @@ TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 
 # SIAN's peak inference memory per pixel, by the size in bytes of the maps' elements: the slope of peak RSS over
-# square images in `python scripts/tile_study.py` (2026-11-27, CPU: 2.8 kB in float32 over 256-896 pixels, 1.6 kB
+# square images in `python benchmarks/tile_study.py` (2026-11-27, CPU: 2.8 kB in float32 over 256-896 pixels, 1.6 kB
 # under bf16 autocast over 256-1280; docs/benchmarks/tile-study-*.md). PReNet needs less.
 BYTES_PER_PIXEL = {4: 2800, 2: 1600}
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3

@@ -139,7 +139,8 @@ class _Blurs:
     depthwise weights built once per dtype, device and channel count and kept in ``cache`` (a :class:`DoGPyramid`
     keeps its cache across calls). Why: building them takes five small operations (cast, two unsqueezes, outer
     product, expand), which on a GPU cost a launch and a dispatch each, whatever their size: per SIAN forward that
-    was 480 of its 1276 operations, for 96 blurs (scripts/op_count.py). Same weights, same numbers."""
+    was 480 of its 1276 operations, for 96 blurs (the probe scripts/op_count.py, commit 8c360b5). Same weights,
+    same numbers."""
 
     def __init__(self, kernels: list[Tensor], border: Literal["zeros", "replicate"], cache: dict | None = None):
         self.kernels, self.border = kernels, border

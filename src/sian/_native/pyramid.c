@@ -3,7 +3,7 @@
  * Why by hand: each is several PyTorch passes over full-resolution maps with nothing to fuse them on a CPU
  * (torch.compile fuses them but also PReNet's, and costs a compile per image size; oneDNN's post-ops are
  * reachable only through private operators). Measured: 1.012x a whole SIAN inference at 481x321 in fp32, 1.018x
- * in bf16 (scripts/native_kernel_probe.py --kernel pyramid; docs/benchmarks.md).
+ * in bf16 (the probe scripts/native_kernel_probe.py of commit 8c360b5).
  *
  * sian_attend: Eq. (3)'s F + F * sigmoid(A) in one pass, instead of an in-place sigmoid over A and an addcmul.
  *

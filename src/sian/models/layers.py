@@ -69,7 +69,7 @@ class ConvLSTMCell(nn.Module):
         # tanh(g) = 2 sigmoid(2 g) - 1: with the candidate's weights doubled on the fly, the one sigmoid over
         # all four gates also gives the candidate. tanh costs 3-4x a sigmoid per element on the CPU, and on
         # a channel slice of a channels_last tensor 2x more again: 5% of a SIAN or PReNet inference
-        # (scripts/profile_training_step.py ... infer). The function is the same (outputs within 2.4e-7).
+        # (benchmarks/profile_step.py ... infer). The function is the same (outputs within 2.4e-7).
         scale = torch.ones(4 * hidden_channels)
         scale[2 * hidden_channels : 3 * hidden_channels] = 2.0
         self.register_buffer("_gate_scale", scale, persistent=False)

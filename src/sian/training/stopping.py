@@ -8,7 +8,8 @@ the CPU gets its wall-clock hours.
 
 The rule (:func:`stop_verdict`, config ``train.stop``): judge only after ``min_hours``; stop when the best
 validation PSNR has gained less than ``min_gain`` dB over the last ``window_hours``, or at ``max_hours``.
-The trainer applies it after every validation and at a resume; ``scripts/summarize_log.py`` prints it.
+The trainer applies it after every validation and at a resume; :func:`summarize_run` (``sian train CONFIG
+--summary``) prints the curve and the verdict.
 
 Examples:
     >>> curve = [{"hours": h, "val_psnr": p} for h, p in [(1, 30.0), (2, 31.0), (3, 31.01), (4, 31.02)]]
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["VERDICT_FILE", "StopVerdict", "last_timed", "read_records", "read_verdict", "stop_verdict",
-           "throughput", "validation_curve"]  # fmt: skip
+           "summarize_run", "throughput", "validation_curve"]  # fmt: skip
 
 UNNAMED_MACHINE = "a CPU (before the log named machines)"
-VERDICT_FILE = "STOPPED"  # in a run's out_dir once its rule ended it: the verdict (scripts/train.sh reads it too)
+VERDICT_FILE = "STOPPED"  # in a run's out_dir once its rule ended it: the verdict (tools/train.sh reads it too)
 
 
 def read_records(path: str | os.PathLike) -> list[dict]:
@@ -117,3 +118,49 @@ def stop_verdict(
         reason = f"stop: less than {min_gain:g} dB gained over the last {window_hours:g} machine-hours"
         return StopVerdict(True, reason, now, best, gain)
     return StopVerdict(False, "keep training: still gaining", now, best, gain)
+
+
+def summarize_run(log: str | os.PathLike, rule) -> list[str]:
+    """A run's validation curve against machine-hours, its throughput per machine and its rule's verdict, as lines.
+
+    Args:
+        log: the run's ``log.jsonl``.
+        rule: the stopping rule to judge by, with ``min_hours``, ``window_hours``, ``min_gain`` and ``max_hours``
+            (``train.stop`` of the run's config, :class:`sian.training.config.StopConfig`).
+
+    Examples:
+        >>> import json, tempfile
+        >>> from types import SimpleNamespace
+        >>> records = [{"step": 0, "machine": "a CPU"}, {"step": 10, "wall_seconds": 3600.0},
+        ...            {"step": 10, "wall_seconds": 3600.0, "val_psnr": 30.0, "val_ssim": 0.9, "val_input_psnr": 25.0}]
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        ...     _ = f.write("".join(json.dumps(r) + "\\n" for r in records))
+        >>> rule = SimpleNamespace(min_hours=0.0, window_hours=1.0, min_gain=0.05, max_hours=0.5)
+        >>> summarize_run(f.name, rule)[-1]
+        'stop: 0.5 machine-hours reached'
+    """
+    records = read_records(log)
+    curve, cpu_rate = validation_curve(records)
+    lines = []
+    for record in curve:
+        # A mixture's validation also logs each source's own mean: val_psnr_pairs, val_psnr_synthetic, ...
+        groups = "".join(f", {key[9:]} {value:.3f}" for key, value in record.items() if key.startswith("val_psnr_"))
+        lines.append(f"step {record['step']:6d}  {record['hours']:6.2f} h ({record['wall_hours']:5.2f} wall)  "
+                     f"validation Y-PSNR {record['val_psnr']:.3f} dB (rainy input {record['val_input_psnr']:.3f}"
+                     f"{groups}), SSIM {record['val_ssim']:.4f}")  # fmt: skip
+    if not curve:
+        return [*lines, "no validation yet"]
+    settings = {key: getattr(rule, key) for key in ("min_hours", "window_hours", "min_gain", "max_hours")}
+    verdict = stop_verdict(curve, **settings)
+    window = settings["window_hours"]
+    gain = f"{verdict.gain:.3f} dB" if verdict.gain != float("inf") else f"none yet (no validation {window:g} h back)"
+    lines += ["", f"{verdict.hours:.2f} CPU-equivalent hours ({curve[-1]['wall_hours']:.2f} wall-clock; CPU rate "
+                  f"{cpu_rate:.0f} steps/h); best validation {verdict.best:.3f} dB; gain over the last {window:g} h: "
+                  f"{gain}", "throughput per machine (wall clock, validation and checkpoints included):"]  # fmt: skip
+    for machine, (steps, hours) in throughput(records).items():
+        lines.append(f"  {machine}: {steps} steps in {hours:.2f} h = {steps / (hours * 3600):.3f} steps/s")
+    if not (settings["min_gain"] or settings["max_hours"]):
+        lines.append("no stopping rule: the config has no train.stop (set train.stop.min_gain or max_hours)")
+    else:
+        lines.append(verdict.reason)
+    return lines

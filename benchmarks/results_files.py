@@ -1,0 +1,41 @@
+"""The committed results tables under docs/results/: where they are and how their rows are read.
+
+Shared by the benchmarks that write them and by tools/ship_weights.py, which quotes them in model cards.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# The validation table of every model on the general and heavy validation sets (validate_models.py).
+VALIDATION = REPO / "docs/results/validation.csv"
+# Each of our training runs by the short name the tools take, and the model it ships as.
+RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
+             "general": "sian-general", "streaks-heavy": "sian-streaks-heavy"}  # fmt: skip
+# Each fine-tuned model, the validation set it was judged on, and the shipped model it replaced.
+REPLACES = {"sian-general": ("configs/sian-general.yaml", "sian-synth-light"),
+            "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy")}  # fmt: skip
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a results CSV; none when it does not exist."""
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def measured_on(row: dict, sha256: str, tensors: str) -> bool:
+    """Whether a results row was measured on these exact weights: by the file's hash or by the hash of its tensors
+    (a run's checkpoint scored before shipping counts for its shipped copy, same tensors, other metadata)."""
+    return row.get("sha256") == sha256 or row.get("tensors_sha256") == tensors
+
+
+def full_set_rows(rows: list[dict]) -> list[dict]:
+    """The validation rows over their config's full validation set: a ``--limit`` quick look does not count."""
+    full_size: dict[str, int] = {}
+    for r in rows:
+        full_size[r["config"]] = max(full_size.get(r["config"], 0), int(r["images"]))
+    return [r for r in rows if int(r["images"]) == full_size[r["config"]]]

@@ -1,0 +1,373 @@
+"""Ship one of our trained models inside the package (issues 4 and 14): weights, manifest entry and model card.
+
+    python tools/ship_weights.py light            # from checkpoints/sian-synth-light/best.safetensors
+    python tools/ship_weights.py heavy --source checkpoints/sian-synth-heavy/best.safetensors
+    python tools/ship_weights.py light --select classic   # the committed checkpoint best on classic rain
+    python tools/ship_weights.py rain100l         # sian-rain100l-ours from checkpoints/sian-rain100l-ours
+    python tools/ship_weights.py general          # issue 15: sian-general (and streaks-heavy: sian-streaks-heavy)
+
+Writes src/sian/pretrained/<name>.safetensors (float32, metadata from the training log only, so shipping the
+same checkpoint twice gives the same bytes), its sha256 into src/sian/pretrained/manifest.json, and the model
+card src/sian/pretrained/<name>.md. Rain100L test figures in the card and the manifest come from
+docs/results/synth-rain100l.csv (benchmarks/results_synth.py) or docs/results/rain100l-models.csv
+(benchmarks/results_rain100l.py) when one holds a row for these exact weights (this file's hash, or the hash of its
+tensors: a score of the run's best.safetensors counts for its shipped copy); otherwise the card says they are not
+measured yet: run the results script, ship again. The heavy-rain model's card also gives its held-out heavy-rain
+gain from docs/results/heavy-rain-test.csv (benchmarks/heavy_rain_test.py), found the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from sian.inference import DEFAULT_MODEL
+from sian.synth import rain as rain_module
+from sian.training import load_config
+from sian.training.datasets import read_pair_names
+from sian.training.stopping import last_timed, read_records, read_verdict, validation_curve
+from sian.weights import read_weights_file, save_weights, sha256_file, tensors_sha256
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the cards quote the benchmarks' tables
+from results_files import REPLACES, RUN_NAMES, VALIDATION, full_set_rows, measured_on, read_csv  # noqa: E402
+
+PRETRAINED = REPO / "src/sian/pretrained"
+RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain100l-models.csv")
+HEAVY_TEST = REPO / "docs/results/heavy-rain-test.csv"
+SOURCE = "the sian source repository"  # model cards ship in the wheel, where the repository's paths do not exist
+MIXTURES = ("general", "streaks-heavy")  # issue 15: real Rain100L pairs and streak-bank rain, fine-tuned
+# The config and the launcher of each run, as a reader of the card would type them.
+CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name>.yaml
+
+
+def config_path(preset: str) -> str:
+    return CONFIGS.get(preset, f"configs/{RUN_NAMES[preset]}.yaml")
+
+
+def training_record(records: list[dict], step: int) -> dict:
+    """Validation and budget figures of the run at the selected ``step``."""
+    val = [r for r in records if "val_psnr" in r and r["step"] == step]
+    if not val:
+        raise SystemExit(f"no validation record for step {step} in the run's log.jsonl")
+    return val[-1]
+
+
+HEAVY_LIMIT = """
+- It was trained to undo a haze veil as well as streaks, and on light rain without haze (Rain100L) it scores
+  below the rainy input. Use it for downpours only; the default model (`{default}`) otherwise."""
+
+
+def how_to_use(name: str, use: str) -> str:
+    """The card's usage line: whether `sian derain` picks this model by default (sian.inference.DEFAULT_MODEL)."""
+    if name == DEFAULT_MODEL:
+        return f"`sian derain` uses it by default (for {use})"
+    return f"`sian derain --model {name}` for {use} (the default model is `{DEFAULT_MODEL}`)"
+
+
+def init_provenance(records: list[dict], init: str | None) -> str:
+    """How the run started: from scratch, or fine-tuned from a named file (exact file when the log says)."""
+    if not init:
+        return "trained from scratch"
+    start = next((r for r in records if "init_sha256" in r), None)
+    if start is None:  # runs started before the trainer logged it
+        return f"fine-tuned from `{init}` (the file packaged under that name when the run started)"
+    # The card ships in the wheel: it names the weights, not the repository path they were read from.
+    name = Path(init).parent.name if "/" in init else init
+    return f"fine-tuned from `{name}` (its step-{start['init_step']} checkpoint, sha256 {start['init_sha256'][:16]}...)"
+
+
+def same_weights(path: Path, state: dict, step: int) -> bool:
+    if not path.is_file():
+        return False
+    _, _, shipped, metadata = read_weights_file(path)
+    return (
+        metadata.get("step") == str(step)
+        and shipped.keys() == state.keys()
+        and all(torch.equal(shipped[k], state[k]) for k in state)
+    )
+
+
+def rows_of(path: Path, sha256: str, tensors: str) -> list[dict]:
+    """The rows of a results CSV measured on these exact weights; none when the CSV does not exist."""
+    return [r for r in read_csv(path) if measured_on(r, sha256, tensors)]
+
+
+def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | None:
+    """The Rain100L test row of these exact weights (all 100 pairs) and the script that measured it."""
+    for path in RESULTS:
+        rows = [r for r in rows_of(path, sha256, tensors) if r["model"] == name and int(r["images"]) == 100]
+        if rows:
+            script = "results_synth.py" if path.name.startswith("synth") else "results_rain100l.py"
+            return rows[-1], script
+    return None
+
+
+def heavy_test_line(sha256: str, tensors: str) -> str:
+    """Issue 15's heavy-rain acceptance figure for these weights, as a line of the card."""
+    rows = rows_of(HEAVY_TEST, sha256, tensors)
+    if not rows:
+        return "Held-out heavy rain: not measured for this file yet."
+    row = rows[-1]
+    return (
+        f"Held-out heavy streak-bank rain ({row['images']} photos no model of ours trained on or was selected by, "
+        f"held-out streak sets only, rainy input 14-20 dB): **{float(row['input_psnr']):.2f} -> "
+        f"{float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**, SSIM {float(row['ssim']):.4f}, measured with "
+        f"{SOURCE}'s results benchmark on {row['date']} ({row['machine']})."
+    )
+
+
+def what_changed(name: str, sha256: str, tensors: str) -> str:
+    """Issue 15's "the model cards say what changed": the model this one replaced, both scored on the same
+    validation set (benchmarks/validate_models.py; the last full-set row of each counts), and how to load the older
+    weights."""
+    config, incumbent = REPLACES[name]
+    rows = [r for r in full_set_rows(read_csv(VALIDATION)) if r["config"] == config]
+    ours = [r for r in rows if measured_on(r, sha256, tensors)]
+    theirs = [r for r in rows if r["model"] == incumbent]
+    scores = (
+        f"On the same {ours[-1]['images']} validation images (held-out Rain100L pairs and held-out "
+        f"photos with held-out streak sets) this model scores {float(ours[-1]['psnr']):.2f} dB, `{incumbent}` "
+        f"{float(theirs[-1]['psnr']):.2f}"
+        if ours and theirs
+        else "Not yet scored beside it on the validation set"
+    )
+    return (
+        f"## What changed\n"
+        f"Replaces `{incumbent}`, which was trained from scratch on our formula-rendered rain; this one is\n"
+        f"fine-tuned from our Rain100L model on real pairs and real streak layers. {scores}.\n"
+        f"The older weights still ship and load: `--model {incumbent}`, or the file with\n"
+        f"`--model path/to/{incumbent}.safetensors`.\n"
+    )
+
+
+def select_on_classic(preset: str, tmp: Path) -> tuple[Path, str]:
+    """The committed checkpoint of the run with the best held-out classic-rain PSNR, written under ``tmp``."""
+    from cross_renderer_val import CSV, candidates
+
+    with open(CSV) as f:
+        rows = [r for r in csv.DictReader(f) if r["run"] == f"sian-synth-{preset}"]
+    if not rows:
+        raise SystemExit(f"no sian-synth-{preset} rows in {CSV}: run python benchmarks/cross_renderer_val.py first")
+    best = max(rows, key=lambda r: float(r["classic_psnr"]))
+    blobs = {hashlib.sha256(blob).hexdigest(): blob for _, blob in candidates(preset)}
+    path = tmp / "selected.safetensors"
+    path.write_bytes(blobs[best["sha256"]])
+    return path, (
+        f"best held-out classic-rain PSNR among {len(rows)} committed checkpoints, "
+        f"{float(best['classic_psnr']):.2f} dB from {float(best['classic_input_psnr']):.2f}"
+    )
+
+
+def preset_table() -> str:
+    doc = rain_module.__doc__
+    start, end = doc.index("=========="), doc.rindex("==========")
+    return doc[start : doc.index("\n", end)].strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", choices=list(RUN_NAMES), help="which run: " + ", ".join(RUN_NAMES))
+    parser.add_argument("--source", type=Path, help="default: checkpoints/<name>/best.safetensors")
+    parser.add_argument("--select", choices=["val", "classic"], default="val",
+                        help="val: the run's best on its own held-out validation set (best.safetensors); classic "
+                             "(synthetic runs): the committed checkpoint best on held-out classic rain "
+                             "(docs/results/cross-renderer-val.csv)")  # fmt: skip
+    args = parser.parse_args()
+    name = RUN_NAMES[args.preset]
+    run = REPO / "checkpoints" / name
+    with tempfile.TemporaryDirectory() as tmp:
+        source, selection = args.source or run / "best.safetensors", "best held-out validation PSNR of the run"
+        if args.select == "classic":
+            source, selection = select_on_classic(args.preset, Path(tmp))
+        arch, config, state, metadata = read_weights_file(source)
+    step = int(metadata["step"])
+    records = read_records(run / "log.jsonl")
+    record = training_record(records, step)
+    train_config = load_config(run / "config.yaml")
+
+    target = PRETRAINED / f"{name}.safetensors"
+    if not same_weights(target, state, step):  # safetensors orders metadata arbitrarily: rewrite only on change
+        save_weights(target, state, arch, config, name=name, variant=train_config.model.variant, preset=args.preset,
+                     step=str(step), val_psnr=f"{record['val_psnr']:.4f}",
+                     cpu_hours=f"{record['cpu_seconds'] / 3600:.2f}",
+                     licence="MIT (trained by the sian project)")  # fmt: skip
+    digest, tensors = sha256_file(target), tensors_sha256(state)
+    found = rain100l_row(name, digest, tensors)
+    row = found[0] if found else None
+    reference = f"{float(row['psnr']):.2f} / {float(row['ssim']):.3f}" if row else "not measured"
+    dataset = {"rain100l": "Rain100L train (ours, 180 pairs)",
+               "general": "Rain100L train pairs + streak-bank rain (BSDS500*, Kodak24, McMaster18)",
+               "streaks-heavy": "streak-bank heavy rain (BSDS500*, Kodak24, McMaster18) + Rain100L train pairs",
+               }.get(args.preset, f"synthetic {args.preset} rain (BSDS500*, Kodak24, McMaster18)")  # fmt: skip
+
+    manifest_path = PRETRAINED / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest[name] = {
+        "variant": train_config.model.variant, "sha256": digest, "preset": args.preset, "step": step,
+        "dataset": dataset, "reference": reference,
+    }  # fmt: skip
+    manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+
+    results = (
+        f"Rain100L test ({row['images']} real pairs, Y channel, never seen in training or selection): "
+        f"**{float(row['psnr']):.2f} dB / {float(row['ssim']):.4f}** "
+        f"(rainy input {float(row['input_psnr']):.2f} / {float(row['input_ssim']):.4f}), "
+        f"measured with {SOURCE}'s results benchmark on {row['date']} ({row['machine']})."
+        if row
+        else "Rain100L test: not measured for this file yet."
+    )
+    if args.preset == "streaks-heavy":
+        results += "\n- " + heavy_test_line(digest, tensors)
+    card = rain100l_card if args.preset == "rain100l" else mixture_card if args.preset in MIXTURES else synth_card
+    text = card(name, args.preset, state, records, record, train_config, step, selection, results)
+    if name in REPLACES:
+        text += "\n" + what_changed(name, digest, tensors)
+    (PRETRAINED / f"{name}.md").write_text(text)
+    print(f"shipped {source} (step {step}) as {target} sha256 {digest[:16]}...; Rain100L: {reference}")
+
+
+def training_section(name, preset, records, record, train_config, step, selection) -> str:
+    """The card's training facts, common to every run: loss, optimiser, patches, budget, precision."""
+    data, optim, train = train_config.data, train_config.optim, train_config.train
+    last = last_timed(records)
+    precisions = sorted({r["precision"] for r in records if "precision" in r}) or ["fp32"]
+    machines = sorted({r["machine"] for r in records if "machine" in r}) or ["x86-64 CPUs"]
+    # CPU-equivalent hours (steps on a lent GPU at the run's CPU rate; sian.training.stopping).
+    curve, _ = validation_curve(records)
+    hours = {r["step"]: r["hours"] for r in curve}
+    machine_hours, cpu_hours = curve[-1]["hours"] if curve else last["wall_seconds"] / 3600, last["cpu_seconds"] / 3600
+    return f"""## Training
+- Loss: negative SSIM summed over the 6 stages (the paper's). Adam lr {optim.lr:g}, betas {list(optim.betas)},
+  {optim.schedule} schedule over {train.steps} steps with {optim.warmup_steps} warm-up steps,
+  gradient clip {optim.grad_clip:g}; precision {", ".join(precisions)}.
+- Patches {data.patch_size}x{data.patch_size}, batch {train.batch_size}, horizontal flips; seed {train.seed}.
+- Selected checkpoint: step {step} of {train.steps} ({selection}).
+- The run went on to step {last["step"]} ({machine_hours:.2f} machine-hours, {cpu_hours:.2f} CPU-hours); its log
+  holds every validation.
+- Budget to this checkpoint: {hours.get(step, record["wall_seconds"] / 3600):.2f} machine-hours (wall clock with a
+  2-core machine given to training, steps on a lent GPU counted at the run's CPU rate;
+  {record["wall_seconds"] / 3600:.2f} wall-clock) = {record["cpu_seconds"] / 3600:.2f} CPU-hours of the training
+  processes. Machines: {"; ".join(machines)}.
+- Config `{Path(config_path(preset)).name}`, training log and the command that resumes the run: in {SOURCE}."""
+
+
+def synth_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
+    data = train_config.data
+    return f"""# {name}
+
+SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
+{init_provenance(records, train_config.model.init)} by the sian project
+on clean photos with **synthetic {preset} rain** from `sian.synth`. Licence: MIT, like the code.
+Shipped inside the package: {how_to_use(name, "downpours" if preset == "heavy" else "light rain")}.
+
+## Data
+- Clean images: BSDS500 (all splits) without the 72 images that are Rain100L/H test backgrounds
+  (`OVERLAP_with_Rain100LH_test_backgrounds.tsv`), Kodak24 and McMaster18: {data.val_holdout} of them held out
+  (a fixed draw, `data.val_holdout`) with fixed synthetic rain as the validation set; the rest for training.
+- No real rainy image and no Rain100L image (train or test) was used for training, tuning or checkpoint selection.
+
+## Synthetic rain (`{preset}` preset, rendered on the fly for every patch, one seed per sample)
+```
+{preset_table()}
+```
+
+{training_section(name, preset, records, record, train_config, step, selection)}
+
+## Results
+- Held-out synthetic validation ({data.val_holdout} images, {data.val_crop}x{data.val_crop} centre crops):
+  {record["val_psnr"]:.2f} dB / {record["val_ssim"]:.4f} (rainy input {record["val_input_psnr"]:.2f} dB).
+- {results} Full table: the synthetic-rain results page of the documentation.
+
+## Limits
+- Trained on synthetic streaks only: real rain with fog, drops on the lens, splashes or night-time lighting is
+  outside what it has seen; the documentation's synthetic-rain results page shows real webcam frames.
+- The authors' weights (trained on Rain100L's own training pairs) score higher on Rain100L; ours never saw that
+  distribution.{HEAVY_LIMIT.format(default=DEFAULT_MODEL) if preset == "heavy" else ""}
+"""
+
+
+def rain100l_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
+    held_out = len(read_pair_names(REPO / train_config.data.val_split))
+    stop = train_config.train.stop
+    ended = read_verdict(REPO / "checkpoints" / name) or "still training when shipped (no verdict yet)"
+    return f"""# {name}
+
+SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
+{init_provenance(records, train_config.model.init)} by the sian project on the **real Rain100L training set**
+with the paper's loss: our own reproduction of the paper's recipe on a CPU budget, not the authors'
+weights. Licence: MIT, like the code. `sian derain --model {name}`.
+
+## Data
+- `Rain100L_train` (200 synthetic-rain pairs of the benchmark's training split): {200 - held_out} for training,
+  {held_out} held out for validation and checkpoint selection (a fixed draw committed before training).
+- Nothing else: no synthetic rain of ours, no pre-training, and no Rain100L *test* image in training, tuning or
+  selection.
+
+{training_section(name, preset, records, record, train_config, step, selection)}
+- Selection rule, fixed in the config before training: the best validation Y-PSNR on the {held_out} held-out
+  pairs (whole images); stop after at least {stop.min_hours:g} machine-hours once the best has gained less than
+  {stop.min_gain:g} dB over the last {stop.window_hours:g} machine-hours, or at {stop.max_hours:g} (`train.stop`,
+  judged by the trainer after every validation; the training log records each verdict).
+  How the run ended: {ended}.
+
+## Results
+- Held-out validation ({held_out} Rain100L training pairs, whole images): {record["val_psnr"]:.2f} dB /
+  {record["val_ssim"]:.4f} (rainy input {record["val_input_psnr"]:.2f} dB).
+- {results} Full table, validation curve and per-stage PSNR: the Rain100L results page of the documentation.
+
+## Limits
+- Rain100L's rain is light, synthetic and near-vertical: dense rain, haze, drops on the lens and night scenes
+  are outside what it has seen (the synthetic-rain models and the general model `sian-general` aim at those).
+- A CPU budget, not the paper's 100 epochs: the validation curve on the documentation's Rain100L results page
+  shows what more would give.
+"""
+
+
+def mixture_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
+    """Issue 15's models: fine-tuned on real Rain100L pairs mixed with streak-bank rain over clean photos."""
+    data = train_config.data
+    held_out = len(read_pair_names(REPO / data.val_split))
+    groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items() if key.startswith("val_psnr_"))
+    use = {"general": "photos with rain of any weight", "streaks-heavy": "downpours (dense streaks)"}[preset]
+    use = how_to_use(name, use)
+    return f"""# {name}
+
+SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
+{init_provenance(records, train_config.model.init)} by the sian project on a mixture of **real Rain100L
+training pairs** and **real streak layers** (Garg & Nayar's streak bank) composited over clean photos.
+Licence: MIT, like the code. {use}.
+
+## Data
+- {data.pair_fraction:.0%} of the samples: `Rain100L_train` pairs ({200 - held_out} for training;
+  {held_out}, a fixed draw committed before training, held out).
+- The rest: `{data.synth_preset}` streak-bank rain (`sian.synth.streaks`: layers cropped, scaled, rotated,
+  thinned and screen-blended at the photo's full size; the streak sets of `streaks_val_sets.txt` never used)
+  over clean photos: BSDS500 without the Rain100L/H test backgrounds and the backgrounds of the held-out pairs,
+  Kodak24, McMaster18; {data.val_holdout} of them held out.
+- No Rain100L *test* image in training, tuning or selection.
+
+{training_section(name, preset, records, record, train_config, step, selection)}
+- Selection rule, fixed in the config before training: the best mean Y-PSNR over the {held_out} held-out pairs
+  and the {data.val_holdout} held-out photos with held-out streak sets (whole images).
+
+## Results
+- Validation, whole images: {record["val_psnr"]:.2f} dB / {record["val_ssim"]:.4f} mean ({groups}; rainy
+  input {record["val_input_psnr"]:.2f} dB).
+- {results}
+
+## Limits
+- Streak rain only: no haze, drops on the lens, splashes or night-time glare were rendered.
+- Rotations stay within 12 degrees of vertical; strongly wind-driven rain was not rendered.
+"""
+
+
+if __name__ == "__main__":
+    main()
