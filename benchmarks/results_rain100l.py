@@ -235,7 +235,7 @@ def main() -> None:
                               f"~{hours_for(fit, target - offset):.0f} machine-hours in all.")  # fmt: skip
     subset = f"the first {len(pairs)} of the 100 pairs" if args.limit else "all 100 pairs"
     ensembles = table_lines()
-    page = f"""# Rain100L: our own training against the authors' (issue 14)
+    page = f"""# Rain100L: our own training against the authors'
 
 Made by `python benchmarks/results_rain100l.py` ({datetime.date.today().isoformat()}), on {subset} of the real
 Rain100L test set, which none of our models saw in training, tuning or checkpoint selection. Y-channel
@@ -261,7 +261,7 @@ its model card says how.
 
 ![per-stage PSNR](images/rain100l-stage-psnr.png)
 
-## Self-ensembles (issue 17)
+## Self-ensembles
 
 `bash benchmarks/self_ensemble_rain100l.sh`: one `sian eval --tta none,flip2,flip4` per model, all 100 images;
 four forward passes per image serve the three modes (each scored exactly as its own run), and each mode is

@@ -3,9 +3,7 @@
 # run's files back through $OUT as RUN.tar (state.pt, best.safetensors, log.jsonl, summary.json, STOPPED):
 #   bash tools/gpu_train.sh SECONDS CONFIG [CONFIG ...]
 # The configs run in order, each until it is done, its stopping rule (train.stop) ends it, or the time is up,
-# each resumed from its committed state
-# (or started: issue 15's fine-tunes start from checkpoints/sian-rain100l-ours/best.safetensors, so list
-# configs/rain100l-cpu.yaml first). Same configs, same runs as on the CPU: the log records the machine of
+# each resumed from its committed state (or started from its model.init). Same configs, same runs as on the CPU: the log records the machine of
 # every resume and `sian train CONFIG --summary` counts GPU steps in CPU-equivalent hours.
 #
 # Here first:  python tools/gpu_kit.py pack     (build/gpu/wheels, build/gpu/train/part1..N; it prints the calls)
