@@ -39,8 +39,18 @@ from .models import create_model
 from .precision import cpu_features, cpu_name, resolve_precision
 
 __all__ = [
-    "BenchRow", "default_path", "default_path_markdown", "inference_workload", "interleaved_times",
-    "measure_footprint", "operation_counts", "run_benchmark", "training_workload", "turn_ratios",
+    "BenchRow",
+    "check_precisions",
+    "default_path",
+    "default_path_markdown",
+    "inference_workload",
+    "interleaved_times",
+    "measure_footprint",
+    "operation_counts",
+    "parse_size",
+    "run_benchmark",
+    "training_workload",
+    "turn_ratios",
 ]  # fmt: skip
 
 
@@ -194,6 +204,32 @@ def turn_ratios(a: BenchRow, b: BenchRow) -> dict[str, float]:
         return {"median": ratios[0], "q1": ratios[0], "q3": ratios[0], "turns": 1}
     q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
     return {"median": median, "q1": q1, "q3": q3, "turns": len(ratios)}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"481x321"`` -> ``(481, 321)`` (width, height).
+
+    Examples:
+        >>> parse_size("1280X720")
+        (1280, 720)
+    """
+    try:
+        width, height = (int(value) for value in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 481x321, got {text!r}") from None
+    return width, height
+
+
+def check_precisions(device: torch.device, train: tuple[str, ...], infer: tuple[str, ...]) -> None:
+    """Refuse, before anything is timed, a precision the device cannot run as itself: fp16 only on a GPU (a CPU
+    runs fp16 autocast emulated, which would time the emulation); ``auto`` for inference only."""
+    reduced = ("bf16", "fp16") if device.type == "cuda" else ("bf16",)
+    for option, values, allowed in (("--train-precision", train, ("fp32", *reduced)),
+                                    ("--precision", infer, ("fp32", *reduced, "auto"))):  # fmt: skip
+        bad = [p for p in values if p not in allowed]
+        if bad:
+            on = f" on {device.type}" + (" (fp16 needs --device cuda)" if bad[0] == "fp16" else "")
+            raise ValueError(f"{option} takes {' or '.join(allowed)}{on}, got {bad[0]!r}")
 
 
 def run_benchmark(

@@ -22,10 +22,11 @@ from torch import nn
 
 from ._atomic import atomic_path
 from .inference import Pipeline
-from .io import to_tensor
+from .io import read_image, to_tensor
 from .metrics import quantize, score_y
 
-__all__ = ["Explanation", "Panel", "explain", "rain_layer", "render_figure", "render_html", "shrink_to"]
+__all__ = ["ExplainedFile", "Explanation", "Panel", "explain", "explain_file", "rain_layer", "render_figure",
+           "render_html", "shrink_to"]  # fmt: skip
 
 
 @dataclass
@@ -225,3 +226,48 @@ td, th {{ border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: right; }}
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+@dataclass
+class ExplainedFile:
+    """What :func:`explain_file` wrote: the figure, the page, the explanation, and the size it was made at when
+    the image was downscaled first (``None`` when not)."""
+
+    figure: Path
+    page: Path
+    explanation: Explanation
+    scaled_to: tuple[int, int] | None
+
+
+def explain_file(
+    model: nn.Module,
+    image: str | os.PathLike,
+    output: str | os.PathLike,
+    gt: str | os.PathLike | None = None,
+    max_side: int = 1024,
+    overwrite: bool = False,
+    title: str | None = None,
+) -> ExplainedFile:
+    """:func:`explain` a photo file into ``OUTPUT/NAME_explain.png`` and ``OUTPUT/NAME_explain.html``
+    (``sian explain``), downscaled first to ``max_side`` (:func:`shrink_to`); ``gt`` adds per-stage scores.
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is off.
+        ValueError: ``gt`` is not the image's size.
+        sian.io.ImageReadError: a file cannot be read.
+    """
+    image = Path(image)
+    figure, page = (Path(output) / f"{image.stem}_explain{suffix}" for suffix in (".png", ".html"))
+    existing = [path for path in (figure, page) if path.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]} exists")
+    rainy = read_image(image)
+    clean = read_image(gt) if gt is not None else None
+    if clean is not None and clean.shape != rainy.shape:
+        raise ValueError(f"--gt is {clean.shape[1]}x{clean.shape[0]} but the image is "
+                         f"{rainy.shape[1]}x{rainy.shape[0]}")  # fmt: skip
+    rainy, clean, scaled = shrink_to(rainy, clean, max_side)
+    result = explain(model, rainy, clean)
+    render_figure(result, figure)
+    render_html(result, page, title=title or f"sian explain: {image.name}")
+    return ExplainedFile(figure, page, result, (rainy.shape[1], rainy.shape[0]) if scaled else None)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import build_model
+from .models import build_model, get_variant
 from .weights import (
     WeightsError,
     WeightsNotFoundError,
@@ -32,6 +32,8 @@ __all__ = [
     "PRETRAINED_DIR",
     "WEIGHTS",
     "WeightsEntry",
+    "WeightsStatus",
+    "list_weights",
     "load_model",
     "resolve_weights",
     "weights_dir",
@@ -162,3 +164,38 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     # channels_last lets oneDNN/cuDNN skip a layout conversion around every convolution (measured:
     # SIAN 4.3 s -> 3.4 s at 481x321 on 2 CPU cores); it changes no value beyond float rounding.
     return model.to(device, memory_format=torch.channels_last).eval()
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """One row of ``sian weights list``: a registered name, or a file the user imported under a name of their own."""
+
+    name: str
+    arch: str  # sian or prenet; "?" when the file cannot be read
+    installed: str  # "bundled", "yes", "no", or "unreadable"
+    reference: str  # the published (or, for ours, measured) result; "-" for the user's own
+    dataset: str  # what it was trained on; for the user's own "(imported by you)" or why it cannot be read
+
+
+def list_weights() -> list[WeightsStatus]:
+    """Every registered weights name and whether it is installed, then the user's own files in :func:`weights_dir`.
+
+    Examples:
+        >>> rows = list_weights()
+        >>> next(row for row in rows if row.name == DEFAULT_MODEL).installed
+        'bundled'
+    """
+    folder = weights_dir()
+    rows = []
+    for entry in WEIGHTS.values():
+        present = "bundled" if entry.bundled else "yes" if (folder / entry.filename).is_file() else "no"
+        rows.append(WeightsStatus(entry.name, get_variant(entry.variant).arch, present, entry.reference, entry.dataset))
+    others = sorted(p for p in folder.glob("*.safetensors") if p.stem not in WEIGHTS) if folder.is_dir() else []
+    for path in others:
+        try:
+            arch = read_weights_file(path)[0]
+        except (WeightsError, OSError, ValueError) as exc:  # one bad file must not hide the others
+            rows.append(WeightsStatus(path.stem, "?", "unreadable", "-", str(exc)))
+            continue
+        rows.append(WeightsStatus(path.stem, arch, "yes", "-", "(imported by you)"))
+    return rows

@@ -38,7 +38,7 @@ from ..inference import DEFAULT_MODEL, Pipeline
 from ..io import ImageReadError, ImageTooLargeError, encode_picture, quantize, read_picture
 from ..weights import WeightsError
 
-__all__ = ["ServeConfig", "create_app", "is_loopback"]
+__all__ = ["ServeConfig", "check_exposure", "create_app", "is_loopback", "run_server"]
 
 access_log = logging.getLogger("sian.serve.access")
 
@@ -273,3 +273,49 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         }, headers=headers)  # fmt: skip
 
     return app
+
+
+def check_exposure(host: str, token: str | None, no_auth: bool = False) -> None:
+    """Refuse (``ValueError``) to serve beyond this machine without a token, unless ``no_auth`` says so.
+
+    Examples:
+        >>> check_exposure("127.0.0.1", None)  # this machine only: no token needed
+        >>> check_exposure("0.0.0.0", None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: --host 0.0.0.0 exposes the server beyond this machine: give a --token ...
+        >>> check_exposure("0.0.0.0", None, no_auth=True)  # the user's choice
+    """
+    if not is_loopback(host) and not token and not no_auth:
+        raise ValueError(f"--host {host} exposes the server beyond this machine: give a --token (or SIAN_TOKEN), "
+                         "or pass --no-auth to let anyone who can reach it use it")  # fmt: skip
+
+
+def run_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, no_auth: bool = False) -> None:
+    """Serve the page and the API (``sian serve``) until SIGINT or SIGTERM, which stop it the way uvicorn does
+    (requests in progress finish, new connections are refused) and then return, so the process exits 0
+    (uvicorn's own handling re-raises the signal, killing the process with it). Logs each request to
+    ``sian.serve.access``.
+
+    Raises:
+        ValueError: ``host`` exposes the server beyond this machine without a token, unless ``no_auth``.
+    """
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    check_exposure(host, config.token, no_auth)
+    access_log.setLevel(logging.INFO)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="warning"))
+
+    @contextlib.contextmanager
+    def graceful_exit():
+        previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    server.capture_signals = graceful_exit
+    server.run()
