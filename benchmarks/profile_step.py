@@ -6,7 +6,7 @@ Prints the mean step time over three steps (after two warm-up steps) and the ope
 own CPU time; ``cl`` runs the model and inputs in channels_last; ``infer`` profiles inference on one
 481x321 image instead, the way `sian bench` runs it (Pipeline: channels_last, no autograd), in PRECISION
 (fp32 unless given: bf16 for the autocast path).
-docs/benchmarks.md (issues 14 and 16) compares the share of the time spent outside convolutions in SIAN
+docs/performance.md compares the share of the time spent outside convolutions in SIAN
 and PReNet with it. Pause any training first.
 """
 

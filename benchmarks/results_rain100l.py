@@ -12,7 +12,7 @@ On the real Rain100L test set (the report only: never used for training, tuning 
 - the self-ensembles of issue 17, from docs/results/self-ensemble/*.json (benchmarks/self_ensemble_rain100l.sh).
 
 Scores are cached by weight-file sha256 in docs/results/rain100l-models.csv, so a re-run evaluates only
-models whose weights changed (no timings here: they would come from different runs; docs/benchmarks.md and
+models whose weights changed (no timings here: they would come from different runs; docs/performance.md and
 the self-ensemble runs time things side by side).
 """
 

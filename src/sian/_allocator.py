@@ -5,14 +5,14 @@ tensors, their gradients). With glibc's defaults the largest of those are served
 calls and the heap top is trimmed back to the kernel, so every step page-faults the same memory in
 again. Raising the trim threshold and the top pad (and fixing the mmap threshold at its maximum)
 keeps that memory in the process: a 4x120x120 SIAN training step ran 3.7% faster in our measurement
-(``docs/benchmarks.md``), PReNet's unchanged. PyTorch's CPU tuning guide suggests jemalloc or tcmalloc
+(``docs/performance.md``), PReNet's unchanged. PyTorch's CPU tuning guide suggests jemalloc or tcmalloc
 for the same reason; those need ``LD_PRELOAD`` before start-up, this needs nothing.
 
 Allocations above glibc's largest mmap threshold (32 MB) were still served by fresh ``mmap`` calls and
 unmapped when freed, whatever the threshold: at 768x768 (about the automatic tile of large photos) a SIAN
 forward's 32-channel float32 maps are 75 MB, each faulted in and zeroed afresh by the kernel. Taking
 them from the heap as well (``M_MMAP_MAX = 0``: no ``mmap`` at all) made a 12 MP photo in fp32 1.15x faster
-(``docs/benchmarks.md``, "Large photos"); its peak rose 10%, while a process deraining images of mixed sizes
+(``docs/performance.md``, "Large photos"); its peak rose 10%, while a process deraining images of mixed sizes
 peaked 10-13% lower (the probe ``scripts/allocator_mixed_sizes.py`` of commit 8c360b5).
 
 The cost is that the process's resident memory stays at its peak (it was reached anyway), and the setting is

@@ -133,7 +133,7 @@ def native_bf16(device: torch.device, features: dict[str, bool] | None = None) -
 
 
 # oneDNN's ISA levels (its ONEDNN_MAX_CPU_ISA values): those that multiply bf16 natively, and those with AMX.
-# A cap below them leaves bf16 convolutions emulated, slower than fp32 (docs/benchmarks.md: 2.6x fp32's time
+# A cap below them leaves bf16 convolutions emulated, slower than fp32 (docs/performance.md: 2.6x fp32's time
 # under AVX512_CORE, 7x under AVX2, on an AVX512-BF16 CPU).
 _ONEDNN_AMX = {"avx10_1_512_amx", "avx512_core_amx", "avx10_1_512_amx_fp16", "avx512_core_amx_fp16"}
 _ONEDNN_BF16 = {"avx512_core_bf16", "avx10_1_512", "avx512_core_fp16", *_ONEDNN_AMX}
@@ -163,7 +163,7 @@ def fp16_tensor_cores(device: torch.device) -> tuple[bool, str]:
     """Whether the CUDA ``device`` multiplies fp16 on tensor cores (compute capability >= 7.0), and why.
 
     Asked only of GPUs without native bf16 (Volta and Turing): there fp16 autocast runs the convolutions on
-    tensor cores, several times fp32's rate, and costs SIAN less PSNR than bf16 (docs/benchmarks.md). Older
+    tensor cores, several times fp32's rate, and costs SIAN less PSNR than bf16 (docs/performance.md). Older
     GPUs (Pascal and before) have no tensor cores, and some of them run fp16 far slower than fp32: fp32.
     """
     name = torch.cuda.get_device_name(device)

@@ -3,7 +3,7 @@
  * Why by hand: as PyTorch operations the update is six passes over memory (sigmoid over the 4C gate channels,
  * then f * c, - i, + 2 i s, tanh, o * tanh), each rounding to bfloat16 under autocast; no library fuses an
  * LSTM's pointwise update for a CPU. Here every pixel's 4C gates are read once, the new c and h written once.
- * Measured: 1.03-1.04x a whole SIAN or PReNet inference at 481x321, fp32 and bf16 (docs/benchmarks.md).
+ * Measured: 1.03-1.04x a whole SIAN or PReNet inference at 481x321, fp32 and bf16 (docs/performance.md).
  *
  * The gates arrive as ConvLSTMCell computes them: input, forget, 2 x candidate (its weights doubled, so that
  * tanh(g) = 2 sigmoid(2 g) - 1 needs only sigmoids) and output, each C channels, so pixel p's gates are the
