@@ -1,7 +1,7 @@
 """What a user waits for on the default path, per design: one-shot time and throughput, in one run.
 
     python benchmarks/default_path.py [--rounds 3] [--images 20] [--baseline WORKTREE]
-                                      [--designs kernels,eager,compile,compile-freeze] [--out benchmarks/results]
+                                      [--designs kernels,eager,compile,compile-kernels] [--out benchmarks/results]
 
 Designs (each in its own fresh processes, the rounds alternating them, medians reported):
 
@@ -9,6 +9,8 @@ Designs (each in its own fresh processes, the rounds alternating them, medians r
 - ``eager``: the same with ``SIAN_NATIVE=0`` (PyTorch's operations only);
 - ``compile``: ``SIAN_NATIVE=0`` and ``torch.compile`` (inductor) of the model, one graph per image size;
 - ``compile-freeze``: the same with inductor's freezing (weights folded into the graph as constants);
+- ``compile-kernels``: ``torch.compile`` with the C kernels on, which the graph calls as custom operators
+  (``sian._native.ops``) while inductor fuses the rest;
 - ``baseline``: the default path of another checkout (``--baseline``, e.g. a worktree of the commit before a
   change), run with this environment's packages.
 
@@ -36,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DESIGNS = ("baseline", "kernels", "eager", "compile", "compile-freeze")
-COMPILED = ("compile", "compile-freeze")
+DESIGNS = ("baseline", "kernels", "eager", "compile", "compile-freeze", "compile-kernels")
+COMPILED = ("compile", "compile-freeze", "compile-kernels")
 
 # The child: derain N images (the first one timed on its own) with one design's pipeline.
 CHILD = r"""
@@ -88,7 +90,7 @@ def test_images(count: int) -> list[str]:
 
 def run_child(design: str, count: int, images: list[str], baseline: Path | None, cache: str) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
-    if design in ("eager", *COMPILED):
+    if design in ("eager", "compile", "compile-freeze"):
         env["SIAN_NATIVE"] = "0"
     if design == "baseline":
         env["PYTHONPATH"] = str(baseline / "src")
@@ -113,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--designs", default="kernels,eager,compile,compile-freeze")
+    parser.add_argument("--designs", default="kernels,eager,compile,compile-freeze,compile-kernels")
     parser.add_argument("--baseline", type=Path, help="a checkout whose default path is the baseline design")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()

@@ -275,8 +275,10 @@ def test_compiled_pyramid_steps_serve_only_inference(pyramid_kernels, monkeypatc
             calls.append(name)
             return getattr(self.library, name)
 
+    from sian._native import ops
+
     real = sian_arch.pyramid_library()
-    monkeypatch.setattr(sian_arch, "pyramid_library", lambda: Counting(real))
+    monkeypatch.setattr(ops, "pyramid_library", lambda: Counting(real))  # the custom operators call it
     fine, coarse = _channels_last(1, 4, 9, 8), _channels_last(1, 4, 4, 4)
     with torch.no_grad():
         sian_arch.upsample_concat(fine, coarse)
@@ -365,3 +367,43 @@ def test_sian_forward_dispatches_no_more_operations_than_it_needs():
         counts = operation_counts(lambda: model(x))
     assert counts["conv2d"] == 216  # 20 layers and 16 blurs a stage, six stages
     assert sum(counts.values()) <= 800, counts.most_common(10)
+
+
+def test_the_kernels_are_custom_operators_that_pass_torchs_checks():
+    """Each compiled kernel is a PyTorch operator (torch.ops.sian.*) with a schema that says what it writes:
+    torch.library.opcheck runs it under fake tensors, functionalization and the schema checker."""
+    from sian._native import convlstm_library, dog_library, ops, pyramid_library
+
+    for library, what in ((dog_library, "the DoG kernel"), (convlstm_library, "the ConvLSTM kernel"),
+                          (pyramid_library, "the pyramid kernels")):  # fmt: skip
+        compiled_kernel(library, what)
+    fine, coarse = _channels_last(1, 4, 9, 8), _channels_last(1, 4, 4, 4)
+    torch.library.opcheck(ops.attend, (fine, fine.clone(), torch.empty_like(fine)))
+    out = torch.empty(1, 8, 9, 8).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(ops.upsample_concat, (fine, coarse, out))
+    gates, cell = _channels_last(1, 16, 5, 6), _channels_last(1, 4, 5, 6)
+    torch.library.opcheck(ops.convlstm_update, (gates, cell, torch.empty_like(cell), torch.empty_like(cell)))
+    weights = torch.full((6, 9), 1 / 9)
+    seed = torch.empty(1, 4, 4, 4).contiguous(memory_format=torch.channels_last)
+    stack = torch.empty(1, 20, 9, 8).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(ops.dog_octave, (fine, weights, 6, 3, stack, seed))
+    assert torch.ops.sian.attend.default is not None
+
+
+@pytest.mark.slow
+def test_torch_compile_calls_the_kernels_in_one_graph_and_gives_the_eager_output():
+    """With the kernels built, a compiled SIAN holds them as operators (no graph break), and its output is the
+    eager kernels' output; an export (ONNX) sees PyTorch operations instead (tests/test_export.py)."""
+    from sian._native import convlstm_library, dog_library, pyramid_library
+
+    for library in (dog_library, convlstm_library, pyramid_library):
+        compiled_kernel(library, library.__name__)
+    model = SIAN(channels=4, stages=2).eval().to(memory_format=torch.channels_last)
+    rainy = _channels_last(1, 3, 27, 22)
+    with torch.inference_mode():
+        explanation = torch._dynamo.explain(model)(rainy)
+        graph = "\n".join(str(g.graph) for g in explanation.graphs)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        for op in ("sian.dog_octave", "sian.convlstm_update", "sian.attend", "sian.upsample_concat"):
+            assert op in graph, op
+        torch.testing.assert_close(torch.compile(model, dynamic=False)(rainy), model(rainy), rtol=0, atol=1e-6)

@@ -20,7 +20,6 @@ replicate padding both commute with that split.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 from typing import Literal
@@ -31,6 +30,7 @@ from kornia.filters import get_gaussian_kernel1d
 from torch import Tensor, nn
 
 from ._native import dog_library, inference_maps, kernel_serves
+from ._native import ops as native
 
 KernelMode = Literal["release", "full"]
 KERNEL_MODES: tuple[str, ...] = ("release", "full")
@@ -229,16 +229,17 @@ def _dog_stacks(
 ) -> list[Tensor]:  # fmt: skip
     """The DoG stacks of :func:`dog_pyramid` and :class:`DoGPyramid`: concatenated differences of the whole
     pyramid where autograd records them, else streamed into (reused) stacks (:func:`_streamed_dogs`)."""
-    # Under torch.compile too: Dynamo cannot trace the streamed path's writes into channel slices (`out=`),
-    # and inductor writes the differences of the concatenation straight into the stacks anyway.
     blurs = blurs or _Blurs(kernels, _border(mode))
+    if not (torch.is_grad_enabled() and x.requires_grad) and _fusable(x, kernels, mode):
+        # A compiled graph allocates its own outputs: no stacks carried over from another call.
+        return _fused_dogs(x, kernels, octaves, None if torch.compiler.is_compiling() else reuse)
+    # Under torch.compile without the kernel too: Dynamo cannot trace the streamed path's writes into channel
+    # slices (`out=`), and inductor writes the differences of the concatenation straight into the stacks anyway.
     if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
         return [
             torch.cat([later - earlier for earlier, later in itertools.pairwise(images)], dim=1)
             for images in _gaussian_octaves(x, blurs, octaves)
         ]
-    if _fusable(x, kernels, mode):
-        return _fused_dogs(dog_library(), x, kernels, octaves, reuse)
     return _streamed_dogs(x, kernels, octaves, mode, reuse, blurs)
 
 
@@ -261,9 +262,7 @@ def _fusable(x: Tensor, kernels: list[Tensor], mode: str) -> bool:
     return inference_maps(x) and all(k.numel() == 3 for k in kernels) and fused_kernel_serves(mode, x.device, x.dtype)
 
 
-def _fused_dogs(
-    library: ctypes.CDLL, x: Tensor, kernels: list[Tensor], octaves: int, reuse: list[Tensor] | None = None
-) -> list[Tensor]:
+def _fused_dogs(x: Tensor, kernels: list[Tensor], octaves: int, reuse: list[Tensor] | None = None) -> list[Tensor]:
     """The stacks of :func:`_streamed_dogs` from the compiled fused kernel (on PyTorch's OpenMP threads).
 
     The 2-D kernels are the ones :func:`gaussian_blur` convolves with (outer product in float32); later octaves
@@ -287,13 +286,7 @@ def _fused_dogs(
             seed_shape = (batch, channels, h // 2, w // 2)
             seed = torch.empty(seed_shape, dtype=torch.float32, memory_format=torch.channels_last)
         weights = first if octave == 0 else later
-        status = library.sian_dog_octave(
-            source.data_ptr(), source.dtype == torch.bfloat16, batch, h, w, channels, weights.data_ptr(), levels,
-            intervals, stack.data_ptr(), stack.dtype == torch.bfloat16, None if seed is None else seed.data_ptr(),
-            torch.get_num_threads(),
-        )  # fmt: skip
-        if status != 0:
-            raise MemoryError("the fused DoG kernel could not allocate its row buffers")
+        native.dog_octave(source, weights, levels, intervals, stack, seed)
         stacks.append(stack)
         source = seed
     if reuse is not None:

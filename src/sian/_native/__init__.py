@@ -128,18 +128,31 @@ def kernel_serves(library, device: torch.device, dtype: torch.dtype) -> bool:
         >>> kernel_serves(convlstm_library, torch.device("cpu"), torch.float64)
         False
     """
-    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and library() is not None
+    if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+        return False
+    return _is_built(library.__name__) if torch.compiler.is_compiling() else library() is not None
+
+
+@torch.compiler.assume_constant_result
+def _is_built(library: str) -> bool:
+    """Whether the named ``*_library`` could be built: under torch.compile asked once, as the graph is traced
+    (building runs a compiler, which no graph can hold), and a constant of the graph after."""
+    return globals()[library]() is not None
 
 
 def untraced(*tensors: Tensor) -> bool:
-    """Whether a compiled kernel may work on these tensors' raw memory: plain tensors that nothing records.
+    """Whether a compiled kernel may work on these tensors: plain tensors that nothing records, or a graph that
+    torch.compile builds.
 
-    A tracer (ONNX, JIT), torch.compile, a fake tensor or a dispatch mode (torch's FLOP counter) must see
-    PyTorch operations: a kernel called through ctypes is invisible to them. (Autograd too: callers check it.)
+    torch.compile calls the kernels as the custom operators they are (:mod:`sian._native.ops`). An export (ONNX
+    through torch.export), a JIT tracer, a fake tensor or a dispatch mode (torch's FLOP counter) sees PyTorch
+    operations: an exported graph must run where these kernels do not exist. (Autograd too: callers check it.)
     """
+    if torch.compiler.is_compiling():
+        return not torch.compiler.is_exporting()
     return (
         all(type(t) is Tensor for t in tensors)
-        and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
         and _len_torch_dispatch_stack() == 0 and torch._C._len_torch_function_stack() == 0
     )  # fmt: skip
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._native import convlstm_library, inference_maps, kernel_serves
+from .._native import ops as native
 
 __all__ = ["ConvLSTMCell", "ResBlock", "compiled_update_serves", "conv3x3"]
 
@@ -127,8 +128,5 @@ def _fused_update(gates: Tensor, cell: Tensor | None) -> tuple[Tensor, Tensor]:
     batch, channels, height, width = gates.shape[0], gates.shape[1] // 4, *gates.shape[2:]
     hidden = torch.empty(batch, channels, height, width, dtype=gates.dtype, memory_format=torch.channels_last)
     new_cell = torch.empty_like(hidden)
-    convlstm_library().sian_convlstm_update(
-        gates.data_ptr(), None if cell is None else cell.data_ptr(), new_cell.data_ptr(), hidden.data_ptr(),
-        gates.dtype == torch.bfloat16, batch * height * width, channels, torch.get_num_threads(),
-    )  # fmt: skip
+    native.convlstm_update(gates, cell, new_cell, hidden)
     return hidden, new_cell

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._native import inference_maps, kernel_serves, pyramid_library
+from .._native import ops as native
 from ..scale_space import KERNEL_MODES, DoGPyramid, KernelMode
 from .layers import ConvLSTMCell, ResBlock, conv3x3
 
@@ -192,10 +193,7 @@ def attend(features: Tensor, logits: Tensor) -> Tensor:
         and pyramid_kernels_serve(features.device, features.dtype)
     ):
         out = torch.empty_like(features)
-        pyramid_library().sian_attend(
-            features.data_ptr(), logits.data_ptr(), out.data_ptr(), features.dtype == torch.bfloat16,
-            features.numel(), torch.get_num_threads(),
-        )  # fmt: skip
+        native.attend(features, logits, out)
         return out
     return torch.addcmul(features, features, logits.sigmoid_())
 
@@ -222,10 +220,7 @@ def upsample_concat(fine: Tensor, coarse: Tensor) -> Tensor:
     ):  # fmt: skip
         batch, channels = fine.shape[:2]
         out = torch.empty(batch, 2 * channels, height, width, dtype=fine.dtype, memory_format=torch.channels_last)
-        pyramid_library().sian_upsample_concat(
-            fine.data_ptr(), coarse.data_ptr(), out.data_ptr(), fine.dtype == torch.bfloat16,
-            batch, height, width, h, w, channels, torch.get_num_threads(),
-        )  # fmt: skip
+        native.upsample_concat(fine, coarse, out)
         return out
     up = F.interpolate(coarse, size=(2 * h, 2 * w), mode="bilinear", align_corners=True)
     dh, dw = height - up.shape[-2], width - up.shape[-1]
