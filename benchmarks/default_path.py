@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a checkout whose default path is the baseline design")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
-    designs = [d for d in args.designs.split(",") if d]
+    designs = list(dict.fromkeys(d for d in args.designs.split(",") if d and d != "baseline"))
     if args.baseline:
         designs.insert(0, "baseline")
     unknown = set(designs) - set(DESIGNS)
