@@ -31,7 +31,7 @@ export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1
 unset SIAN_SHARED
 python3 tools/gpu_kit.py unpack ../shared build/gpu/train/part*
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: training where sian finds a device"
-# Data workers render issue 15's synthetic rain beside the GPU; samples are a function of (seed, index), so
+# Data workers render the synthetic rain beside the GPU; samples are a function of (seed, index), so
 # the worker count changes nothing but speed (it is one of the keys a resume may change).
 workers="$(( $(nproc) > 4 ? $(nproc) / 2 : 0 ))"
 for config in "$@"; do

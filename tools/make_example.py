@@ -1,7 +1,7 @@
-"""Make the one bundled example (issue 4): Kodak's kodim16 with `light` synthetic rain from our synthesizer.
+"""Make the one bundled example: Kodak's kodim16 with `light` synthetic rain from our synthesizer.
 
 kodim16 is one of the 20 images that configs/sian-synth-light.yaml holds out of training (checked below), so
-the demo scores sian-synth-light on an image it never saw; the default model since issue 15 (sian-general)
+the demo scores sian-synth-light on an image it never saw; the default model (sian-general)
 trained on its clean photo (see src/sian/assets/CREDITS.md). Writes src/sian/assets/kodim16_{rainy,clean}.png
 and the parameters of the rain to src/sian/assets/kodim16_rain.json.
 

@@ -1,4 +1,4 @@
-"""Which BSDS500 images are the backgrounds of issue 14's 20 Rain100L validation pairs (issue 15, item 2).
+"""Which BSDS500 images are the backgrounds of the 20 held-out Rain100L validation pairs.
 
     python tools/match_backgrounds.py [--split configs/splits/rain100l-train-val20.txt]
                                         [--out configs/splits/rain100l-train-val20-bsds500.tsv]

@@ -1,4 +1,4 @@
-"""README images (issue 6): the `sian serve` page after deraining the bundled example, and an explain figure.
+"""README images: the `sian serve` page after deraining the bundled example, and an explain figure.
 
     python tools/screenshots.py        # needs Debian's chromium; writes docs/images/serve.png, explain.png
 

@@ -1,10 +1,10 @@
-"""Ship one of our trained models inside the package (issues 4 and 14): weights, manifest entry and model card.
+"""Ship one of our trained models inside the package: weights, manifest entry and model card.
 
     python tools/ship_weights.py light            # from checkpoints/sian-synth-light/best.safetensors
     python tools/ship_weights.py heavy --source checkpoints/sian-synth-heavy/best.safetensors
     python tools/ship_weights.py light --select classic   # the committed checkpoint best on classic rain
     python tools/ship_weights.py rain100l         # sian-rain100l-ours from checkpoints/sian-rain100l-ours
-    python tools/ship_weights.py general          # issue 15: sian-general (and streaks-heavy: sian-streaks-heavy)
+    python tools/ship_weights.py general          # sian-general (and streaks-heavy: sian-streaks-heavy)
 
 Writes src/sian/pretrained/<name>.safetensors (float32, metadata from the training log only, so shipping the
 same checkpoint twice gives the same bytes), its sha256 into src/sian/pretrained/manifest.json, and the model
@@ -14,6 +14,7 @@ docs/results/synth-rain100l.csv (benchmarks/results_synth.py) or docs/results/ra
 tensors: a score of the run's best.safetensors counts for its shipped copy); otherwise the card says they are not
 measured yet: run the results script, ship again. The heavy-rain model's card also gives its held-out heavy-rain
 gain from docs/results/heavy-rain-test.csv (benchmarks/heavy_rain_test.py), found the same way.
+tests/test_model_cards.py holds every shipped card to those tables.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ PRETRAINED = REPO / "src/sian/pretrained"
 RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain100l-models.csv")
 HEAVY_TEST = REPO / "docs/results/heavy-rain-test.csv"
 SOURCE = "the sian source repository"  # model cards ship in the wheel, where the repository's paths do not exist
-MIXTURES = ("general", "streaks-heavy")  # issue 15: real Rain100L pairs and streak-bank rain, fine-tuned
+MIXTURES = ("general", "streaks-heavy")  # real Rain100L pairs and streak-bank rain, fine-tuned
 # The config and the launcher of each run, as a reader of the card would type them.
 CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name>.yaml
 
