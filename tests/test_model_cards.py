@@ -84,4 +84,3 @@ def test_a_heavy_cards_held_out_heavy_rain_figure_is_its_weights_row(name):
     row = found[-1]
     figure = f"**{float(row['input_psnr']):.2f} -> {float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**"
     assert figure in card(name)
-
