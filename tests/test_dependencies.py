@@ -19,7 +19,7 @@ from sian.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # Paths of the source repository that a user who installed the wheel does not have.
-REPOSITORY_PATHS = ("checkpoints/", "scripts/", "configs/", "docs/")
+REPOSITORY_PATHS = ("checkpoints/", "benchmarks/", "tools/", "configs/", "docs/")
 
 
 def run_deptry(project: Path) -> subprocess.CompletedProcess:
