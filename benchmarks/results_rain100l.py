@@ -8,8 +8,9 @@ On the real Rain100L test set (the report only: never used for training, tuning 
   weights (imported from $SIAN_SHARED/weights into a temporary folder), with every stage's PSNR for the SIAN
   models (the paper's Fig. 6);
 - the run's validation curve (20 held-out training pairs) against machine-hours and CPU-hours, with a
-  log-linear fit of the validation PSNR and what it says the targets would cost;
-- the self-ensembles of issue 17, from docs/results/self-ensemble/*.json (benchmarks/self_ensemble_rain100l.sh).
+  log-linear fit of the validation PSNR and what it says the targets would cost, and the second run's
+  (configs/rain100l-cpu-2.yaml, from the first's last state) on the same axes, its hours counted on;
+- the self-ensembles, from docs/results/self-ensemble/*.json (benchmarks/self_ensemble_rain100l.sh).
 
 Scores are cached by weight-file sha256 in docs/results/rain100l-models.csv, so a re-run evaluates only
 models whose weights changed (no timings here: they would come from different runs; docs/performance.md and
@@ -52,9 +53,11 @@ from sian.weights import read_weights_file, sha256_file, tensors_sha256
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 RUN = REPO / "checkpoints/sian-rain100l-ours"
+# The second run (configs/rain100l-cpu-2.yaml) starts from the first's last state: its hours follow the first's.
+CONTINUATION = REPO / "checkpoints/sian-rain100l-ours-2"
 CACHE = DOCS / "results/rain100l-models.csv"
 OURS = "sian-rain100l-ours"
-# Our other models, scored when shipped: the synthetic-rain ones and issue 15's.
+# Our other models, scored when shipped: the synthetic-rain ones and the fine-tunes.
 OTHER_MODELS = ("sian-synth-light", "sian-synth-heavy", "sian-general", "sian-streaks-heavy")
 TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
 FIELDS = ["model", "label", "sha256", "tensors_sha256", "quantize", "images", "psnr", "ssim", "input_psnr",
@@ -150,24 +153,43 @@ def curve_and_fit() -> tuple[list[dict], dict | None]:
                  "hours": (float(hours[0]), float(hours[-1]))}  # fmt: skip
 
 
+def continuation_curve() -> list[dict]:
+    """The second run's validation records, its machine-hours and CPU-hours counted on from the end of the first
+    (whose last state it starts from), so both curves share one axis: the budget from scratch."""
+    log, first = CONTINUATION / "log.jsonl", RUN / "log.jsonl"
+    if not (log.is_file() and first.is_file()):
+        return []
+    before = read_records(first)
+    curve, _ = validation_curve(before)
+    hours, cpu_seconds = curve[-1]["hours"] if curve else 0.0, last_timed(before)["cpu_seconds"]
+    val, _ = validation_curve(read_records(log))
+    return [{**r, "hours": r["hours"] + hours, "cpu_seconds": r["cpu_seconds"] + cpu_seconds} for r in val]
+
+
 def hours_for(fit: dict, psnr: float) -> float:
     return float(2 ** ((psnr - fit["intercept"]) / fit["per_doubling"])) if fit["per_doubling"] > 0 else math.inf
 
 
-def curve_figure(val: list[dict], fit: dict | None, path: Path) -> None:
+def curve_figure(val: list[dict], fit: dict | None, path: Path, continued: list[dict] = ()) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     hours = [r["hours"] for r in val]
-    left.plot(hours, [r["val_psnr"] for r in val], "o-", ms=3, label="validation Y-PSNR")
+    left.plot(hours, [r["val_psnr"] for r in val], "o-", color="C0", ms=3, label="first run (from scratch)")
+    if continued:
+        left.plot([r["hours"] for r in continued], [r["val_psnr"] for r in continued], "o-", color="C1", ms=3,
+                  label="second run (from the first's last state)")  # fmt: skip
+        right.plot([r["cpu_seconds"] / 3600 for r in continued], [r["val_psnr"] for r in continued], "o-",
+                   color="C1", ms=3)  # fmt: skip
     left.axhline(val[0]["val_input_psnr"], color="grey", ls=":", label="rainy input")
     if fit:
         grid = np.geomspace(fit["hours"][0], max(30.0, hours[-1]), 50)
-        left.plot(grid, fit["intercept"] + fit["per_doubling"] * np.log2(grid), "--", label="log-linear fit")
+        left.plot(grid, fit["intercept"] + fit["per_doubling"] * np.log2(grid), "--", color="C2",
+                  label="log-linear fit of the first run")  # fmt: skip
     left.set(
         xlabel="machine-hours (2-core CPU; GPU steps at its rate)",
         ylabel="Y-PSNR (dB)",
         title="held-out validation, 20 pairs",
     )
-    right.plot([r["cpu_seconds"] / 3600 for r in val], [r["val_psnr"] for r in val], "o-", ms=3)
+    right.plot([r["cpu_seconds"] / 3600 for r in val], [r["val_psnr"] for r in val], "o-", color="C0", ms=3)
     right.set(xlabel="CPU-hours (process CPU time)", ylabel="Y-PSNR (dB)", title="the same against CPU-hours")
     left.legend()
     save_figure(fig, (left, right), path)
@@ -187,7 +209,7 @@ def main() -> None:
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
     val, fit = curve_and_fit()
     if val:
-        curve_figure(val, fit, DOCS / "images/rain100l-curve.png")
+        curve_figure(val, fit, DOCS / "images/rain100l-curve.png", continuation_curve())
     staged = [r for r in rows if json.loads(r["stage_psnr"])]
     if staged:
         stage_figure({r["model"]: json.loads(r["stage_psnr"]) for r in staged}, DOCS / "images/rain100l-stage-psnr.png")
