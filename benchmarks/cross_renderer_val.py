@@ -1,4 +1,4 @@
-"""Score every checkpoint our training runs committed on held-out rain from each renderer (issue 4).
+"""Score every checkpoint our training runs committed on held-out rain from each renderer.
 
     python benchmarks/cross_renderer_val.py [--runs light heavy] [--threads 1]
 

@@ -19,7 +19,7 @@ above), rain denser than the heavy model's training rain ever gets (its inputs: 
 the heavy-rain benchmark we do not have (Rain100H's inputs score about 13.5 dB): a stress report, with the
 authors' Rain100H weights beside ours as the calibration, in docs/results/heavy-rain-test-stackK.csv.
 ``--preset classic`` draws the rain from our independent renderer of the Photoshop recipe behind Rain100H
-(``sian.synth.classic``), which no issue-15 model trained on: rain of another renderer at Rain100H's density
+(``sian.synth.classic``), which none of our models trained on: rain of another renderer at Rain100H's density
 (three draws: inputs about 13.5 dB), in docs/results/heavy-rain-test-classic-stackK.csv.
 """
 

@@ -1,4 +1,4 @@
-"""The PSNR cost of reduced precision (issue 5): Rain100L test through one model in fp32 and in bf16/fp16.
+"""The PSNR cost of reduced precision: Rain100L test through one model in fp32 and in bf16/fp16.
 
     python benchmarks/precision_cost.py [--model sian-rain100l] [--precision bf16] [--limit N] [--device cpu]
 

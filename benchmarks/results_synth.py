@@ -1,4 +1,4 @@
-"""The results page of our own weights (issue 4), made by one command: docs/results-synth.md.
+"""The results page of our own weights, made by one command: docs/results-synth.md.
 
     python benchmarks/results_synth.py [--limit N]
 

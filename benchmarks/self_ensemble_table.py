@@ -1,4 +1,4 @@
-"""The self-ensemble table of issue 17 from `benchmarks/self_ensemble_rain100l.sh`'s JSON reports (markdown).
+"""The self-ensemble table from `benchmarks/self_ensemble_rain100l.sh`'s JSON reports (markdown).
 
     python benchmarks/self_ensemble_table.py [FOLDER]     (default: docs/results/self-ensemble)
 

@@ -56,7 +56,7 @@ def measure(size: int, repeats: int, precision: str) -> dict:
 
 
 def fixed_size_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
-    """The layout before issue 16: ``tile``-sized tiles, the last one pushed back to the border."""
+    """The earlier layout: ``tile``-sized tiles, the last one pushed back to the border."""
     if tile >= length:
         return [(0, length)]
     stride = max(align, (tile - overlap) // align * align)
