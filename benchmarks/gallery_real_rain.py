@@ -1,4 +1,4 @@
-"""Issue 15, item 4: a real-rain gallery, made by one command, into build/ (the frames are third-party images,
+"""A real-rain gallery, made by one command, into build/ (the frames are third-party images,
 so nothing of it is committed).
 
     python benchmarks/gallery_real_rain.py [--frames N] [--out build/gallery-real-rain] [--model NAME_OR_FILE ...]

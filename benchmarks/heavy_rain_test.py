@@ -1,4 +1,4 @@
-"""Issue 15's heavy-rain acceptance, as a report: held-out heavy streak-bank rain whose input scores 14-20 dB.
+"""Heavy rain as a report: held-out heavy streak-bank rain whose input scores 14-20 dB.
 
     python benchmarks/heavy_rain_test.py [--model NAME_OR_FILE ...] [--band 14 20]
     python benchmarks/heavy_rain_test.py --stack 2 --band 11 16 --limit 40   # denser than any training rain

@@ -1,4 +1,4 @@
-"""Issue 14's results page, made by one command: docs/results-rain100l.md.
+"""The Rain100L results page of our own training, made by one command: docs/results-rain100l.md.
 
     python benchmarks/results_rain100l.py [--limit N]
 

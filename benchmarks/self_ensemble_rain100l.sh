@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17: flip2 / flip4 self-ensembles on all 100 Rain100L test images, with their time cost, for the
+# flip2 / flip4 self-ensembles on all 100 Rain100L test images, with their time cost, for the
 # authors' SIAN weights, our default model and, once shipped, sian-rain100l-ours (docs/results.md). One `sian eval --tta none,flip2,flip4` per
 # model: four forward passes per image serve the three modes, each scored exactly as its own run would be and
 # timed by the passes it needs. Resumable: a model whose JSON exists is skipped (delete it to re-run).
@@ -14,7 +14,7 @@ mkdir -p "$out"
 "$sian" weights import "$shared/weights/sian_authors/rain100l.pth" --name sian-rain100l
 default_model=$("${sian%/sian}/python" -c 'from sian.inference import DEFAULT_MODEL; print(DEFAULT_MODEL)')
 models=(sian-rain100l "$default_model")
-# Issue 17 asks for "ours" too: sian-rain100l-ours once tools/ship_weights.py rain100l has shipped it.
+# Ours too: sian-rain100l-ours, once tools/ship_weights.py rain100l has shipped it.
 ours=$("${sian%/sian}/python" -c 'from sian.hub import WEIGHTS; print("sian-rain100l-ours" in WEIGHTS)')
 [[ "$ours" == True && "$default_model" != sian-rain100l-ours ]] && models+=(sian-rain100l-ours)
 for model in "${models[@]}"; do

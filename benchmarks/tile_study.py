@@ -1,4 +1,4 @@
-"""Issue 16, item 4: which tile size and overlap derain a large photo fastest per megapixel in bounded memory.
+"""Which tile size and overlap derain a large photo fastest per megapixel in bounded memory.
 
     python benchmarks/tile_study.py [--sizes 256 384 512 640 768 896 1024] [--repeats 2] [--width 4000 --height 3000]
                                  [--precision fp32|auto|bf16]

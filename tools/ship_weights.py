@@ -112,7 +112,7 @@ def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | Non
 
 
 def heavy_test_line(sha256: str, tensors: str) -> str:
-    """Issue 15's heavy-rain acceptance figure for these weights, as a line of the card."""
+    """The held-out heavy-rain figure of these weights, as a line of the card."""
     rows = rows_of(HEAVY_TEST, sha256, tensors)
     if not rows:
         return "Held-out heavy rain: not measured for this file yet."
@@ -126,7 +126,7 @@ def heavy_test_line(sha256: str, tensors: str) -> str:
 
 
 def what_changed(name: str, sha256: str, tensors: str) -> str:
-    """Issue 15's "the model cards say what changed": the model this one replaced, both scored on the same
+    """What changed: the model this one replaced, both scored on the same
     validation set (benchmarks/validate_models.py; the last full-set row of each counts), and how to load the older
     weights."""
     config, incumbent = REPLACES[name]
@@ -333,7 +333,7 @@ weights. Licence: MIT, like the code. `sian derain --model {name}`.
 
 
 def mixture_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
-    """Issue 15's models: fine-tuned on real Rain100L pairs mixed with streak-bank rain over clean photos."""
+    """The fine-tuned models: on real Rain100L pairs mixed with streak-bank rain over clean photos."""
     data = train_config.data
     held_out = len(read_pair_names(REPO / data.val_split))
     groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items() if key.startswith("val_psnr_"))
