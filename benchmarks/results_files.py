@@ -11,12 +11,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # The validation table of every model on the general and heavy validation sets (validate_models.py).
 VALIDATION = REPO / "docs/results/validation.csv"
-# Each of our training runs by the short name the tools take, and the model it ships as.
+# Each of our training runs by the short name the tools take, and its folder under checkpoints/ (the name it
+# ships as, unless its shipping rule names it: raintrainh ships as sian-heavy or sian-rain100h-style).
 RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
-             "general": "sian-general", "streaks-heavy": "sian-streaks-heavy"}  # fmt: skip
+             "general": "sian-general", "streaks-heavy": "sian-streaks-heavy",
+             "raintrainh": "sian-raintrainh"}  # fmt: skip
 # Each fine-tuned model, the validation set it was judged on, and the shipped model it replaced.
 REPLACES = {"sian-general": ("configs/sian-general.yaml", "sian-synth-light"),
-            "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy")}  # fmt: skip
+            "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy"),
+            "sian-heavy": ("configs/sian-raintrainh.yaml", "sian-streaks-heavy")}  # fmt: skip
 
 
 def read_csv(path: Path) -> list[dict]:

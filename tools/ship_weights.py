@@ -5,6 +5,7 @@
     python tools/ship_weights.py light --select classic   # the committed checkpoint best on classic rain
     python tools/ship_weights.py rain100l         # sian-rain100l-ours from checkpoints/sian-rain100l-ours
     python tools/ship_weights.py general          # sian-general (and streaks-heavy: sian-streaks-heavy)
+    python tools/ship_weights.py raintrainh --name sian-heavy   # or sian-rain100h-style, as its rule says
 
 Writes src/sian/pretrained/<name>.safetensors (float32, metadata from the training log only, so shipping the
 same checkpoint twice gives the same bytes), its sha256 into src/sian/pretrained/manifest.json, and the model
@@ -45,6 +46,15 @@ RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain10
 HEAVY_TEST = REPO / "docs/results/heavy-rain-test.csv"
 SOURCE = "the sian source repository"  # model cards ship in the wheel, where the repository's paths do not exist
 MIXTURES = ("general", "streaks-heavy")  # real Rain100L pairs and streak-bank rain, fine-tuned
+# The names the Rain100H-style run may ship under (its config's shipping rule picks one).
+RAINTRAINH_NAMES = ("sian-heavy", "sian-rain100h-style")
+# What each model that another replaces was, for the replacing card.
+WHAT_IT_WAS = {"sian-synth-light": "trained from scratch on our formula-rendered rain",
+               "sian-synth-heavy": "trained from scratch on our formula-rendered rain",
+               "sian-streaks-heavy": "fine-tuned from our Rain100L model on dense streak-bank rain"}  # fmt: skip
+WHAT_IT_IS = {"sian-general": "fine-tuned from our Rain100L model on real pairs and real streak layers",
+              "sian-streaks-heavy": "fine-tuned from our Rain100L model on real pairs and real streak layers",
+              "sian-heavy": "fine-tuned from it on the rain of Rain100H's own training pairs"}  # fmt: skip
 # The config and the launcher of each run, as a reader of the card would type them.
 CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name>.yaml
 
@@ -134,19 +144,35 @@ def what_changed(name: str, sha256: str, tensors: str) -> str:
     ours = [r for r in rows if measured_on(r, sha256, tensors)]
     theirs = [r for r in rows if r["model"] == incumbent]
     scores = (
-        f"On the same {ours[-1]['images']} validation images (held-out Rain100L pairs and held-out "
-        f"photos with held-out streak sets) this model scores {float(ours[-1]['psnr']):.2f} dB, `{incumbent}` "
-        f"{float(theirs[-1]['psnr']):.2f}"
+        f"On the same {ours[-1]['images']} validation images ({validation_words(config)}) this model scores "
+        f"{float(ours[-1]['psnr']):.2f} dB, `{incumbent}` {float(theirs[-1]['psnr']):.2f}"
+        f"{group_words(ours[-1], theirs[-1])}"
         if ours and theirs
         else "Not yet scored beside it on the validation set"
     )
     return (
         f"## What changed\n"
-        f"Replaces `{incumbent}`, which was trained from scratch on our formula-rendered rain; this one is\n"
-        f"fine-tuned from our Rain100L model on real pairs and real streak layers. {scores}.\n"
+        f"Replaces `{incumbent}`, which was {WHAT_IT_WAS[incumbent]}; this one is\n"
+        f"{WHAT_IT_IS[name]}. {scores}.\n"
         f"The older weights still ship and load: `--model {incumbent}`, or the file with\n"
         f"`--model path/to/{incumbent}.safetensors`.\n"
     )
+
+
+def validation_words(config: str) -> str:
+    if config.endswith("sian-raintrainh.yaml"):
+        return ("the 3 held-out RainTrainH pairs, their rain over held-out photos, and the 20 held-out Rain100L "
+                "pairs")  # fmt: skip
+    return "held-out Rain100L pairs and held-out photos with held-out streak sets"
+
+
+def group_words(ours: dict, theirs: dict) -> str:
+    """Each validation group's score of both, where the rows recorded them (validate_models.py's psnr_groups)."""
+    if not (ours.get("psnr_groups") and theirs.get("psnr_groups")):
+        return ""
+    mine, other = json.loads(ours["psnr_groups"]), json.loads(theirs["psnr_groups"])
+    return "; by group: " + ", ".join(f"{group} {mine[group]:.2f} against {other[group]:.2f}"
+                                       for group in mine if group in other)  # fmt: skip
 
 
 def select_on_classic(preset: str, tmp: Path) -> tuple[Path, str]:
@@ -176,14 +202,16 @@ def preset_table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", choices=list(RUN_NAMES), help="which run: " + ", ".join(RUN_NAMES))
+    parser.add_argument("--name", choices=RAINTRAINH_NAMES, help="the name raintrainh ships as (its rule picks)")
     parser.add_argument("--source", type=Path, help="default: checkpoints/<name>/best.safetensors")
     parser.add_argument("--select", choices=["val", "classic"], default="val",
                         help="val: the run's best on its own held-out validation set (best.safetensors); classic "
                              "(synthetic runs): the committed checkpoint best on held-out classic rain "
                              "(docs/results/cross-renderer-val.csv)")  # fmt: skip
     args = parser.parse_args()
-    name = RUN_NAMES[args.preset]
-    run = REPO / "checkpoints" / name
+    if (args.preset == "raintrainh") != (args.name is not None):
+        raise SystemExit("--name is for raintrainh, and raintrainh needs it: " + " or ".join(RAINTRAINH_NAMES))
+    name, run = args.name or RUN_NAMES[args.preset], REPO / "checkpoints" / RUN_NAMES[args.preset]
     with tempfile.TemporaryDirectory() as tmp:
         source, selection = args.source or run / "best.safetensors", "best held-out validation PSNR of the run"
         if args.select == "classic":
@@ -207,6 +235,8 @@ def main() -> None:
     dataset = {"rain100l": "Rain100L train (ours, 180 pairs)",
                "general": "Rain100L train pairs + streak-bank rain (BSDS500*, Kodak24, McMaster18)",
                "streaks-heavy": "streak-bank heavy rain (BSDS500*, Kodak24, McMaster18) + Rain100L train pairs",
+               "raintrainh": "RainTrainH rain layers + streak-bank heavy rain (BSDS500*, Kodak24, McMaster18) + "
+                             "RainTrainH and Rain100L train pairs",
                }.get(args.preset, f"synthetic {args.preset} rain (BSDS500*, Kodak24, McMaster18)")  # fmt: skip
 
     manifest_path = PRETRAINED / "manifest.json"
@@ -225,9 +255,11 @@ def main() -> None:
         if row
         else "Rain100L test: not measured for this file yet."
     )
-    if args.preset == "streaks-heavy":
+    if args.preset in ("streaks-heavy", "raintrainh"):
         results += "\n- " + heavy_test_line(digest, tensors)
-    card = rain100l_card if args.preset == "rain100l" else mixture_card if args.preset in MIXTURES else synth_card
+    card = {"rain100l": rain100l_card, "raintrainh": raintrainh_card}.get(
+        args.preset, mixture_card if args.preset in MIXTURES else synth_card
+    )
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
     if name in REPLACES:
         text += "\n" + what_changed(name, digest, tensors)
@@ -367,6 +399,45 @@ Licence: MIT, like the code. {use}.
 ## Limits
 - Streak rain only: no haze, drops on the lens, splashes or night-time glare were rendered.
 - Rotations stay within 12 degrees of vertical; strongly wind-driven rain was not rendered.
+"""
+
+
+def raintrainh_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
+    """The Rain100H-style model: fine-tuned on the rain of the real RainTrainH pairs."""
+    data = train_config.data
+    groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items() if key.startswith("val_psnr_"))
+    use = how_to_use(name, "heavy rain like Rain100H's (dense, bright streaks)")
+    return f"""# {name}
+
+SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
+{init_provenance(records, train_config.model.init)} by the sian project on **the rain of Rain100H's own
+training pairs**: the rain layers of 9 of the 12 RainTrainH pairs we have (rainy minus clean), composited over
+clean photos, mixed with the pairs themselves, real Rain100L pairs and streak-bank heavy rain.
+Licence: MIT, like the code. {use}.
+
+## Data
+- {data.pair_fraction:.0%} of the samples real pairs: half the 9 held-in RainTrainH pairs, half the 180
+  `Rain100L_train` pairs (keeps light rain). 3 RainTrainH pairs (a draw committed before training) and 20
+  Rain100L pairs are held out, the held-out pairs' backgrounds never trained on.
+- The rest: clean photos (BSDS500 without the Rain100L/H test backgrounds and the held-out pairs'
+  backgrounds, Kodak24, McMaster18; {data.val_holdout} held out) with `{data.synth_preset}` rain: the held-in
+  pairs' rain layers (cropped, scaled, flipped, intensity-scaled, sometimes two stacked; saturated pixels kept
+  saturated) and streak-bank heavy rain.
+- No Rain100H or Rain100L *test* image in training, tuning or selection. The authors' Rain100H weights were
+  trained on all 1800 RainTrainH pairs, these 12 among them.
+
+{training_section(name, preset, records, record, train_config, step, selection)}
+- Selection rule, fixed in the config before training: the best mean Y-PSNR over the 3 held-out RainTrainH
+  pairs and their rain layers over the {data.val_holdout} held-out photos (whole images).
+
+## Results
+- Validation, whole images: {record["val_psnr"]:.2f} dB / {record["val_ssim"]:.4f} mean ({groups}; rainy
+  input {record["val_input_psnr"]:.2f} dB).
+- {results}
+
+## Limits
+- Its Rain100H-style rain comes from 9 training pairs: 1.4 megapixels of real rain layers, augmented.
+- Streaks only: no haze, drops on the lens, splashes or night-time glare.
 """
 
 
