@@ -405,7 +405,8 @@ Licence: MIT, like the code. {use}.
 def raintrainh_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
     """The Rain100H-style model: fine-tuned on the rain of the real RainTrainH pairs."""
     data = train_config.data
-    groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items() if key.startswith("val_psnr_"))
+    groups = ", ".join(f"{key[9:]} {value:.2f} dB" for key, value in record.items()
+                       if key.startswith("val_psnr_") and key != "val_psnr_all")  # fmt: skip
     use = how_to_use(name, "heavy rain like Rain100H's (dense, bright streaks)")
     return f"""# {name}
 
@@ -429,6 +430,10 @@ Licence: MIT, like the code. {use}.
 {training_section(name, preset, records, record, train_config, step, selection)}
 - Selection rule, fixed in the config before training: the best mean Y-PSNR over the 3 held-out RainTrainH
   pairs and their rain layers over the {data.val_holdout} held-out photos (whole images).
+- Shipping rule, fixed in the config before training: it ships if it beats `sian-streaks-heavy` on the 3
+  held-out RainTrainH pairs and scores at least 30 dB on the 20 held-out Rain100L pairs; as `sian-heavy`,
+  replacing `sian-streaks-heavy` as the model for heavy rain, if it also matches that model on held-out
+  streak-bank heavy rain, else as `sian-rain100h-style`.
 
 ## Results
 - Validation, whole images: {record["val_psnr"]:.2f} dB / {record["val_ssim"]:.4f} mean ({groups}; rainy
