@@ -23,9 +23,20 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["VERDICT_FILE", "StopVerdict", "last_timed", "read_records", "read_verdict", "stop_verdict",
-           "summarize_run", "throughput", "validation_curve"]  # fmt: skip
+__all__ = [
+    "VERDICT_FILE",
+    "StopRule",
+    "StopVerdict",
+    "last_timed",
+    "read_records",
+    "read_verdict",
+    "stop_verdict",
+    "summarize_run",
+    "throughput",
+    "validation_curve",
+]  # fmt: skip
 
 UNNAMED_MACHINE = "a CPU (before the log named machines)"
 VERDICT_FILE = "STOPPED"  # in a run's out_dir once its rule ended it: the verdict (tools/train.sh reads it too)
@@ -120,7 +131,16 @@ def stop_verdict(
     return StopVerdict(False, "keep training: still gaining", now, best, gain)
 
 
-def summarize_run(log: str | os.PathLike, rule) -> list[str]:
+class StopRule(Protocol):
+    """The settings of a stopping rule: ``train.stop`` (:class:`sian.training.config.StopConfig`)."""
+
+    min_hours: float
+    window_hours: float
+    min_gain: float
+    max_hours: float
+
+
+def summarize_run(log: str | os.PathLike, rule: StopRule) -> list[str]:
     """A run's validation curve against machine-hours, its throughput per machine and its rule's verdict, as lines.
 
     Args:
