@@ -11,6 +11,8 @@ Designs (each in its own fresh processes, the rounds alternating them, medians r
 - ``compile-freeze``: the same with inductor's freezing (weights folded into the graph as constants);
 - ``compile-kernels``: ``torch.compile`` with the C kernels on, which the graph calls as custom operators
   (``sian._native.ops``) while inductor fuses the rest;
+- ``onnx``: the default model exported to ONNX (``sian export``; PyTorch's operations, no kernels) and run by
+  onnxruntime's CPU provider; the export counts as its cold start, a cached file as its warm one;
 - ``baseline``: the default path of another checkout (``--baseline``, e.g. a worktree of the commit before a
   change), run with this environment's packages.
 
@@ -38,8 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DESIGNS = ("baseline", "kernels", "eager", "compile", "compile-freeze", "compile-kernels")
-COMPILED = ("compile", "compile-freeze", "compile-kernels")
+DESIGNS = ("baseline", "kernels", "eager", "compile", "compile-freeze", "compile-kernels", "onnx")
+COMPILED = ("compile", "compile-freeze", "compile-kernels", "onnx")  # a cold and a warm one-shot each
 
 # The child: derain N images (the first one timed on its own) with one design's pipeline.
 CHILD = r"""
@@ -49,6 +51,13 @@ import numpy as np, torch, sian
 design, count = sys.argv[1], int(sys.argv[2])
 paths = sys.argv[3:]
 pipeline = sian.Pipeline()
+if design == "onnx":
+    from pathlib import Path
+    from sian.export import OnnxModel, export_onnx
+    exported = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "default-model.onnx"  # the run's cache folder
+    if not exported.is_file():
+        export_onnx(sian.DEFAULT_MODEL, exported)
+    pipeline = sian.Pipeline(OnnxModel(exported))
 if design.startswith("compile"):
     if design == "compile-freeze":
         import torch._inductor.config as inductor
