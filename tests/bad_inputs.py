@@ -1,4 +1,4 @@
-"""Issue 7's batch check: a folder of every kind of bad or unusual input mixed with good photos.
+"""The batch check: a folder of every kind of bad or unusual input mixed with good photos.
 
     python tests/bad_inputs.py [--model sian-synth-light] [--keep DIR]
 

@@ -78,7 +78,7 @@ def test_verbose_says_how_an_image_was_tiled_and_why(tmp_path, tiny_model):
 
 
 def test_global_flags_work_after_the_command_too(tmp_path, tiny_model):
-    """`sian derain --verbose ...` (as issue 16 writes it) failed with "No such option: --verbose": click parses a
+    """`sian derain --verbose ...` (as users write it) failed with "No such option: --verbose": click parses a
     group's options only before the command name. A `--` still ends the options: a file named `-v` stays one."""
     source = write_png(tmp_path / "a.png")
     verbose = runner.invoke(app, ["derain", str(source), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
@@ -191,7 +191,7 @@ def test_synth_writes_pairs_whole_and_never_clobbers(tmp_path):
     assert len((out / "rain_params.jsonl").read_text().splitlines()) == 1  # the refused pair is not recorded
     forced = runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "5", "--overwrite"])
     assert forced.exit_code == 0 and (out / "rainy" / "a.png").read_bytes() == rainy_before
-    # Issue 18: --overwrite appended a second record for the same pair; it replaces it.
+    # --overwrite appended a second record for the same pair; it replaces it.
     write_png(tmp_path / "clean" / "b.png", 1, size=(40, 48))
     runner.invoke(app, ["synth", str(tmp_path / "clean"), "-o", str(out), "--seed", "6", "--overwrite"])
     records = [json.loads(line) for line in (out / "rain_params.jsonl").read_text().splitlines()]
@@ -211,7 +211,7 @@ def test_synth_takes_the_classic_renderer_and_mixtures_and_names_a_bad_preset(tm
 
 
 def test_json_results_go_to_stdout_and_human_lines_to_stderr(tmp_path, tiny_model):
-    """Issue 18: machine-readable results under one flag, `--json FILE|-`, for derain, eval and bench."""
+    """Machine-readable results under one flag, `--json FILE|-`, for derain, eval and bench."""
     write_png(tmp_path / "in" / "a.png", 0)
     result = runner.invoke(app, ["derain", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                                  "--model", str(tiny_model), "--json", "-"])  # fmt: skip
@@ -241,7 +241,7 @@ def test_quiet_prints_nothing_but_errors(tmp_path, tiny_model):
 
 @pytest.mark.slow
 def test_torchrun_splits_a_folder_writes_each_output_once_and_resumes(tmp_path, tiny_model):
-    """Issue 17: `torchrun --nproc_per_node=2 -m sian derain` on CPU (gloo) equals one process, byte for byte."""
+    """`torchrun --nproc_per_node=2 -m sian derain` on CPU (gloo) equals one process, byte for byte."""
     import os
     import subprocess
     import sys
@@ -278,7 +278,7 @@ def test_torchrun_splits_a_folder_writes_each_output_once_and_resumes(tmp_path, 
 
 @pytest.mark.parametrize("fault", ["disk_full_on_the_second_file", "folder_not_writable"])
 def test_write_failures_are_reported_per_file_and_leave_no_partial_file(tmp_path, tiny_model, monkeypatch, fault):
-    """Issue 19: a full disk mid-batch, or an output folder that cannot be written (simulated at the write
+    """A full disk mid-batch, or an output folder that cannot be written (simulated at the write
     call: permission bits do not stop root) gives a clear error per file and no partial file."""
     import errno
 

@@ -1,4 +1,4 @@
-"""sian explain (issue 6): the right panels, per-stage scores, and both files."""
+"""sian explain: the right panels, per-stage scores, and both files."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""ONNX export and the onnxruntime backend (issue 6)."""
+"""ONNX export and the onnxruntime backend."""
 
 import numpy as np
 import onnx
@@ -77,7 +77,7 @@ def test_cli_export_and_derain_with_the_onnx_backend(tiny, tmp_path):
 
 
 def test_self_ensemble_composes_with_onnx_tiling_and_precision(tiny):
-    """Issue 17: `--tta` is a Pipeline setting, so it must work the same whatever runs the passes."""
+    """`--tta` is a Pipeline setting, so it must work the same whatever runs the passes."""
     from sian.inference import Pipeline
 
     model, _, onnx_path = tiny

@@ -57,7 +57,7 @@ def test_format_comes_from_the_target_suffix_not_the_temporary_name(tmp_path):
     assert path.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG magic
 
 
-# --- reading every kind of input (issue 7) ----------------------------------------------------------
+# --- reading every kind of input ----------------------------------------------------------
 
 from PIL import Image  # noqa: E402
 
@@ -223,7 +223,7 @@ def test_write_image_keeps_8_bit_values_exactly(tmp_path):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_written_files_use_the_one_half_up_quantisation(tmp_path, dtype):
-    """Issue 18: write_picture rounded half to even in float64 while sian eval and sian.derain() rounded
+    """write_picture rounded half to even in float64 while sian eval and sian.derain() rounded
     half up in the values' own precision, so a written PNG could differ by one level from the scored one."""
     from sian.io import quantize
 
@@ -247,7 +247,7 @@ def test_quantize_rejects_integer_input_and_unknown_depths():
 
 
 def test_atomic_writes_never_change_the_process_umask(tmp_path, monkeypatch):
-    """Issue 18: reading the umask by setting it raced with other threads (the server's thread pool)."""
+    """Reading the umask by setting it raced with other threads (the server's thread pool)."""
 
     def forbidden(mask):
         raise AssertionError("os.umask was called while writing")

@@ -355,7 +355,7 @@ def test_optimised_inference_path_equals_the_straightforward_release_in_float32(
 
 @pytest.mark.slow
 def test_sian_forward_dispatches_no_more_operations_than_it_needs():
-    """On a GPU every PyTorch operation costs a launch whatever its size (issue 16: SIAN took 1.6-2.7x PReNet's
+    """On a GPU every PyTorch operation costs a launch whatever its size (SIAN took 1.6-2.7x PReNet's
     time on an H200 against a FLOP ratio of 1.46). After its first forward SIAN dispatches 795 operations per
     forward (216 convolutions); 1276 before its DoG blurs stopped rebuilding their weights every time."""
     from sian.benchmark import operation_counts

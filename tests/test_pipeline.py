@@ -1,4 +1,4 @@
-"""The one inference pipeline (issue 18): every entry point gives the same bytes."""
+"""The one inference pipeline: every entry point gives the same bytes."""
 
 import numpy as np
 import pytest
@@ -88,7 +88,7 @@ def test_a_list_is_derained_in_order_like_one_at_a_time(tiny_model):
 
 @pytest.mark.slow
 def test_tiles_align_to_the_models_own_grid(monkeypatch):
-    """Issue 18: tiling hard-coded align=4, off the pooling grid of a model with 4 octaves (min_size 8)."""
+    """Tiling hard-coded align=4, off the pooling grid of a model with 4 octaves (min_size 8)."""
     import sian.inference as inference
     import sian.tiling as tiling
 
@@ -129,7 +129,7 @@ def test_plan_outputs_never_overwrites_an_input_or_writes_one_file_twice(tmp_pat
 
 
 def test_one_device_rule_for_inference_and_training(monkeypatch):
-    """Issue 18: the device was chosen in two places (inference and the trainer) with two rules."""
+    """The device was chosen in two places (inference and the trainer) with two rules."""
     from sian.inference import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -170,7 +170,7 @@ def test_flip_ensembles_flip_back_what_they_flip(tta):
 
 @pytest.mark.slow
 def test_a_rotation_ensemble_loses_because_rain_has_a_direction():
-    """Issue 17: the x8 ensemble of super-resolution (90-degree rotations) is wrong for rain. Our shipped
+    """The x8 ensemble of super-resolution (90-degree rotations) is wrong for rain. Our shipped
     model on the bundled example: a rotated input's streaks run sideways, and the model leaves them."""
     from sian.demo import load_example
     from sian.hub import load_model
@@ -270,7 +270,7 @@ def test_describe_says_whether_sians_pyramid_steps_run_compiled(monkeypatch):
 
 
 def test_describe_names_the_fused_dog_kernel_under_bf16_too(monkeypatch):
-    """Bug: describe() named the DoG path only for fp32, though the fused kernel serves bf16 maps since issue 16."""
+    """Bug: describe() named the DoG path only for fp32, though the fused kernel serves bf16 maps now."""
     from sian import scale_space
 
     monkeypatch.setattr(scale_space, "dog_library", lambda: object())

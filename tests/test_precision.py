@@ -132,7 +132,7 @@ def test_fp32_on_cuda_means_ieee_float32_convolutions_not_tf32():
 
 
 def test_derain_defaults_to_auto_and_picks_fp32_without_native_bf16(monkeypatch):
-    """Issue 16: the fast path by default, never a slow one by accident (features mocked)."""
+    """The fast path by default, never a slow one by accident (features mocked)."""
     import numpy as np
 
     import sian

@@ -93,7 +93,7 @@ def test_demo_runs_offline_prints_psnr_and_keeps_existing_results(tmp_path, monk
 
 @pytest.mark.slow
 def test_demo_runs_auto_by_default_says_what_ran_and_takes_a_precision(tmp_path):
-    """Issue 16: `auto` is demo's default as derain's; the demo did not say which precision ran, nor take one."""
+    """`auto` is demo's default as derain's; the demo did not say which precision ran, nor take one."""
     runner = CliRunner()
     default = runner.invoke(app, ["demo", "-o", str(tmp_path / "a")])
     assert default.exit_code == 0 and "(cpu, " in default.output and "(auto: " in default.output, default.output

@@ -1,4 +1,4 @@
-"""Progress bars stay sparse off a terminal (issue 18: every update went into log files)."""
+"""Progress bars stay sparse off a terminal (every update went into log files)."""
 
 import io
 import sys

@@ -163,7 +163,7 @@ def test_inference_stacks_equal_the_autograd_ones_bit_for_bit(mode, layout, monk
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["release", "full"])
 def test_blur_weights_are_built_once_per_module_not_per_blur(mode):
-    """Bug (issue 16, found on a GPU): every blur rebuilt its depthwise weights from the 1-D kernel (cast, outer
+    """Bug (found on a GPU): every blur rebuilt its depthwise weights from the 1-D kernel (cast, outer
     product, expand), five small operations each, 480 of SIAN's 1276 per forward; on a GPU each costs a launch.
     A DoGPyramid builds them once per dtype, device and width; after that a blur is its convolution(s) alone."""
     pyramid = DoGPyramid(octaves=3, intervals=3, mode=mode)

@@ -1,4 +1,4 @@
-"""sian serve (issue 6): the HTTP API with good and bad uploads, and the page in a real headless Chromium."""
+"""sian serve: the HTTP API with good and bad uploads, and the page in a real headless Chromium."""
 
 import base64
 import io
@@ -145,7 +145,7 @@ def test_page_in_headless_chromium_uploads_shows_and_downloads(tiny_weights, tmp
 
 
 def test_uploads_are_decoded_in_memory_never_written_to_disk(client, monkeypatch):
-    """Issue 18: every upload was written to a temporary file to be read back."""
+    """Every upload was written to a temporary file to be read back."""
     import tempfile
 
     def no_disk(*args, **kwargs):
@@ -160,7 +160,7 @@ def test_uploads_are_decoded_in_memory_never_written_to_disk(client, monkeypatch
 
 
 def test_a_token_guards_the_api_in_constant_time_and_health_stays_open(tiny_weights, caplog):
-    """Issue 19: with a token every /v1/ request but health needs it; ids and one access line per request."""
+    """With a token every /v1/ request but health needs it; ids and one access line per request."""
     import logging
 
     config = ServeConfig(models=[tiny_weights], default_model=tiny_weights, token="s3cret")
@@ -256,7 +256,7 @@ def _post_together(url: str, count: int) -> list:
 
 @pytest.mark.slow
 def test_admission_refuses_beyond_slots_and_queue_with_503_and_retry_after(monkeypatch):
-    """Issue 19: one slot and one queue place: of six simultaneous uploads two are served, four get 503
+    """One slot and one queue place: of six simultaneous uploads two are served, four get 503
     with Retry-After at once (their bodies are read and dropped, the connections close cleanly)."""
     import httpx
 
@@ -359,7 +359,7 @@ def test_sigterm_finishes_the_request_in_progress_refuses_new_ones_and_exits_0(t
 
 @pytest.mark.slow
 def test_load_of_thirty_clients_gets_only_200_4xx_or_503_and_memory_stays_bounded():
-    """Issue 19: 32 concurrent clients on 127.0.0.1 mixing valid, oversized, garbage, truncated and slow
+    """32 concurrent clients on 127.0.0.1 mixing valid, oversized, garbage, truncated and slow
     uploads (bounded: 2 requests each, 120 s at most): no 500, no dropped connection, every 200 a correct
     image, health answering during and after, and peak RSS under the stated bound."""
     from sian.serve.loadtest import run_load_test

@@ -1,5 +1,5 @@
 """sian.training.stopping: a run's curve in CPU-equivalent hours (a GPU's steps at the run's CPU rate) and
-the stopping rule the trainer applies (issue 14's, once applied by hand)."""
+the stopping rule the trainer applies (the Rain100L run's, once applied by hand)."""
 
 import json
 import math
@@ -104,7 +104,7 @@ def test_the_summary_judges_by_the_configs_rule(tmp_path):
     assert result.exit_code == 2 and "has not started" in result.output
 
 
-def test_issue_14s_rule_is_the_one_written_before_training():
+def test_the_rain100l_runs_rule_is_the_one_written_before_training():
     """The rule was fixed before the run started (the config's header); the trainer must apply exactly it."""
     from sian.training import load_config
 

@@ -153,7 +153,7 @@ def streak_bank(monkeypatch):
 
 
 def test_training_streak_rain_never_uses_a_held_out_streak_set(streak_bank):
-    """Issue 15: validation rain must be rain the model never saw, so no variant of a held-out set leaks."""
+    """Validation rain must be rain the model never saw, so no variant of a held-out set leaks."""
     from sian.synth.streaks import held_out_sets
 
     reserved = held_out_sets()
@@ -187,8 +187,8 @@ def test_streak_rain_goes_from_one_sparse_layer_to_several_dense_ones(streak_ban
 
 
 @pytest.mark.slow
-def test_heavy_streak_rain_is_as_heavy_as_issue_15_asks(streak_bank):
-    """Issue 15 judges the heavy model on held-out streak-bank rain whose input scores 14-20 dB: the
+def test_heavy_streak_rain_is_as_heavy_as_the_heavy_test_needs(streak_bank):
+    """The heavy model is judged on held-out streak-bank rain whose input scores 14-20 dB: the
     `streaks-heavy` preset must render that (before its calibration it left inputs at 22-35 dB), while
     `streaks-light` stays light."""
     from importlib.resources import files
@@ -217,7 +217,7 @@ def test_a_missing_streak_bank_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_training_patches_carry_bank_streaks_placed_at_the_photo_size(streak_bank, tmp_path):
-    """Issue 15: streak layers are composited at the full image size before cropping, so a patch shows
+    """Streak layers are composited at the full image size before cropping, so a patch shows
     streaks at the scale a photo has them."""
     from PIL import Image
 

@@ -28,7 +28,7 @@ def test_tiles_cover_the_image_with_aligned_origins_and_enough_overlap(length, t
 
 
 def test_large_tiles_are_spread_evenly_instead_of_wasting_a_tile_per_row():
-    """Issue 16: fixed 1024-pixel tiles with the last one pushed back to the border derained 1.75x the pixels
+    """Fixed 1024-pixel tiles with the last one pushed back to the border derained 1.75x the pixels
     of a 4000x3000 photo (4 x 4 tiles, the last row and column almost repeating their neighbours); even: 1.16x."""
     rows, columns = tile_starts(3000, 1024, 64, align=4), tile_starts(4000, 1024, 64, align=4)
     derained = sum(h for _, h in rows) * sum(w for _, w in columns)

@@ -320,7 +320,7 @@ def test_model_init_fine_tunes_from_a_weights_file(tmp_path):
         )
 
 
-# --- faults (issue 7) ---------------------------------------------------------------------------------
+# --- faults ---------------------------------------------------------------------------------
 
 
 def _initial_weights(seed=0):
@@ -536,7 +536,7 @@ def test_the_allocator_setting_changes_no_number(tmp_path):
 
 
 def test_resume_refuses_a_changed_config_unless_the_change_is_allowed(tmp_path):
-    """Issue 18: --resume did not check that the config matches the saved one."""
+    """--resume did not check that the config matches the saved one."""
     from sian.training.trainer import ConfigChangedError
 
     train(load_config(None, tiny_overrides(tmp_path, **{"train.steps": 3})), progress=False)
@@ -553,7 +553,7 @@ def test_resume_refuses_a_changed_config_unless_the_change_is_allowed(tmp_path):
 
 
 def test_a_mixture_of_pairs_and_clean_images_trains_on_both_and_validates_on_both(tmp_path):
-    """Issue 15: a general model learns from real pairs and synthetic rain at once, and is selected on both
+    """A general model learns from real pairs and synthetic rain at once, and is selected on both
     held-out sets (the named validation pairs and held-out clean images with fixed rain)."""
     from sian.training.datasets import MixedPatches
     from sian.training.trainer import _build_data
@@ -589,8 +589,8 @@ def test_a_mixture_of_pairs_and_clean_images_trains_on_both_and_validates_on_bot
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", ["sian-general", "sian-streaks-heavy"])
-def test_issue15_configs_keep_every_validation_background_out_of_training(name, monkeypatch):
-    """The general and heavy models train on BSDS500 photos; the backgrounds of issue 14's 20 validation pairs
+def test_the_fine_tune_configs_keep_every_validation_background_out_of_training(name, monkeypatch):
+    """The general and heavy models train on BSDS500 photos; the backgrounds of the 20 validation pairs
     are BSDS500 images too, and must not be trained on (configs/splits/rain100l-train-val20-bsds500.tsv)."""
     from conftest import shared_path
     from sian.training.trainer import _build_data
@@ -610,7 +610,7 @@ def test_issue15_configs_keep_every_validation_background_out_of_training(name, 
     assert len(trained) > 400
     val = build_validation_set(cfg.data)
     assert set(val.names) & trained == set() and len(validation_sources(cfg.data)) == len(val)
-    # Both select on issue 14's 20 held-out Rain100L pairs plus 20 held-out streak-rain images (the heavy model
+    # Both select on the 20 held-out Rain100L pairs plus 20 held-out streak-rain images (the heavy model
     # too, since it must not damage light rain), and neither trains on those pairs.
     assert val.groups.count("synthetic") == 20 and val.groups.count("pairs") == 20
     assert {pair.name for pair in dataset.pairs.pairs}.isdisjoint(val.names)
@@ -640,7 +640,7 @@ def test_the_heavy_rain_test_photos_are_never_trained_on_nor_validated(monkeypat
 
 
 def test_the_stopping_rule_ends_a_run_and_a_resume_trains_no_further(tmp_path):
-    """train.stop (issue 14's rule, once applied by hand) is judged after every validation and at a resume."""
+    """train.stop (the Rain100L run's rule, once applied by hand) is judged after every validation and at a resume."""
     rule = {"train.steps": 8, "train.val_every": 2, "train.stop": "{window_hours: 1e-9, min_gain: 100}"}
     config = load_config(None, tiny_overrides(tmp_path, **rule))
     summary = train(config, progress=False)  # step 2: no window behind it yet; step 4: gained < 100 dB

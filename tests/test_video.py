@@ -1,4 +1,4 @@
-"""Video (issue 17): frame count, size, rate, duration and audio kept; damaged input leaves nothing."""
+"""Video: frame count, size, rate, duration and audio kept; damaged input leaves nothing."""
 
 from fractions import Fraction
 

@@ -155,7 +155,7 @@ def test_download_verifies_and_imports_and_offline_is_a_clear_error(tmp_path, mo
 
 @pytest.mark.slow
 def test_import_converts_a_head_of_any_depth(tmp_path):
-    """Issue 18: the converter assumed two head blocks though head_blocks is a config key."""
+    """The converter assumed two head blocks though head_blocks is a config key."""
     authors = random_authors_sian(head_blocks=3)
     path = import_weights(save_authors_pickle(tmp_path / "deep.pth", authors), "deep-head")
     model = load_model(path).double()
