@@ -12,12 +12,8 @@ import typer
 from .._progress import progress_bar
 from ..extras import MissingExtraError, require_extra
 from ..hub import load_model
-from ..inference import (
-    resolve_device,
-)
-from ..io import (
-    expand_inputs,
-)
+from ..inference import resolve_device
+from ..io import expand_inputs
 from ..weights import WeightsError
 
 OUTPUT_FORMATS = ("png", "jpg", "bmp", "tif", "webp")

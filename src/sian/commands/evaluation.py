@@ -10,24 +10,11 @@ import typer
 
 from ..data import LAYOUTS, DatasetLayoutError, find_pairs
 from ..evaluate import evaluate_pairs, parse_tta, summarize
-from ..inference import (
-    PRECISIONS,
-    TTA_FLIPS,
-    resolve_device,
-)
-from ..io import (
-    ImageReadError,
-)
+from ..inference import PRECISIONS, TTA_FLIPS, resolve_device
+from ..io import ImageReadError
 from ..metrics import QUANTIZE_MODES
 from ..weights import WeightsError
-from ._common import (
-    JSON_HELP,
-    Report,
-    command_progress,
-    fail,
-    load_or_fail,
-    require_or_fail,
-)
+from ._common import JSON_HELP, Report, command_progress, fail, load_or_fail, require_or_fail
 
 
 def eval_command(

@@ -8,15 +8,8 @@ from typing import Annotated
 import typer
 
 from ..batch import derain_batch
-from ..inference import (
-    DEFAULT_MODEL,
-    PRECISIONS,
-)
-from ..io import (
-    DEFAULT_MAX_PIXELS,
-    ImageReadError,
-    is_video,
-)
+from ..inference import DEFAULT_MODEL, PRECISIONS
+from ..io import DEFAULT_MAX_PIXELS, ImageReadError, is_video
 from ..metrics import QUANTIZE_MODES
 from ..weights import WeightsError
 from ._common import (

@@ -7,18 +7,10 @@ from typing import Annotated
 
 import typer
 
-from ..inference import (
-    DEFAULT_MODEL,
-    PRECISIONS,
-    resolve_device,
-)
+from ..inference import DEFAULT_MODEL, PRECISIONS, resolve_device
 from ..precision import resolve_precision
 from ..weights import WeightsError
-from ._common import (
-    PRECISION_HELP,
-    fail,
-    require_or_fail,
-)
+from ._common import PRECISION_HELP, fail, require_or_fail
 
 
 def serve_command(

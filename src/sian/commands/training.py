@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import (
-    OPTIONS,
-    command_progress,
-    exit_on_failures,
-    fail,
-    input_files,
-    require_or_fail,
-)
+from ._common import OPTIONS, command_progress, exit_on_failures, fail, input_files, require_or_fail
 
 
 def train_command(

@@ -11,9 +11,7 @@ from ..convert import download_weights, import_weights
 from ..hub import list_weights, weights_dir
 from ..models import get_variant, list_models
 from ..weights import WeightsError
-from ._common import (
-    fail,
-)
+from ._common import fail
 
 
 def weights_list() -> None:
