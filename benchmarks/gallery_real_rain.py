@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from results_files import run_name
 from results_synth import import_authors, shared_folder
-from validate_models import run_name
 
 from sian.hub import WEIGHTS, load_model
 from sian.inference import Pipeline

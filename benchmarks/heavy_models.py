@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from results_files import REPO, read_csv
+from results_files import REPO, read_csv, run_name
 
 RESULTS = REPO / "docs" / "results"
 OUT = RESULTS / "heavy-models.md"
@@ -29,12 +29,6 @@ MODELS = ["rainy input", "sian-heavy", "sian-rain100h-style", "sian-raintrainh",
 HEAVY = {"streak-bank heavy": "heavy-rain-test.csv", "two stacked draws": "heavy-rain-test-stack2.csv",
          "classic renderer": "heavy-rain-test-classic-stack3.csv"}  # fmt: skip
 RAINTRAINH = "configs/sian-raintrainh.yaml"
-
-
-def run_name(model: str) -> str:
-    """A run's checkpoint (checkpoints/<run>/best.safetensors) goes by the run's name."""
-    parts = model.split("/")
-    return parts[-2] if model.endswith(".safetensors") and len(parts) >= 2 else model
 
 
 def last_rows(table: str, **key: str) -> dict[str, dict]:

@@ -22,6 +22,12 @@ REPLACES = {"sian-general": ("configs/sian-general.yaml", "sian-synth-light"),
             "sian-heavy": ("configs/sian-raintrainh.yaml", "sian-streaks-heavy")}  # fmt: skip
 
 
+def run_name(model: str) -> str:
+    """A candidate given as its run's checkpoint (checkpoints/<run>/best.safetensors) goes by the run's name."""
+    path = Path(model)
+    return path.parent.name if path.suffix == ".safetensors" else model
+
+
 def read_csv(path: Path) -> list[dict]:
     """The rows of a results CSV; none when it does not exist."""
     if not path.is_file():

@@ -105,12 +105,6 @@ def write_table(path: Path, script: str, table: list[str]) -> None:
     print(text)
 
 
-def run_name(model: str) -> str:
-    """A candidate given as its run's checkpoint (checkpoints/<run>/best.safetensors) goes by the run's name."""
-    path = Path(model)
-    return path.parent.name if path.suffix == ".safetensors" else model
-
-
 def rainy_row(config: str, val) -> dict:
     """A row for the rainy input of ``config``'s validation set: its Y-PSNR over every image and per group."""
     inputs = [psnr_y(rainy, clean) for rainy, clean in zip(val.rainy, val.clean, strict=True)]

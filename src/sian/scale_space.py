@@ -229,10 +229,10 @@ def _dog_stacks(
 ) -> list[Tensor]:  # fmt: skip
     """The DoG stacks of :func:`dog_pyramid` and :class:`DoGPyramid`: concatenated differences of the whole
     pyramid where autograd records them, else streamed into (reused) stacks (:func:`_streamed_dogs`)."""
-    blurs = blurs or _Blurs(kernels, _border(mode))
-    if not (torch.is_grad_enabled() and x.requires_grad) and _fusable(x, kernels, mode):
+    if _fusable(x, kernels, mode):  # inference only: _fusable refuses maps that autograd records
         # A compiled graph allocates its own outputs: no stacks carried over from another call.
         return _fused_dogs(x, kernels, octaves, None if torch.compiler.is_compiling() else reuse)
+    blurs = blurs or _Blurs(kernels, _border(mode))
     # Under torch.compile without the kernel too: Dynamo cannot trace the streamed path's writes into channel
     # slices (`out=`), and inductor writes the differences of the concatenation straight into the stacks anyway.
     if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():

@@ -14,8 +14,11 @@ def train_command(
     config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.steps=100.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in train.out_dir.")] = False,
-    summary: Annotated[
-        bool, typer.Option(help="Print the run's validation curve and its stopping rule's verdict; train nothing.")
+    show_summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary", help="Print the run's validation curve and its stopping rule's verdict; train nothing."
+        ),
     ] = False,
     allow_change: Annotated[
         list[str] | None, typer.Option(help="With --resume: a config key that may differ from the saved run's.")
@@ -33,7 +36,7 @@ def train_command(
         raise fail(f"bad config: {exc}") from None
     except Exception as exc:  # OmegaConf's validation errors name the offending key
         raise fail(f"bad config: {exc}") from None
-    if summary:
+    if show_summary:
         log_file = Path(cfg.train.out_dir) / "log.jsonl"
         if not log_file.is_file():
             raise fail(f"no training log at {log_file}: the run has not started")
