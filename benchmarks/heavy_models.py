@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from results_files import REPO, read_csv, run_name
+from results_files import REPO, RUN_NAMES, read_csv, run_name
 
 RESULTS = REPO / "docs" / "results"
 OUT = RESULTS / "heavy-models.md"
@@ -31,12 +31,20 @@ HEAVY = {"streak-bank heavy": "heavy-rain-test.csv", "two stacked draws": "heavy
 RAINTRAINH = "configs/sian-raintrainh.yaml"
 
 
+def shipped_names() -> dict[str, str]:
+    """A run whose shipping rule named it (raintrainh: sian-heavy or sian-rain100h-style) goes by that name."""
+    manifest = json.loads((REPO / "src/sian/pretrained/manifest.json").read_text())
+    return {RUN_NAMES[entry["preset"]]: name for name, entry in manifest.items()
+            if RUN_NAMES.get(entry["preset"]) not in (None, name)}  # fmt: skip
+
+
 def last_rows(table: str, **key: str) -> dict[str, dict]:
-    """The last row of each model in a results table (rows matching ``key``)."""
-    rows = {}
+    """The last row of each model in a results table (rows matching ``key``), by the name it ships under."""
+    rows, shipped = {}, shipped_names()
     for row in read_csv(RESULTS / table):
         if all(row.get(field) == value for field, value in key.items()):
-            rows[run_name(row["model"])] = row
+            name = run_name(row["model"])
+            rows[shipped.get(name, name)] = row
     return rows
 
 

@@ -58,7 +58,7 @@ CONTINUATION = REPO / "checkpoints/sian-rain100l-ours-2"
 CACHE = DOCS / "results/rain100l-models.csv"
 OURS = "sian-rain100l-ours"
 # Our other models, scored when shipped: the synthetic-rain ones and the fine-tunes.
-OTHER_MODELS = ("sian-synth-light", "sian-synth-heavy", "sian-general", "sian-streaks-heavy")
+OTHER_MODELS = ("sian-synth-light", "sian-synth-heavy", "sian-general", "sian-streaks-heavy", "sian-rain100h-style")
 TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
 FIELDS = ["model", "label", "sha256", "tensors_sha256", "quantize", "images", "psnr", "ssim", "input_psnr",
           "input_ssim", "stage_psnr", "date", "machine"]  # fmt: skip

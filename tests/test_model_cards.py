@@ -84,3 +84,27 @@ def test_a_heavy_cards_held_out_heavy_rain_figure_is_its_weights_row(name):
     row = found[-1]
     figure = f"**{float(row['input_psnr']):.2f} -> {float(row['psnr']):.2f} dB ({float(row['gain']):+.2f})**"
     assert figure in card(name)
+
+
+@pytest.mark.parametrize("name", [n for n in BUNDLED if "## Shipping decision" in card(n)])
+def test_a_shipping_decision_quotes_both_models_rows_and_follows_its_rule(name):
+    text = card(name)
+    incumbent = re.search(r"against `([^`]+)`'s", text).group(1)
+    config = "configs/" + re.search(r"Config `([^`]+)`", text).group(1)
+    table = [r for r in rows("validation.csv") if r["config"] == config]
+    full = max(int(r["images"]) for r in table)
+    table = [r for r in table if int(r["images"]) == full]
+    ours = json.loads([r for r in table if measured_on(r, name)][-1]["psnr_groups"])
+    theirs = json.loads([r for r in table if r["model"] == incumbent][-1]["psnr_groups"])
+    heavy = rows("heavy-rain-test.csv")
+    ours_heavy = float([r for r in heavy if measured_on(r, name)][-1]["psnr"])
+    named = [r for r in heavy if r["model"] in (incumbent, f"checkpoints/{incumbent}/best.safetensors")]
+    theirs_heavy = float(named[-1]["psnr"])
+    assert (
+        f"RainTrainH pairs: {ours['RainTrainH_12']:.2f} dB against `{incumbent}`'s {theirs['RainTrainH_12']:.2f}"
+        in text
+    )
+    assert f"Rain100L pairs: {ours['Rain100L_train']:.2f} dB" in text
+    assert f"heavy rain: {ours_heavy:.2f} dB against `{incumbent}`'s {theirs_heavy:.2f}" in text
+    assert ours["RainTrainH_12"] > theirs["RainTrainH_12"] and ours["Rain100L_train"] >= 30.0
+    assert name == ("sian-heavy" if ours_heavy >= theirs_heavy else "sian-rain100h-style")

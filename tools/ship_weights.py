@@ -39,7 +39,15 @@ from sian.weights import read_weights_file, save_weights, sha256_file, tensors_s
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the cards quote the benchmarks' tables
-from results_files import REPLACES, RUN_NAMES, VALIDATION, full_set_rows, measured_on, read_csv  # noqa: E402
+from results_files import (  # noqa: E402
+    REPLACES,
+    RUN_NAMES,
+    VALIDATION,
+    full_set_rows,
+    measured_on,
+    read_csv,
+    run_name,
+)
 
 PRETRAINED = REPO / "src/sian/pretrained"
 RESULTS = (REPO / "docs/results/synth-rain100l.csv", REPO / "docs/results/rain100l-models.csv")
@@ -159,6 +167,43 @@ def what_changed(name: str, sha256: str, tensors: str) -> str:
     )
 
 
+def raintrainh_decision(name: str, sha256: str, tensors: str) -> str:
+    """The Rain100H-style run's shipping rule applied to the committed tables: its three comparisons with
+    sian-streaks-heavy, and the name they give. Refuses to ship under a name the rule does not give."""
+    incumbent, config = "sian-streaks-heavy", "configs/sian-raintrainh.yaml"
+    rows = [r for r in full_set_rows(read_csv(VALIDATION)) if r["config"] == config]
+    ours = [json.loads(r["psnr_groups"]) for r in rows if measured_on(r, sha256, tensors)]
+    theirs = [json.loads(r["psnr_groups"]) for r in rows if r["model"] == incumbent]
+    heavy = read_csv(HEAVY_TEST)
+    ours_heavy = [float(r["psnr"]) for r in heavy if measured_on(r, sha256, tensors)]
+    theirs_heavy = [float(r["psnr"]) for r in heavy if run_name(r["model"]) == incumbent]
+    if not (ours and theirs and ours_heavy and theirs_heavy):
+        raise SystemExit("score it first: python benchmarks/validate_models.py --config configs/sian-raintrainh.yaml "
+                         "--model FILE and python benchmarks/heavy_rain_test.py --model FILE")  # fmt: skip
+    mine, other = ours[-1], theirs[-1]
+    beats = mine["RainTrainH_12"] > other["RainTrainH_12"]
+    keeps_light = mine["Rain100L_train"] >= 30.0
+    matches_heavy = ours_heavy[-1] >= theirs_heavy[-1]
+    if not (beats and keeps_light):
+        raise SystemExit("its shipping rule says it does not ship (see configs/sian-raintrainh.yaml)")
+    ruled = "sian-heavy" if matches_heavy else "sian-rain100h-style"
+    if name != ruled:
+        raise SystemExit(f"its shipping rule names it {ruled}, not {name}")
+    outcome = (f"so it ships as `{name}` and replaces `{incumbent}` for heavy rain" if matches_heavy else
+               f"so it ships beside `{incumbent}` as `{name}`: use `{incumbent}` for dense streak rain, this one for "
+               "rain like Rain100H's")  # fmt: skip
+    return (
+        f"## Shipping decision\n"
+        f"The shipping rule above, applied to {SOURCE}'s committed validation and heavy-rain tables:\n"
+        f"- the 3 held-out RainTrainH pairs: {mine['RainTrainH_12']:.2f} dB against `{incumbent}`'s "
+        f"{other['RainTrainH_12']:.2f} (beats it: {'yes' if beats else 'no'});\n"
+        f"- the 20 held-out Rain100L pairs: {mine['Rain100L_train']:.2f} dB (at least 30: "
+        f"{'yes' if keeps_light else 'no'});\n"
+        f"- held-out streak-bank heavy rain: {ours_heavy[-1]:.2f} dB against `{incumbent}`'s {theirs_heavy[-1]:.2f} "
+        f"(matches it: {'yes' if matches_heavy else 'no'}), {outcome}.\n"
+    )
+
+
 def validation_words(config: str) -> str:
     if config.endswith("sian-raintrainh.yaml"):
         return ("the 3 held-out RainTrainH pairs, their rain over held-out photos, and the 20 held-out Rain100L "
@@ -222,6 +267,10 @@ def main() -> None:
     record = training_record(records, step)
     train_config = load_config(run / "config.yaml")
 
+    # The rule's verdict first: a name it does not give writes nothing.
+    decision = ""
+    if args.preset == "raintrainh":
+        decision = raintrainh_decision(name, sha256_file(source), tensors_sha256(state))
     target = PRETRAINED / f"{name}.safetensors"
     if not same_weights(target, state, step):  # safetensors orders metadata arbitrarily: rewrite only on change
         save_weights(target, state, arch, config, name=name, variant=train_config.model.variant, preset=args.preset,
@@ -261,6 +310,8 @@ def main() -> None:
         args.preset, mixture_card if args.preset in MIXTURES else synth_card
     )
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
+    if decision:
+        text += "\n" + decision
     if name in REPLACES:
         text += "\n" + what_changed(name, digest, tensors)
     (PRETRAINED / f"{name}.md").write_text(text)

@@ -5,9 +5,10 @@
 
 Each line of the queue file is a config and its overrides, as `sian train` takes them (`#` starts a comment). A
 run whose `train.out_dir` holds a `state.pt` is resumed, any other started; one that ended (finished, or stopped
-by its rule) returns at once when resumed, so the queue moves on to the next line. SIGTERM or SIGINT pauses the
-queue: the running `sian train` gets the signal, checkpoints and exits, and the queue exits with it; run the
-same command to go on. A run that fails stops the queue (its error is in the log).
+by its rule) returns at once when resumed, and one whose rule ended it is skipped even without its state, so
+the queue moves on to the next line. SIGTERM or SIGINT pauses the queue: the running `sian train` gets the
+signal, checkpoints and exits, and the queue exits with it; run the same command to go on. A run that fails
+stops the queue (its error is in the log).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from sian.training import load_config
+from sian.training.stopping import read_verdict
 
 SIAN = str(Path(sys.executable).with_name("sian"))
 
@@ -41,6 +43,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, forward)
     for config, *overrides in read_queue(Path(sys.argv[1])):
         out_dir = Path(load_config(config, overrides).train.out_dir)
+        if read_verdict(out_dir):  # ended by its rule: its weights may have shipped and its state gone
+            print(f"queue: {out_dir} has ended ({read_verdict(out_dir)}); next", flush=True)
+            continue
         resume = ["--resume"] if (out_dir / "state.pt").is_file() else []
         command = [SIAN, "train", config, *overrides, *resume]
         print("queue:", shlex.join(command), flush=True)
