@@ -43,8 +43,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, forward)
     for config, *overrides in read_queue(Path(sys.argv[1])):
         out_dir = Path(load_config(config, overrides).train.out_dir)
-        if read_verdict(out_dir):  # ended by its rule: its weights may have shipped and its state gone
-            print(f"queue: {out_dir} has ended ({read_verdict(out_dir)}); next", flush=True)
+        verdict = read_verdict(out_dir)
+        if verdict:  # ended by its rule: its weights may have shipped and its state gone
+            print(f"queue: {out_dir} has ended ({verdict}); next", flush=True)
             continue
         resume = ["--resume"] if (out_dir / "state.pt").is_file() else []
         command = [SIAN, "train", config, *overrides, *resume]
