@@ -112,3 +112,28 @@ def test_the_rain100l_runs_rule_is_the_one_written_before_training():
     stop = config.train.stop
     assert (stop.min_hours, stop.window_hours, stop.min_gain, stop.max_hours) == (12, 3, 0.05, 30)
     assert config.train.val_every == 500
+
+
+def test_the_second_rain100l_run_averages_weights_as_its_trials_decided():
+    """configs/rain100l-cpu-2.yaml's ema_decay is what its committed rule makes of the two committed trials
+    (identical runs but for ema_decay, from the first run's last state), and the run did not start before both
+    were scored."""
+    from omegaconf import OmegaConf
+
+    from sian.training import load_config
+
+    configs, scores = [], {}
+    for path in sorted((REPO / "checkpoints/sian-rain100l-ours-2-ema-trial").glob("*/config.yaml")):
+        config = OmegaConf.to_container(OmegaConf.load(path))
+        decay, _ = config["train"].pop("ema_decay"), config["train"].pop("out_dir")
+        configs.append(config)
+        val = validation_curve(read_records(path.with_name("log.jsonl")))[0]
+        if val and val[-1]["step"] == config["train"]["steps"]:
+            scores[decay] = val[-1]["val_psnr"]
+    assert all(config == configs[0] for config in configs), "the trials differ in more than ema_decay"
+    assert configs[0]["model"]["init"] == "checkpoints/sian-rain100l-ours/state.pt"
+    run = load_config(REPO / "configs/rain100l-cpu-2.yaml", ["data.train_pairs=[x]"]).train
+    if len(scores) < 2:
+        assert not (REPO / run.out_dir / "log.jsonl").exists(), "the run started before both trials were scored"
+        pytest.skip(f"the weight-averaging trials are not both scored yet ({len(scores)} of 2)")
+    assert run.ema_decay == (0.999 if scores[0.999] >= scores[0.0] else 0.0)
