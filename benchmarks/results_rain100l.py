@@ -10,6 +10,7 @@ On the real Rain100L test set (the report only: never used for training, tuning 
 - the run's validation curve (20 held-out training pairs) against machine-hours and CPU-hours, with a
   log-linear fit of the validation PSNR and what it says the targets would cost, and the second run's
   (configs/rain100l-cpu-2.yaml, from the first's last state) on the same axes, its hours counted on;
+- the second run's weight-averaging trials and the choice its rule made from them;
 - the self-ensembles, from docs/results/self-ensemble/*.json (benchmarks/self_ensemble_rain100l.sh).
 
 Scores are cached by weight-file sha256 in docs/results/rain100l-models.csv, so a re-run evaluates only
@@ -33,6 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from omegaconf import OmegaConf
 from results_files import measured_on, read_csv
 from results_synth import (
     evaluate_with_stages,
@@ -55,6 +57,8 @@ DOCS = REPO / "docs"
 RUN = REPO / "checkpoints/sian-rain100l-ours"
 # The second run (configs/rain100l-cpu-2.yaml) starts from the first's last state: its hours follow the first's.
 CONTINUATION = REPO / "checkpoints/sian-rain100l-ours-2"
+# Its two weight-averaging trials, from the same state, identical but for train.ema_decay (the config's header).
+EMA_TRIALS = REPO / "checkpoints/sian-rain100l-ours-2-ema-trial"
 CACHE = DOCS / "results/rain100l-models.csv"
 OURS = "sian-rain100l-ours"
 # Our other models, scored when shipped: the synthetic-rain ones and the fine-tunes.
@@ -166,6 +170,49 @@ def continuation_curve() -> list[dict]:
     return [{**r, "hours": r["hours"] + hours, "cpu_seconds": r["cpu_seconds"] + cpu_seconds} for r in val]
 
 
+def continuation_lines(continued: list[dict]) -> list[str]:
+    """Where the second run stands, in the budget from scratch and in its own hours."""
+    if not continued:
+        return []
+    records = read_records(CONTINUATION / "log.jsonl")
+    last, verdict = last_timed(records), read_verdict(CONTINUATION)
+    best = max(continued, key=lambda r: r["val_psnr"])
+    own = validation_curve(records)[0][-1]["hours"]
+    where = f"ended by its stopping rule ({verdict})" if verdict else "goes on"
+    return [f"The second run (`configs/rain100l-cpu-2.yaml`, from the first's last state, a new schedule) {where}: "
+            f"step {last['step']}, {own:.2f} machine-hours of its own, {continued[-1]['hours']:.2f} from scratch; "
+            f"best validation {best['val_psnr']:.2f} dB at step {best['step']}."]  # fmt: skip
+
+
+def ema_trial_lines() -> list[str]:
+    """The weight-averaging trials and the choice the second run's rule makes from them."""
+    scores, losses = {}, []
+    for log in sorted(EMA_TRIALS.glob("*/log.jsonl")):
+        records = read_records(log)
+        val, _ = validation_curve(records)
+        if val:
+            decay = float(OmegaConf.load(log.with_name("config.yaml")).train.ema_decay)
+            scores[decay] = val[-1]
+            losses.append({r["step"]: r["loss"] for r in records if "loss" in r})
+    if not scores:
+        return []
+    lines = ["Weight averaging in the second run was decided before its first step by two trials from the first "
+             "run's last state, identical but for `train.ema_decay`, scored on the 20 held-out pairs (the rule in "
+             "`configs/rain100l-cpu-2.yaml`: averaging if its score is at least the other's):", "",
+             "| `train.ema_decay` | steps | validation Y-PSNR | machine-hours |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {decay:g} | {r['step']} | {r['val_psnr']:.3f} | {r['hours']:.2f} |" for decay, r in scores.items()]
+    if len(scores) == 2:
+        on, off = max(scores), min(scores)
+        chosen = on if scores[on]["val_psnr"] >= scores[off]["val_psnr"] else off
+        same = losses[0] == losses[1]
+        lines += ["", f"The rule chose `train.ema_decay: {chosen:g}`."
+                  + (" Both trials trained the same weights (their logged losses agree at every step): the averaging "
+                     "changes only the weights that are validated, selected and shipped." if same else "")]  # fmt: skip
+    else:
+        lines += ["", "The other trial has not been scored yet."]
+    return lines
+
+
 def hours_for(fit: dict, psnr: float) -> float:
     return float(2 ** ((psnr - fit["intercept"]) / fit["per_doubling"])) if fit["per_doubling"] > 0 else math.inf
 
@@ -208,8 +255,9 @@ def main() -> None:
         ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
     val, fit = curve_and_fit()
+    continued = continuation_curve()
     if val:
-        curve_figure(val, fit, DOCS / "images/rain100l-curve.png", continuation_curve())
+        curve_figure(val, fit, DOCS / "images/rain100l-curve.png", continued)
     staged = [r for r in rows if json.loads(r["stage_psnr"])]
     if staged:
         stage_figure({r["model"]: json.loads(r["stage_psnr"]) for r in staged}, DOCS / "images/rain100l-stage-psnr.png")
@@ -255,6 +303,10 @@ def main() -> None:
             for text, target in TARGETS.items():
                 budget.append(f"- {text} on test needs ~{target - offset:.2f} dB on validation: "
                               f"~{hours_for(fit, target - offset):.0f} machine-hours in all.")  # fmt: skip
+    budget += continuation_lines(continued)
+    trials = ema_trial_lines()
+    if trials:
+        budget += ["", *trials]
     subset = f"the first {len(pairs)} of the 100 pairs" if args.limit else "all 100 pairs"
     ensembles = table_lines()
     page = f"""# Rain100L: our own training against the authors'
