@@ -170,14 +170,14 @@ def continuation_curve() -> list[dict]:
     return [{**r, "hours": r["hours"] + hours, "cpu_seconds": r["cpu_seconds"] + cpu_seconds} for r in val]
 
 
-def continuation_lines(continued: list[dict]) -> list[str]:
-    """Where the second run stands, in the budget from scratch and in its own hours."""
+def continuation_lines(continued: list[dict], first_hours: float) -> list[str]:
+    """Where the second run stands, in the budget from scratch and in its own hours (after the first's
+    ``first_hours``)."""
     if not continued:
         return []
-    records = read_records(CONTINUATION / "log.jsonl")
-    last, verdict = last_timed(records), read_verdict(CONTINUATION)
-    best = max(continued, key=lambda r: r["val_psnr"])
-    own = validation_curve(records)[0][-1]["hours"]
+    last = last_timed(read_records(CONTINUATION / "log.jsonl"))
+    verdict, best = read_verdict(CONTINUATION), max(continued, key=lambda r: r["val_psnr"])
+    own = continued[-1]["hours"] - first_hours
     where = f"ended by its stopping rule ({verdict})" if verdict else "goes on"
     return [f"The second run (`configs/rain100l-cpu-2.yaml`, from the first's last state, a new schedule) {where}: "
             f"step {last['step']}, {own:.2f} machine-hours of its own, {continued[-1]['hours']:.2f} from scratch; "
@@ -303,7 +303,7 @@ def main() -> None:
             for text, target in TARGETS.items():
                 budget.append(f"- {text} on test needs ~{target - offset:.2f} dB on validation: "
                               f"~{hours_for(fit, target - offset):.0f} machine-hours in all.")  # fmt: skip
-    budget += continuation_lines(continued)
+    budget += continuation_lines(continued, val[-1]["hours"] if val else 0.0)
     trials = ema_trial_lines()
     if trials:
         budget += ["", *trials]
