@@ -303,10 +303,9 @@ def main() -> None:
             for text, target in TARGETS.items():
                 budget.append(f"- {text} on test needs ~{target - offset:.2f} dB on validation: "
                               f"~{hours_for(fit, target - offset):.0f} machine-hours in all.")  # fmt: skip
-    budget += continuation_lines(continued, val[-1]["hours"] if val else 0.0)
-    trials = ema_trial_lines()
-    if trials:
-        budget += ["", *trials]
+    for section in (continuation_lines(continued, val[-1]["hours"] if val else 0.0), ema_trial_lines()):
+        if section:
+            budget += ["", *section]  # a paragraph of its own, not the last bullet's continuation
     subset = f"the first {len(pairs)} of the 100 pairs" if args.limit else "all 100 pairs"
     ensembles = table_lines()
     page = f"""# Rain100L: our own training against the authors'
