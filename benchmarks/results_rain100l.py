@@ -180,8 +180,9 @@ def continuation_lines(continued: list[dict], first_hours: float) -> list[str]:
     own = continued[-1]["hours"] - first_hours
     where = f"ended by its stopping rule ({verdict})" if verdict else "goes on"
     return [f"The second run (`configs/rain100l-cpu-2.yaml`, from the first's last state, a new schedule) {where}: "
-            f"step {last['step']}, {own:.2f} machine-hours of its own, {continued[-1]['hours']:.2f} from scratch; "
-            f"best validation {best['val_psnr']:.2f} dB at step {best['step']}."]  # fmt: skip
+            f"trained to step {last['step']}; at its last validation (step {continued[-1]['step']}) {own:.2f} "
+            f"machine-hours of its own, {continued[-1]['hours']:.2f} from scratch; best validation "
+            f"{best['val_psnr']:.2f} dB at step {best['step']}."]  # fmt: skip
 
 
 def ema_trial_lines() -> list[str]:
