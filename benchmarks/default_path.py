@@ -5,7 +5,9 @@
 
 Designs (each in its own fresh processes, the rounds alternating them, medians reported):
 
-- ``kernels``: ``sian.Pipeline`` as it ships (the C kernels of ``sian._native`` where they build);
+- ``kernels``: ``sian.Pipeline`` as it ships (the C kernels of ``sian._native`` where they build), in a process
+  that keeps freed memory as every ``sian`` command does (``sian.keep_freed_memory()``), as do all designs below;
+- ``library``: the same in a program that did not opt in to keeping freed memory (a library user's default);
 - ``eager``: the same with ``SIAN_NATIVE=0`` (PyTorch's operations only);
 - ``compile``: ``SIAN_NATIVE=0`` and ``torch.compile`` (inductor) of the model, one graph per image size;
 - ``compile-freeze``: the same with inductor's freezing (weights folded into the graph as constants);
@@ -40,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DESIGNS = ("baseline", "kernels", "eager", "compile", "compile-freeze", "compile-kernels", "onnx")
+DESIGNS = ("baseline", "kernels", "library", "eager", "compile", "compile-freeze", "compile-kernels", "onnx")
 COMPILED = ("compile", "compile-freeze", "compile-kernels", "onnx")  # a cold and a warm one-shot each
 
 # The child: derain N images (the first one timed on its own) with one design's pipeline.
@@ -50,6 +52,9 @@ start = time.perf_counter()
 import numpy as np, torch, sian
 design, count = sys.argv[1], int(sys.argv[2])
 paths = sys.argv[3:]
+if design != "library":
+    from sian._allocator import keep_freed_memory
+    keep_freed_memory()  # what every `sian` command does at start-up
 pipeline = sian.Pipeline()
 if design == "onnx":
     from pathlib import Path
@@ -124,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--designs", default="kernels,eager,compile,compile-freeze,compile-kernels")
+    parser.add_argument("--designs", default="kernels,library,eager,compile,compile-freeze,compile-kernels")
     parser.add_argument("--baseline", type=Path, help="a checkout whose default path is the baseline design")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()

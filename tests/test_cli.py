@@ -350,3 +350,14 @@ def test_the_library_leaves_the_allocator_alone_unless_asked(tmp_path):
         assert result.returncode == 0, result.stderr
         faults[mode] = int(result.stdout.split()[-1])
     assert faults["library"] > 45_000 and faults["opt-in"] < 3_000, faults
+
+
+def test_importing_sian_leaves_torch_compile_unloaded():
+    """torch.compile's front end (torch._dynamo) costs over a second to import: a start-up (`sian derain` of one
+    photo) must not pay for it unless something compiles."""
+    script = (
+        "import sys, sian, sian.cli\nprint(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "[]", result.stdout

@@ -378,15 +378,15 @@ def test_the_kernels_are_custom_operators_that_pass_torchs_checks():
                           (pyramid_library, "the pyramid kernels")):  # fmt: skip
         compiled_kernel(library, what)
     fine, coarse = _channels_last(1, 4, 9, 8), _channels_last(1, 4, 4, 4)
-    torch.library.opcheck(ops.attend, (fine, fine.clone(), torch.empty_like(fine)))
+    torch.library.opcheck(ops.attend.operator, (fine, fine.clone(), torch.empty_like(fine)))
     out = torch.empty(1, 8, 9, 8).contiguous(memory_format=torch.channels_last)
-    torch.library.opcheck(ops.upsample_concat, (fine, coarse, out))
+    torch.library.opcheck(ops.upsample_concat.operator, (fine, coarse, out))
     gates, cell = _channels_last(1, 16, 5, 6), _channels_last(1, 4, 5, 6)
-    torch.library.opcheck(ops.convlstm_update, (gates, cell, torch.empty_like(cell), torch.empty_like(cell)))
+    torch.library.opcheck(ops.convlstm_update.operator, (gates, cell, torch.empty_like(cell), torch.empty_like(cell)))
     weights = torch.full((6, 9), 1 / 9)
     seed = torch.empty(1, 4, 4, 4).contiguous(memory_format=torch.channels_last)
     stack = torch.empty(1, 20, 9, 8).contiguous(memory_format=torch.channels_last)
-    torch.library.opcheck(ops.dog_octave, (fine, weights, 6, 3, stack, seed))
+    torch.library.opcheck(ops.dog_octave.operator, (fine, weights, 6, 3, stack, seed))
     assert torch.ops.sian.attend.default is not None
 
 

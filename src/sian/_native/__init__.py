@@ -133,11 +133,15 @@ def kernel_serves(library, device: torch.device, dtype: torch.dtype) -> bool:
     return _is_built(library.__name__) if torch.compiler.is_compiling() else library() is not None
 
 
-@torch.compiler.assume_constant_result
 def _is_built(library: str) -> bool:
     """Whether the named ``*_library`` could be built: under torch.compile asked once, as the graph is traced
     (building runs a compiler, which no graph can hold), and a constant of the graph after."""
     return globals()[library]() is not None
+
+
+# The mark torch.compiler.assume_constant_result(_is_built) sets, and all it does; calling it would import
+# torch._dynamo, over a second of every start-up, for a mark only torch.compile (which imports it anyway) reads.
+_is_built._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def untraced(*tensors: Tensor) -> bool:

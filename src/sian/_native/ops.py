@@ -5,6 +5,11 @@ Called through these, a kernel is one operation that ``torch.compile`` and ``tor
 they would have to avoid. Importing this module defines them in the ``sian`` namespace of PyTorch's operator
 registry (as torchvision defines ``torchvision::nms``); calling one where its kernel was not built fails, so the
 models call them only where :func:`sian._native.kernel_serves` says the kernel serves.
+
+Eager calls skip the operator and call the kernel itself: a custom operator's first call imports
+``torch._dynamo`` (PyTorch wraps every operator implementation in ``torch._dynamo.disable``), over a second of
+start-up that a one-shot ``sian derain`` would pay for nothing. Only a graph that ``torch.compile`` traces holds
+the operators.
 """
 
 from __future__ import annotations
@@ -17,9 +22,8 @@ from . import convlstm_library, dog_library, pyramid_library
 __all__ = ["attend", "convlstm_update", "dog_octave", "upsample_concat"]
 
 
-@torch.library.custom_op("sian::dog_octave", mutates_args=("stack", "seed"), device_types="cpu")
-def dog_octave(source: Tensor, weights: Tensor, levels: int, intervals: int, stack: Tensor,
-               seed: Tensor | None) -> None:  # fmt: skip
+def _dog_octave(source: Tensor, weights: Tensor, levels: int, intervals: int, stack: Tensor,
+                seed: Tensor | None) -> None:  # fmt: skip
     """One octave's DoG stack from ``source`` (and the next octave's ``seed``): ``sian_dog_octave``."""
     batch, channels, height, width = source.shape
     status = dog_library().sian_dog_octave(
@@ -31,8 +35,7 @@ def dog_octave(source: Tensor, weights: Tensor, levels: int, intervals: int, sta
         raise MemoryError("the fused DoG kernel could not allocate its row buffers")
 
 
-@torch.library.custom_op("sian::convlstm_update", mutates_args=("new_cell", "hidden"), device_types="cpu")
-def convlstm_update(gates: Tensor, cell: Tensor | None, new_cell: Tensor, hidden: Tensor) -> None:
+def _convlstm_update(gates: Tensor, cell: Tensor | None, new_cell: Tensor, hidden: Tensor) -> None:
     """``hidden`` and ``new_cell`` from the gate pre-activations: ``sian_convlstm_update``."""
     batch, channels, height, width = hidden.shape
     convlstm_library().sian_convlstm_update(
@@ -41,8 +44,7 @@ def convlstm_update(gates: Tensor, cell: Tensor | None, new_cell: Tensor, hidden
     )  # fmt: skip
 
 
-@torch.library.custom_op("sian::attend", mutates_args=("out",), device_types="cpu")
-def attend(features: Tensor, logits: Tensor, out: Tensor) -> None:
+def _attend(features: Tensor, logits: Tensor, out: Tensor) -> None:
     """``out = features + features * sigmoid(logits)``: ``sian_attend``."""
     pyramid_library().sian_attend(
         features.data_ptr(), logits.data_ptr(), out.data_ptr(), features.dtype == torch.bfloat16,
@@ -50,8 +52,7 @@ def attend(features: Tensor, logits: Tensor, out: Tensor) -> None:
     )  # fmt: skip
 
 
-@torch.library.custom_op("sian::upsample_concat", mutates_args=("out",), device_types="cpu")
-def upsample_concat(fine: Tensor, coarse: Tensor, out: Tensor) -> None:
+def _upsample_concat(fine: Tensor, coarse: Tensor, out: Tensor) -> None:
     """``out = concat(fine, pad(up(coarse)))``: ``sian_upsample_concat``."""
     batch, channels, height, width = fine.shape
     h, w = coarse.shape[-2:]
@@ -59,3 +60,22 @@ def upsample_concat(fine: Tensor, coarse: Tensor, out: Tensor) -> None:
         fine.data_ptr(), coarse.data_ptr(), out.data_ptr(), fine.dtype == torch.bfloat16,
         batch, height, width, h, w, channels, torch.get_num_threads(),
     )  # fmt: skip
+
+
+def _operator_or_kernel(kernel, mutates_args: tuple[str, ...]):
+    """``kernel`` registered as the operator ``sian::<name>``, and the function the models call: the operator
+    inside a graph torch.compile traces, the kernel itself otherwise (the same call, without the dispatcher)."""
+    operator = torch.library.custom_op(f"sian::{kernel.__name__[1:]}", kernel, mutates_args=mutates_args,
+                                       device_types="cpu")  # fmt: skip
+
+    def call(*args) -> None:
+        (operator if torch.compiler.is_compiling() else kernel)(*args)
+
+    call.__name__, call.__doc__, call.operator = kernel.__name__[1:], kernel.__doc__, operator
+    return call
+
+
+dog_octave = _operator_or_kernel(_dog_octave, ("stack", "seed"))
+convlstm_update = _operator_or_kernel(_convlstm_update, ("new_cell", "hidden"))
+attend = _operator_or_kernel(_attend, ("out",))
+upsample_concat = _operator_or_kernel(_upsample_concat, ("out",))
