@@ -12,14 +12,22 @@ REPO = Path(__file__).resolve().parents[1]
 # The validation table of every model on the general and heavy validation sets (validate_models.py).
 VALIDATION = REPO / "docs/results/validation.csv"
 # Each of our training runs by the short name the tools take, and its folder under checkpoints/ (the name it
-# ships as, unless its shipping rule names it: raintrainh ships as sian-heavy or sian-rain100h-style).
+# ships as, unless SHIPS_AS or its shipping rule names it: raintrainh ships as sian-heavy or sian-rain100h-style).
 RUN_NAMES = {"light": "sian-synth-light", "heavy": "sian-synth-heavy", "rain100l": "sian-rain100l-ours",
-             "general": "sian-general", "streaks-heavy": "sian-streaks-heavy",
+             "rain100l-2": "sian-rain100l-ours-2", "general": "sian-general", "streaks-heavy": "sian-streaks-heavy",
              "raintrainh": "sian-raintrainh"}  # fmt: skip
-# Each fine-tuned model, the validation set it was judged on, and the shipped model it replaced.
+# The second Rain100L run continues the first and takes its name; the first run's weights ship on as a version.
+SHIPS_AS = {"rain100l": "sian-rain100l-ours-v1", "rain100l-2": "sian-rain100l-ours"}
+# Each model that replaced a shipped one, the validation set it was judged on, and the shipped model it replaced.
 REPLACES = {"sian-general": ("configs/sian-general.yaml", "sian-synth-light"),
             "sian-streaks-heavy": ("configs/sian-streaks-heavy.yaml", "sian-synth-heavy"),
-            "sian-heavy": ("configs/sian-raintrainh.yaml", "sian-streaks-heavy")}  # fmt: skip
+            "sian-heavy": ("configs/sian-raintrainh.yaml", "sian-streaks-heavy"),
+            "sian-rain100l-ours": ("configs/rain100l-cpu-2.yaml", "sian-rain100l-ours-v1")}  # fmt: skip
+
+
+def shipped_name(run: str) -> str:
+    """The name a run (its short name) ships under, unless its shipping rule picks one."""
+    return SHIPS_AS.get(run, RUN_NAMES[run])
 
 
 def run_name(model: str) -> str:

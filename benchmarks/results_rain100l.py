@@ -61,8 +61,10 @@ CONTINUATION = REPO / "checkpoints/sian-rain100l-ours-2"
 EMA_TRIALS = REPO / "checkpoints/sian-rain100l-ours-2-ema-trial"
 CACHE = DOCS / "results/rain100l-models.csv"
 OURS = "sian-rain100l-ours"
-# Our other models, scored when shipped: the synthetic-rain ones and the fine-tunes.
-OTHER_MODELS = ("sian-synth-light", "sian-synth-heavy", "sian-general", "sian-streaks-heavy", "sian-rain100h-style")
+# Our other models, scored when shipped: the first run's weights once the second run ships under their name, the
+# synthetic-rain ones and the fine-tunes.
+OTHER_MODELS = ("sian-rain100l-ours-v1", "sian-synth-light", "sian-synth-heavy", "sian-general", "sian-streaks-heavy",
+                "sian-rain100h-style")  # fmt: skip
 TARGETS = {"PReNet's published 37.48": 37.48, "the paper's 38.80": 38.80}
 FIELDS = ["model", "label", "sha256", "tensors_sha256", "quantize", "images", "psnr", "ssim", "input_psnr",
           "input_ssim", "stage_psnr", "date", "machine"]  # fmt: skip
@@ -253,7 +255,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         found = candidates(shared, Path(tmp))
         rows = [score(name, *entry, pairs, cache) for name, entry in found.items()]
-        ours_step = int(read_weights_file(found[OURS][0])[3]["step"]) if OURS in found else None
+        # Which run the scored weights come from (tools/ship_weights.py records it), and their step in it.
+        metadata = read_weights_file(found[OURS][0])[3] if OURS in found else {}
+        ours_step = int(metadata["step"]) if metadata else None
+        ours_run = metadata.get("preset", "rain100l")
     (DOCS / "images").mkdir(parents=True, exist_ok=True)
     val, fit = curve_and_fit()
     continued = continuation_curve()
@@ -295,7 +300,7 @@ def main() -> None:
         budget.append(f"Log-linear fit of the best validation PSNR over {fit['points']} validations from "
                       f"{fit['hours'][0]:.1f} to {fit['hours'][1]:.1f} machine-hours: **{fit['per_doubling']:+.2f} dB "
                       f"per doubling** of the budget.")  # fmt: skip
-        chosen = next((r for r in val if r["step"] == ours_step), None)
+        chosen = next((r for r in (continued if ours_run == "rain100l-2" else val) if r["step"] == ours_step), None)
         if ours and chosen:
             offset = float(ours["psnr"]) - chosen["val_psnr"]
             budget.append(f"On the selected checkpoint (step {ours_step}) the test set scores {offset:+.2f} dB against "

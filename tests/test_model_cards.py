@@ -43,8 +43,10 @@ def card(name: str) -> str:
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_a_cards_rain100l_score_is_its_weights_row_of_the_results_tables(name):
+    # By the weights' hashes alone: a model shipped again under a versioned name keeps the rows scored under its
+    # first name.
     found = [r for table in ("synth-rain100l.csv", "rain100l-models.csv") for r in rows(table)
-             if r["model"] == name and int(r["images"]) == 100 and measured_on(r, name)]  # fmt: skip
+             if int(r["images"]) == 100 and measured_on(r, name)]  # fmt: skip
     assert found, f"no Rain100L test row (all 100 pairs) for the shipped {name}"
     psnr, ssim = float(found[-1]["psnr"]), float(found[-1]["ssim"])
     assert f"**{psnr:.2f} dB / {ssim:.4f}**" in card(name)
@@ -73,7 +75,7 @@ def test_a_replacing_card_gives_both_scores_on_the_same_validation_set(name):
     full = max(int(r["images"]) for r in table)  # a --limit quick look does not count
     table = [r for r in table if int(r["images"]) == full]
     assert ours == round(float([r for r in table if measured_on(r, name)][-1]["psnr"]), 2)
-    assert theirs == round(float([r for r in table if r["model"] == incumbent][-1]["psnr"]), 2)
+    assert theirs == round(float([r for r in table if measured_on(r, incumbent)][-1]["psnr"]), 2)
     assert incumbent in BUNDLED and f"--model {incumbent}" in text  # the older weights still ship and load
 
 

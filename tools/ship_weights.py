@@ -3,7 +3,9 @@
     python tools/ship_weights.py light            # from checkpoints/sian-synth-light/best.safetensors
     python tools/ship_weights.py heavy --source checkpoints/sian-synth-heavy/best.safetensors
     python tools/ship_weights.py light --select classic   # the committed checkpoint best on classic rain
-    python tools/ship_weights.py rain100l         # sian-rain100l-ours from checkpoints/sian-rain100l-ours
+    python tools/ship_weights.py rain100l-2       # sian-rain100l-ours from checkpoints/sian-rain100l-ours-2
+    python tools/ship_weights.py rain100l --source src/sian/pretrained/sian-rain100l-ours.safetensors
+                                                  # the first Rain100L run's weights as sian-rain100l-ours-v1
     python tools/ship_weights.py general          # sian-general (and streaks-heavy: sian-streaks-heavy)
     python tools/ship_weights.py raintrainh --name sian-heavy   # or sian-rain100h-style, as its rule says
 
@@ -16,6 +18,12 @@ tensors: a score of the run's best.safetensors counts for its shipped copy); oth
 measured yet: run the results script, ship again. The heavy-rain model's card also gives its held-out heavy-rain
 gain from docs/results/heavy-rain-test.csv (benchmarks/heavy_rain_test.py), found the same way.
 tests/test_model_cards.py holds every shipped card to those tables.
+
+A model that replaces a shipped one (results_files.REPLACES) ships only if it beats that model on the validation
+set both were judged on (benchmarks/validate_models.py --config CONFIG), and only once the model it replaces
+ships under a name of its own: the second Rain100L run takes the name sian-rain100l-ours, so the first run's
+weights ship first as sian-rain100l-ours-v1 (the second command above), then the run, then
+benchmarks/results_rain100l.py scores it on the test set once and ship again to quote it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import torch
@@ -42,11 +51,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # the cards quote the benchmarks' 
 from results_files import (  # noqa: E402
     REPLACES,
     RUN_NAMES,
+    SHIPS_AS,
     VALIDATION,
     full_set_rows,
     measured_on,
     read_csv,
     run_name,
+    shipped_name,
 )
 
 PRETRAINED = REPO / "src/sian/pretrained"
@@ -59,12 +70,15 @@ RAINTRAINH_NAMES = ("sian-heavy", "sian-rain100h-style")
 # What each model that another replaces was, for the replacing card.
 WHAT_IT_WAS = {"sian-synth-light": "trained from scratch on our formula-rendered rain",
                "sian-synth-heavy": "trained from scratch on our formula-rendered rain",
-               "sian-streaks-heavy": "fine-tuned from our Rain100L model on dense streak-bank rain"}  # fmt: skip
+               "sian-streaks-heavy": "fine-tuned from our Rain100L model on dense streak-bank rain",
+               "sian-rain100l-ours-v1": "the first Rain100L run's pick, trained from scratch"}  # fmt: skip
 WHAT_IT_IS = {"sian-general": "fine-tuned from our Rain100L model on real pairs and real streak layers",
               "sian-streaks-heavy": "fine-tuned from our Rain100L model on real pairs and real streak layers",
-              "sian-heavy": "fine-tuned from it on the rain of Rain100H's own training pairs"}  # fmt: skip
+              "sian-heavy": "fine-tuned from it on the rain of Rain100H's own training pairs",
+              "sian-rain100l-ours": "a second run from that run's last state, on the same pairs"}  # fmt: skip
 # The config and the launcher of each run, as a reader of the card would type them.
-CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml"}  # others: configs/<run name>.yaml
+# (others: configs/<run name>.yaml)
+CONFIGS = {"rain100l": "configs/rain100l-cpu.yaml", "rain100l-2": "configs/rain100l-cpu-2.yaml"}
 
 
 def config_path(preset: str) -> str:
@@ -120,9 +134,10 @@ def rows_of(path: Path, sha256: str, tensors: str) -> list[dict]:
 
 
 def rain100l_row(name: str, sha256: str, tensors: str) -> tuple[dict, str] | None:
-    """The Rain100L test row of these exact weights (all 100 pairs) and the script that measured it."""
+    """The Rain100L test row of these exact weights (all 100 pairs) and the script that measured it: found by
+    their hashes, whatever name they were scored under (a model shipped again under a versioned name)."""
     for path in RESULTS:
-        rows = [r for r in rows_of(path, sha256, tensors) if r["model"] == name and int(r["images"]) == 100]
+        rows = [r for r in rows_of(path, sha256, tensors) if int(r["images"]) == 100]
         if rows:
             script = "results_synth.py" if path.name.startswith("synth") else "results_rain100l.py"
             return rows[-1], script
@@ -148,9 +163,7 @@ def what_changed(name: str, sha256: str, tensors: str) -> str:
     validation set (benchmarks/validate_models.py; the last full-set row of each counts), and how to load the older
     weights."""
     config, incumbent = REPLACES[name]
-    rows = [r for r in full_set_rows(read_csv(VALIDATION)) if r["config"] == config]
-    ours = [r for r in rows if measured_on(r, sha256, tensors)]
-    theirs = [r for r in rows if r["model"] == incumbent]
+    ours, theirs = validation_rows(config, (sha256, tensors), incumbent)
     scores = (
         f"On the same {ours[-1]['images']} validation images ({validation_words(config)}) this model scores "
         f"{float(ours[-1]['psnr']):.2f} dB, `{incumbent}` {float(theirs[-1]['psnr']):.2f}"
@@ -165,6 +178,38 @@ def what_changed(name: str, sha256: str, tensors: str) -> str:
         f"The older weights still ship and load: `--model {incumbent}`, or the file with\n"
         f"`--model path/to/{incumbent}.safetensors`.\n"
     )
+
+
+def validation_rows(config: str, hashes: tuple[str, str], incumbent: str) -> tuple[list[dict], list[dict]]:
+    """The full-set validation rows of these weights and of the shipped ``incumbent`` under ``config``, each found
+    by its weights' hashes (a row keeps the name its weights were first scored under)."""
+    rows = [r for r in full_set_rows(read_csv(VALIDATION)) if r["config"] == config]
+    path = PRETRAINED / f"{incumbent}.safetensors"
+    theirs = hashes_of(path) if path.is_file() else None
+    return ([r for r in rows if measured_on(r, *hashes)],
+            [r for r in rows if theirs and measured_on(r, *theirs)])  # fmt: skip
+
+
+def hashes_of(path: Path) -> tuple[str, str]:
+    return sha256_file(path), tensors_sha256(read_weights_file(path)[2])
+
+
+def replacement_decision(name: str, sha256: str, tensors: str) -> None:
+    """A model that takes a shipped model's name (the second Rain100L run) ships only if it beats those weights on
+    the validation set of its config, and only once they ship on under a name of their own."""
+    config, incumbent = REPLACES[name]
+    if not (PRETRAINED / f"{incumbent}.safetensors").is_file():
+        run = next((run for run, shipped in SHIPS_AS.items() if shipped == incumbent), "RUN")
+        raise SystemExit(f"ship the weights it replaces as {incumbent} first: python tools/ship_weights.py {run} "
+                         f"--source src/sian/pretrained/{name}.safetensors")  # fmt: skip
+    ours, theirs = validation_rows(config, (sha256, tensors), incumbent)
+    if not (ours and theirs):
+        raise SystemExit(f"score both on its validation set first: python benchmarks/validate_models.py --config "
+                         f"{config} --model FILE")  # fmt: skip
+    mine, other = float(ours[-1]["psnr"]), float(theirs[-1]["psnr"])
+    if mine <= other:
+        raise SystemExit(f"its shipping rule says it does not ship: {mine:.3f} dB on the validation set of {config}, "
+                         f"not above {incumbent}'s {other:.3f}")  # fmt: skip
 
 
 def raintrainh_decision(name: str, sha256: str, tensors: str) -> str:
@@ -208,14 +253,16 @@ def validation_words(config: str) -> str:
     if config.endswith("sian-raintrainh.yaml"):
         return ("the 3 held-out RainTrainH pairs, their rain over held-out photos, and the 20 held-out Rain100L "
                 "pairs")  # fmt: skip
+    if config.endswith("rain100l-cpu-2.yaml"):
+        return "the 20 held-out Rain100L training pairs"
     return "held-out Rain100L pairs and held-out photos with held-out streak sets"
 
 
 def group_words(ours: dict, theirs: dict) -> str:
     """Each validation group's score of both, where the rows recorded them (validate_models.py's psnr_groups)."""
-    if not (ours.get("psnr_groups") and theirs.get("psnr_groups")):
+    mine, other = (json.loads(row.get("psnr_groups") or "{}") for row in (ours, theirs))
+    if not (mine and other):  # one group, or rows made before groups were recorded
         return ""
-    mine, other = json.loads(ours["psnr_groups"]), json.loads(theirs["psnr_groups"])
     return "; by group: " + ", ".join(f"{group} {mine[group]:.2f} against {other[group]:.2f}"
                                        for group in mine if group in other)  # fmt: skip
 
@@ -256,7 +303,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.preset == "raintrainh") != (args.name is not None):
         raise SystemExit("--name is for raintrainh, and raintrainh needs it: " + " or ".join(RAINTRAINH_NAMES))
-    name, run = args.name or RUN_NAMES[args.preset], REPO / "checkpoints" / RUN_NAMES[args.preset]
+    name, run = args.name or shipped_name(args.preset), REPO / "checkpoints" / RUN_NAMES[args.preset]
     with tempfile.TemporaryDirectory() as tmp:
         source, selection = args.source or run / "best.safetensors", "best held-out validation PSNR of the run"
         if args.select == "classic":
@@ -271,6 +318,13 @@ def main() -> None:
     decision = ""
     if args.preset == "raintrainh":
         decision = raintrainh_decision(name, sha256_file(source), tensors_sha256(state))
+    elif name in REPLACES and (PRETRAINED / f"{name}.safetensors").is_file():
+        # The name still holds the weights this model replaces, kept under their own name or not yet: only the
+        # replacement rule lets it take the name.
+        current = hashes_of(PRETRAINED / f"{name}.safetensors")[1]
+        incumbent = PRETRAINED / f"{REPLACES[name][1]}.safetensors"
+        if current != tensors_sha256(state) and (not incumbent.is_file() or hashes_of(incumbent)[1] == current):
+            replacement_decision(name, sha256_file(source), tensors_sha256(state))
     target = PRETRAINED / f"{name}.safetensors"
     if not same_weights(target, state, step):  # safetensors orders metadata arbitrarily: rewrite only on change
         save_weights(target, state, arch, config, name=name, variant=train_config.model.variant, preset=args.preset,
@@ -281,7 +335,7 @@ def main() -> None:
     found = rain100l_row(name, digest, tensors)
     row = found[0] if found else None
     reference = f"{float(row['psnr']):.2f} / {float(row['ssim']):.3f}" if row else "not measured"
-    dataset = {"rain100l": "Rain100L train (ours, 180 pairs)",
+    dataset = {"rain100l": "Rain100L train (ours, 180 pairs)", "rain100l-2": "Rain100L train (ours, 180 pairs)",
                "general": "Rain100L train pairs + streak-bank rain (BSDS500*, Kodak24, McMaster18)",
                "streaks-heavy": "streak-bank heavy rain (BSDS500*, Kodak24, McMaster18) + Rain100L train pairs",
                "raintrainh": "RainTrainH rain layers + streak-bank heavy rain (BSDS500*, Kodak24, McMaster18) + "
@@ -306,7 +360,7 @@ def main() -> None:
     )
     if args.preset in ("streaks-heavy", "raintrainh"):
         results += "\n- " + heavy_test_line(digest, tensors)
-    card = {"rain100l": rain100l_card, "raintrainh": raintrainh_card}.get(
+    card = {"rain100l": rain100l_card, "rain100l-2": rain100l_card, "raintrainh": raintrainh_card}.get(
         args.preset, mixture_card if args.preset in MIXTURES else synth_card
     )
     text = card(name, args.preset, state, records, record, train_config, step, selection, results)
@@ -381,14 +435,21 @@ Shipped inside the package: {how_to_use(name, "downpours" if preset == "heavy" e
 def rain100l_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
     held_out = len(read_pair_names(REPO / train_config.data.val_split))
     stop = train_config.train.stop
-    ended = read_verdict(REPO / "checkpoints" / name) or "still training when shipped (no verdict yet)"
+    ended = read_verdict(REPO / "checkpoints" / RUN_NAMES[preset]) or "still training when shipped (no verdict yet)"
+    how, history = f"{init_provenance(records, train_config.model.init)} by the sian project", ""
+    if preset == "rain100l-2":
+        how, history = "trained in two runs by the sian project", continuation_words(records, train_config)
+    successor = next((model for model, (_, incumbent) in REPLACES.items() if incumbent == name), None)
+    if successor:  # the first run's weights, kept under a versioned name
+        history = (f"These weights shipped as `{successor}` until a second run, trained on from this one's last "
+                   f"state,\ntook that name by scoring higher on the same held-out pairs.")  # fmt: skip
     return f"""# {name}
 
 SIAN (the paper's release configuration, {sum(t.numel() for t in state.values()):,} parameters)
-{init_provenance(records, train_config.model.init)} by the sian project on the **real Rain100L training set**
+{how} on the **real Rain100L training set**
 with the paper's loss: our own reproduction of the paper's recipe on a CPU budget, not the authors'
 weights. Licence: MIT, like the code. `sian derain --model {name}`.
-
+{chr(10) + history + chr(10) if history else ""}
 ## Data
 - `Rain100L_train` (200 synthetic-rain pairs of the benchmark's training split): {200 - held_out} for training,
   {held_out} held out for validation and checkpoint selection (a fixed draw committed before training).
@@ -413,6 +474,26 @@ weights. Licence: MIT, like the code. `sian derain --model {name}`.
 - A CPU budget, not the paper's 100 epochs: the validation curve on the documentation's Rain100L results page
   shows what more would give.
 """
+
+
+def continuation_words(records: list[dict], train_config) -> str:
+    """The second Rain100L run's provenance: the first run, from scratch, then this one from its last state, and
+    the budget of both from scratch in machine-hours (as the results page counts them)."""
+    first_run = REPO / "checkpoints" / RUN_NAMES["rain100l"]
+    first = read_records(first_run / "log.jsonl")
+    first_curve, _ = validation_curve(first)
+    curve, _ = validation_curve(records)
+    first_hours, own_hours = first_curve[-1]["hours"], curve[-1]["hours"]
+    optim = train_config.optim
+    return textwrap.fill(
+        f"Two runs, {first_hours + own_hours:.2f} machine-hours from scratch: the first "
+        f"(`{Path(CONFIGS['rain100l']).name}`, {first_hours:.2f} machine-hours) from scratch, ended by its rule at "
+        f"step {last_timed(first)['step']}, its pick shipping on as `{shipped_name('rain100l')}`; this one "
+        f"({own_hours:.2f} machine-hours) from the first's last state (weights and Adam moments), with a new "
+        f"{optim.schedule} schedule at a peak learning rate of {optim.lr:g}.",
+        width=115,
+        break_on_hyphens=False,
+    )
 
 
 def mixture_card(name, preset, state, records, record, train_config, step, selection, results) -> str:
