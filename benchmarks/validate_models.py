@@ -152,6 +152,8 @@ def main() -> None:
                 rows.append(rainy_row(config, val))
                 write_rows(args.csv, FIELDS, rows)
             for name, (path, sha256, tensors) in todo.items():
+                if is_cached(rows, sha256, tensors, config=config, images=images):
+                    continue  # the same tensors under another name, scored a moment ago
                 scores = validate(load_model(path), val, torch.device("cpu"))
                 row = {"config": config, "model": name, "sha256": sha256, "tensors_sha256": tensors, "images": len(val),
                        "psnr": f"{scores['val_psnr']:.4f}", "ssim": f"{scores['val_ssim']:.4f}",
